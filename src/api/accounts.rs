@@ -1,0 +1,49 @@
+//! Listing service accounts and the credentials of one.
+
+use http::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+
+use super::Call;
+use crate::error::ApiError;
+use crate::response::Body;
+
+const GET_ACCOUNTS_ACTION: &str = "cluster:admin/xpack/security/service_account/get";
+const GET_CREDENTIALS_ACTION: &str = "cluster:admin/xpack/security/service_account/credential/get";
+
+/// `{"elastic/fleet-server":{"role_descriptor":{…}}, …}`; `{}` when nothing matches.
+pub fn get_accounts(
+    call: &Call<'_>,
+    namespace: Option<&str>,
+    service: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &[])?;
+    call.require_manage(GET_ACCOUNTS_ACTION)?;
+    let mut body = Map::new();
+    for (name, descriptor) in call.state.auth.accounts.matching(namespace, service) {
+        body.insert(name.to_owned(), json!({ "role_descriptor": descriptor }));
+    }
+    Ok(call.reply(StatusCode::OK, &Value::Object(body)))
+}
+
+/// Tokens of one account. The gateway is the only node, and holds no file tokens.
+pub fn get_credentials(call: &Call<'_>, account: &str) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &[])?;
+    call.require_manage(GET_CREDENTIALS_ACTION)?;
+    if !call.state.auth.accounts.contains(account) {
+        return Err(ApiError::IllegalArgument(format!(
+            "service account [{account}] does not exist"
+        )));
+    }
+    let names = call.state.auth.store.names_of(account);
+    let tokens: Map<String, Value> = names.iter().map(|n| (n.clone(), json!({}))).collect();
+    let body = json!({
+        "service_account": account,
+        "count": names.len(),
+        "tokens": tokens,
+        "nodes_credentials": {
+            "_nodes": {"total": 1, "successful": 1, "failed": 0},
+            "file_tokens": {}
+        }
+    });
+    Ok(call.reply(StatusCode::OK, &body))
+}

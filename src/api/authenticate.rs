@@ -1,0 +1,47 @@
+//! `GET /_security/_authenticate`: who the caller is, in Elasticsearch's words.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::Call;
+use crate::auth::credentials::Credentials;
+use crate::auth::{token, Principal};
+use crate::error::ApiError;
+use crate::response::Body;
+
+pub fn handle(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &[])?;
+    let body = match call.principal {
+        Principal::User(user) => json!({
+            "username": user.name,
+            "roles": user.roles,
+            "full_name": null,
+            "email": null,
+            "metadata": {},
+            "enabled": true,
+            "authentication_realm": {"name": "default_file", "type": "file"},
+            "lookup_realm": {"name": "default_file", "type": "file"},
+            "authentication_type": "realm"
+        }),
+        Principal::ServiceToken => {
+            let Credentials::Bearer(value) = Credentials::from_headers(call.headers) else {
+                return Err(ApiError::Internal);
+            };
+            let mut buf = [0u8; token::MAX_DECODED_LEN];
+            let token = token::decode(value, &mut buf).ok_or(ApiError::Internal)?;
+            json!({
+                "username": token.account,
+                "roles": [],
+                "full_name": format!("Service account - {}", token.account),
+                "email": null,
+                "metadata": {"_elastic_service_account": true},
+                "enabled": true,
+                "authentication_realm": {"name": "_service_account", "type": "_service_account"},
+                "lookup_realm": {"name": "_service_account", "type": "_service_account"},
+                "authentication_type": "token",
+                "token": {"name": token.name, "type": "_service_account_index"}
+            })
+        }
+    };
+    Ok(call.reply(StatusCode::OK, &body))
+}

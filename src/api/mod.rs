@@ -1,0 +1,190 @@
+//! The `/_security/service/…` family and `/_security/_authenticate`, answered by the gateway
+//! itself exactly as Elasticsearch answers them.
+
+mod accounts;
+mod authenticate;
+pub mod params;
+mod tokens;
+
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::Value;
+
+use crate::auth::{self, Principal};
+use crate::error::{ApiError, MANAGE_PRIVILEGES};
+use crate::response::{self, Body};
+use crate::state::State;
+use params::Params;
+
+/// An endpoint of the gateway's own API, with its decoded path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /_security/service[/{ns}[/{svc}]]`
+    GetAccounts {
+        namespace: Option<String>,
+        service: Option<String>,
+    },
+    /// `GET /_security/service/{ns}/{svc}/credential`
+    GetCredentials { account: String },
+    /// `POST|PUT …/credential/token[/{name}]`
+    CreateToken {
+        account: String,
+        name: Option<String>,
+    },
+    /// `DELETE …/credential/token/{name}`
+    DeleteToken { account: String, name: String },
+    /// `POST …/credential/token/{names}/_clear_cache`
+    ClearCache { account: String, names: String },
+    /// `GET /_security/_authenticate`
+    Authenticate,
+}
+
+const GET: &[Method] = &[Method::GET];
+const POST: &[Method] = &[Method::POST];
+const TOKEN: &[Method] = &[Method::POST, Method::PUT, Method::DELETE];
+
+/// Matches the raw request `path` (segments are percent-decoded here) against the gateway's endpoints. `None`:
+/// not ours, the request goes on to be forwarded.
+pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, ApiError>> {
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let owned = |v: &str| v.to_owned();
+    let account = |ns: &str, svc: &str| format!("{ns}/{svc}");
+    let (allowed, endpoint) = match s.as_slice() {
+        ["_security", "_authenticate"] => (GET, Endpoint::Authenticate),
+        ["_security", "service"] => (
+            GET,
+            Endpoint::GetAccounts {
+                namespace: None,
+                service: None,
+            },
+        ),
+        ["_security", "service", ns] => (
+            GET,
+            Endpoint::GetAccounts {
+                namespace: Some(owned(ns)),
+                service: None,
+            },
+        ),
+        ["_security", "service", ns, svc] => (
+            GET,
+            Endpoint::GetAccounts {
+                namespace: Some(owned(ns)),
+                service: Some(owned(svc)),
+            },
+        ),
+        ["_security", "service", ns, svc, "credential"] => (
+            GET,
+            Endpoint::GetCredentials {
+                account: account(ns, svc),
+            },
+        ),
+        ["_security", "service", ns, svc, "credential", "token"] => (
+            POST,
+            Endpoint::CreateToken {
+                account: account(ns, svc),
+                name: None,
+            },
+        ),
+        ["_security", "service", ns, svc, "credential", "token", name] => {
+            let account = account(ns, svc);
+            let endpoint = if method == Method::DELETE {
+                Endpoint::DeleteToken {
+                    account,
+                    name: owned(name),
+                }
+            } else {
+                Endpoint::CreateToken {
+                    account,
+                    name: Some(owned(name)),
+                }
+            };
+            (TOKEN, endpoint)
+        }
+        ["_security", "service", ns, svc, "credential", "token", names, "_clear_cache"] => (
+            POST,
+            Endpoint::ClearCache {
+                account: account(ns, svc),
+                names: owned(names),
+            },
+        ),
+        ["_security", "service", ..] => {
+            return Some(Err(ApiError::NoHandler {
+                uri: uri.to_owned(),
+                method: method.clone(),
+            }));
+        }
+        _ => return None,
+    };
+    if allowed.contains(method) {
+        Some(Ok(endpoint))
+    } else {
+        Some(Err(ApiError::MethodNotAllowed {
+            uri: uri.to_owned(),
+            method: method.clone(),
+            allowed,
+        }))
+    }
+}
+
+/// One API call in progress: what every handler needs to check and answer.
+pub struct Call<'a> {
+    pub state: &'a State,
+    pub principal: &'a Principal,
+    pub headers: &'a HeaderMap,
+    pub params: Params,
+    /// The request path, for Elasticsearch's parameter messages.
+    pub path: &'a str,
+}
+
+impl Call<'_> {
+    /// 403 unless the principal holds a token-management privilege.
+    fn require_manage(&self, action: &'static str) -> Result<(), ApiError> {
+        if self.state.auth.can_manage_tokens(self.principal) {
+            return Ok(());
+        }
+        let (user, roles) = auth::describe(self.principal, self.headers);
+        Err(ApiError::Unauthorized {
+            action,
+            user,
+            roles,
+            privileges: MANAGE_PRIVILEGES,
+        })
+    }
+
+    /// A 200 (or other status) JSON answer, indented under `?pretty`.
+    fn reply(&self, status: StatusCode, body: &Value) -> Response<Body> {
+        response::json_value(status, body, self.params.pretty())
+    }
+}
+
+/// Runs an endpoint for an authenticated principal.
+pub async fn handle(
+    state: &State,
+    endpoint: Endpoint,
+    parts: &Parts,
+    principal: &Principal,
+) -> Result<Response<Body>, ApiError> {
+    let call = Call {
+        state,
+        principal,
+        headers: &parts.headers,
+        params: Params::parse(parts.uri.query()),
+        path: parts.uri.path(),
+    };
+    match endpoint {
+        Endpoint::Authenticate => authenticate::handle(&call),
+        Endpoint::GetAccounts { namespace, service } => {
+            accounts::get_accounts(&call, namespace.as_deref(), service.as_deref())
+        }
+        Endpoint::GetCredentials { account } => accounts::get_credentials(&call, &account),
+        Endpoint::CreateToken { account, name } => tokens::create(&call, &account, name).await,
+        Endpoint::DeleteToken { account, name } => tokens::delete(&call, &account, &name).await,
+        Endpoint::ClearCache { account, names } => tokens::clear_cache(&call, &account, &names),
+    }
+}

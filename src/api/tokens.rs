@@ -1,0 +1,120 @@
+//! Creating, deleting and cache-clearing service account tokens.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::Call;
+use crate::auth::secret::SecretHash;
+use crate::auth::token;
+use crate::error::ApiError;
+use crate::response::Body;
+use crate::store::StoreError;
+
+const CREATE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/create";
+const DELETE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/delete";
+const CLEAR_CACHE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/cache/clear";
+
+/// Checks in Elasticsearch's order: parameters, name, privilege, account, then the durable write.
+/// The 200 goes out only after the store has fsynced the token.
+pub async fn create(
+    call: &Call<'_>,
+    account: &str,
+    name: Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &["refresh"])?;
+    call.params.check_refresh()?;
+    let name = name.unwrap_or_else(token::generate_name);
+    if !token::is_valid_name(&name) {
+        return Err(ApiError::Validation(token::invalid_name_reason(&name)));
+    }
+    call.require_manage(CREATE_ACTION)?;
+    known_account(call, account)?;
+    let secret = token::generate_secret();
+    let qualified = format!("{account}/{name}");
+    match call.state.auth.store.create(&qualified, SecretHash::new(secret.as_bytes())).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::VersionConflict(format!(
+                "[service_account_token-{qualified}]: version conflict, document already exists (current version [1])"
+            )))
+        }
+        Err(error) => {
+            tracing::error!(%error, token = %qualified, "token not persisted");
+            return Err(ApiError::StoreUnavailable);
+        }
+    }
+    tracing::info!(token = %qualified, "service token created");
+    let value = token::encode(account, &name, &secret);
+    Ok(call.reply(
+        StatusCode::OK,
+        &json!({"created": true, "token": {"name": name, "value": value}}),
+    ))
+}
+
+/// Removes a token durably; `{"found":false}` with 404 when it was not there.
+pub async fn delete(
+    call: &Call<'_>,
+    account: &str,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &["refresh"])?;
+    call.params.check_refresh()?;
+    if !token::is_valid_name(name) {
+        return Err(ApiError::Validation(token::invalid_name_reason(name)));
+    }
+    call.require_manage(DELETE_ACTION)?;
+    let qualified = format!("{account}/{name}");
+    let found = call
+        .state
+        .auth
+        .store
+        .delete(&qualified)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, token = %qualified, "token deletion not persisted");
+            ApiError::StoreUnavailable
+        })?;
+    if found {
+        tracing::info!(token = %qualified, "service token deleted");
+    }
+    let status = if found {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    Ok(call.reply(status, &json!({ "found": found })))
+}
+
+/// The store is the only copy of every token, so there is no cache to clear; the answer has the
+/// shape of a one-node cluster's so clients that call it carry on.
+pub fn clear_cache(
+    call: &Call<'_>,
+    account: &str,
+    names: &str,
+) -> Result<Response<Body>, ApiError> {
+    call.params.check(call.path, &[])?;
+    for name in names.split(',').filter(|n| *n != "*") {
+        if !token::is_valid_name(name) {
+            return Err(ApiError::Validation(token::invalid_name_reason(name)));
+        }
+    }
+    call.require_manage(CLEAR_CACHE_ACTION)?;
+    known_account(call, account)?;
+    let config = &call.state.config.server;
+    let body = json!({
+        "_nodes": {"total": 1, "successful": 1, "failed": 0},
+        "cluster_name": config.cluster_name,
+        "nodes": { config.node_name.clone(): {"name": config.node_name} }
+    });
+    Ok(call.reply(StatusCode::OK, &body))
+}
+
+fn known_account(call: &Call<'_>, account: &str) -> Result<(), ApiError> {
+    if call.state.auth.accounts.contains(account) {
+        Ok(())
+    } else {
+        Err(ApiError::IllegalArgument(format!(
+            "service account [{account}] does not exist"
+        )))
+    }
+}

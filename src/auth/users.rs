@@ -1,0 +1,392 @@
+//! Elasticsearch's file realm: `users` (`name:bcrypt-hash`) and `users_roles` (`role:u1,u2`).
+//!
+//! These users manage tokens (Basic credentials) and, when allowed, are forwarded too. bcrypt is
+//! deliberately slow, so a verified password is remembered as a salted SHA-256 (as Elasticsearch's
+//! realm cache does); the cache is dropped whenever the files change.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use dashmap::DashMap;
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use super::secret::SecretHash;
+use crate::atomic_file;
+
+/// bcrypt cost Elasticsearch uses for the file realm.
+const BCRYPT_COST: u32 = 10;
+/// Longest Basic credential considered, encoded.
+const MAX_BASIC_LEN: usize = 1024;
+/// The user created on first start.
+pub const BOOTSTRAP_USER: &str = "elastic";
+
+/// A user authenticated by the file realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub roles: Vec<String>,
+}
+
+/// Why the realm's files could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RealmError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Format {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("user [{0}] does not exist in the users file")]
+    UnknownUser(String),
+    #[error("password hashing failed: {0}")]
+    Hash(#[from] bcrypt::BcryptError),
+    #[error("passwords must be at least 6 characters long")]
+    ShortPassword,
+}
+
+/// The parsed files.
+#[derive(Debug, Default)]
+struct Users {
+    hashes: HashMap<String, String>,
+    roles: HashMap<String, Vec<String>>,
+}
+
+/// A cheap-clone handle on the realm.
+#[derive(Clone)]
+pub struct UserRealm {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    users: RwLock<Arc<Users>>,
+    /// Passwords already verified with bcrypt, by user; valid for `generation` only.
+    cache: DashMap<String, SecretHash>,
+    /// Bumped on every reload so an in-flight verification cannot cache a stale password.
+    generation: AtomicU64,
+    /// Modification times the loaded files had.
+    stamp: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+fn users_path(dir: &Path) -> PathBuf {
+    dir.join("users")
+}
+
+fn roles_path(dir: &Path) -> PathBuf {
+    dir.join("users_roles")
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RealmError + '_ {
+    move |source| RealmError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl UserRealm {
+    /// Loads the realm from `dir`, creating `elastic` (superuser) first when there is no users
+    /// file. Returns the generated password when one had to be made up (`password` was `None`),
+    /// for the caller to show once.
+    pub fn open(
+        dir: &Path,
+        password: Option<&str>,
+    ) -> Result<(UserRealm, Option<String>), RealmError> {
+        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let mut generated = None;
+        if !users_path(dir).exists() {
+            let password = match password {
+                Some(p) => p.to_owned(),
+                None => generated.insert(generate_password()).clone(),
+            };
+            bootstrap(dir, &password)?;
+        }
+        let realm = UserRealm {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                users: RwLock::new(Arc::new(Users::default())),
+                cache: DashMap::new(),
+                generation: AtomicU64::new(0),
+                stamp: RwLock::new((None, None)),
+            }),
+        };
+        realm.reload()?;
+        Ok((realm, generated))
+    }
+
+    /// Re-reads the files when their modification times changed. Bad files are reported and the
+    /// previous users stay in force.
+    pub fn reload_if_changed(&self) -> Result<bool, RealmError> {
+        let current = stamps(&self.inner.dir);
+        let known = *self.inner.stamp.read().unwrap_or_else(|e| e.into_inner());
+        if current == known {
+            return Ok(false);
+        }
+        self.reload()?;
+        Ok(true)
+    }
+
+    fn reload(&self) -> Result<(), RealmError> {
+        let stamp = stamps(&self.inner.dir);
+        let users = load(&self.inner.dir)?;
+        *self.inner.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        *self.inner.stamp.write().unwrap_or_else(|e| e.into_inner()) = stamp;
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.cache.clear();
+        Ok(())
+    }
+
+    /// Checks the files every `interval` until the returned task is dropped or aborted.
+    pub fn watch(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let realm = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                match realm.reload_if_changed() {
+                    Ok(true) => tracing::info!(dir = %realm.inner.dir.display(), "users reloaded"),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "users files not reloaded; previous users stay in force")
+                    }
+                }
+            }
+        })
+    }
+
+    /// Authenticates the encoded part of a Basic header. `None` for anything that fails.
+    pub async fn authenticate(&self, encoded: &[u8]) -> Option<User> {
+        if encoded.len() > MAX_BASIC_LEN {
+            return None;
+        }
+        let mut buf = [0u8; MAX_BASIC_LEN];
+        let len = STANDARD.decode_slice(encoded, &mut buf).ok()?;
+        let decoded = std::str::from_utf8(buf.get(..len)?).ok()?;
+        let (name, password) = decoded.split_once(':')?;
+        let users = Arc::clone(&*self.inner.users.read().unwrap_or_else(|e| e.into_inner()));
+        let hash = users.hashes.get(name)?;
+        let cached = self
+            .inner
+            .cache
+            .get(name)
+            .map(|h| h.verify(password.as_bytes()));
+        let ok = match cached {
+            Some(true) => true,
+            _ => self.verify_slow(name, password, hash).await,
+        };
+        ok.then(|| User {
+            name: name.to_owned(),
+            roles: users.roles.get(name).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// bcrypt off the async workers; remembers a success unless the files changed meanwhile.
+    async fn verify_slow(&self, name: &str, password: &str, hash: &str) -> bool {
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let (pw, h) = (password.to_owned(), hash.to_owned());
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pw, &h).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+        if ok && self.inner.generation.load(Ordering::SeqCst) == generation {
+            self.inner
+                .cache
+                .insert(name.to_owned(), SecretHash::new(password.as_bytes()));
+        }
+        ok
+    }
+}
+
+/// Modification times of both files; a missing file has none.
+fn stamps(dir: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
+    let time = |p: PathBuf| fs::metadata(p).and_then(|m| m.modified()).ok();
+    (time(users_path(dir)), time(roles_path(dir)))
+}
+
+fn read_optional(path: &Path) -> Result<String, RealmError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+/// Meaningful lines with their 1-based numbers: blank lines and `#` comments skipped.
+fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
+fn load(dir: &Path) -> Result<Users, RealmError> {
+    let mut users = Users::default();
+    let path = users_path(dir);
+    for (line, text) in lines(&read_optional(&path)?) {
+        let format = |reason: &str| RealmError::Format {
+            path: path.clone(),
+            line,
+            reason: reason.to_owned(),
+        };
+        let (name, hash) = text
+            .split_once(':')
+            .ok_or_else(|| format("expected user:hash"))?;
+        if !hash.starts_with("$2") {
+            // Elasticsearch's other hashers are not supported; say so rather than lock the user out silently.
+            tracing::warn!(path = %path.display(), line, user = name, "only bcrypt hashes are supported; user skipped");
+            continue;
+        }
+        users.hashes.insert(name.to_owned(), hash.to_owned());
+    }
+    let path = roles_path(dir);
+    for (line, text) in lines(&read_optional(&path)?) {
+        let (role, names) = text.split_once(':').ok_or_else(|| RealmError::Format {
+            path: path.clone(),
+            line,
+            reason: "expected role:user1,user2".to_owned(),
+        })?;
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            users
+                .roles
+                .entry(name.to_owned())
+                .or_default()
+                .push(role.to_owned());
+        }
+    }
+    Ok(users)
+}
+
+/// A random 20-character password from the URL-safe base64 alphabet.
+pub fn generate_password() -> String {
+    let mut bytes = [0u8; 15];
+    OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_password(password: &str) -> Result<String, RealmError> {
+    if password.chars().count() < 6 {
+        return Err(RealmError::ShortPassword);
+    }
+    Ok(bcrypt::hash_with_result(password, BCRYPT_COST)?.format_for_version(bcrypt::Version::TwoA))
+}
+
+/// Writes the first user's files: `elastic` with `password`, role `superuser`.
+fn bootstrap(dir: &Path, password: &str) -> Result<(), RealmError> {
+    let users = format!("{BOOTSTRAP_USER}:{}\n", hash_password(password)?);
+    let roles_file = roles_path(dir);
+    if !roles_file.exists() {
+        atomic_file::replace(
+            &roles_file,
+            format!("superuser:{BOOTSTRAP_USER}\n").as_bytes(),
+            false,
+        )
+        .map_err(io_error(&roles_file))?;
+    }
+    let path = users_path(dir);
+    atomic_file::replace(&path, users.as_bytes(), true).map_err(io_error(&path))
+}
+
+/// Replaces the password of an existing user, keeping every other line as it was.
+pub fn set_password(dir: &Path, user: &str, password: &str) -> Result<(), RealmError> {
+    let path = users_path(dir);
+    let text = read_optional(&path)?;
+    let hash = hash_password(password)?;
+    let mut found = false;
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        match line.trim().split_once(':') {
+            Some((name, _)) if name == user && !line.trim_start().starts_with('#') => {
+                found = true;
+                out.push_str(&format!("{user}:{hash}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    if !found {
+        return Err(RealmError::UnknownUser(user.to_owned()));
+    }
+    atomic_file::replace(&path, out.as_bytes(), true).map_err(io_error(&path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> String {
+        STANDARD.encode(format!("{user}:{password}"))
+    }
+
+    #[tokio::test]
+    async fn bootstrap_creates_elastic_superuser() {
+        let dir = tempfile::tempdir().unwrap();
+        let (realm, generated) = UserRealm::open(dir.path(), Some("changeme")).unwrap();
+        assert!(generated.is_none());
+        let user = realm
+            .authenticate(basic("elastic", "changeme").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(user.roles, ["superuser"]);
+        assert!(realm
+            .authenticate(basic("elastic", "wrong").as_bytes())
+            .await
+            .is_none());
+        // Second time from the cache.
+        assert!(realm
+            .authenticate(basic("elastic", "changeme").as_bytes())
+            .await
+            .is_some());
+        assert!(fs::read_to_string(dir.path().join("users"))
+            .unwrap()
+            .starts_with("elastic:$2a$10$"));
+    }
+
+    #[tokio::test]
+    async fn generated_password_works_and_reset_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (realm, generated) = UserRealm::open(dir.path(), None).unwrap();
+        let first = generated.unwrap();
+        assert!(realm
+            .authenticate(basic("elastic", &first).as_bytes())
+            .await
+            .is_some());
+        set_password(dir.path(), "elastic", "another-one").unwrap();
+        realm.reload().unwrap();
+        assert!(realm
+            .authenticate(basic("elastic", &first).as_bytes())
+            .await
+            .is_none());
+        assert!(realm
+            .authenticate(basic("elastic", "another-one").as_bytes())
+            .await
+            .is_some());
+        assert!(matches!(
+            set_password(dir.path(), "nobody", "123456"),
+            Err(RealmError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            set_password(dir.path(), "elastic", "12"),
+            Err(RealmError::ShortPassword)
+        ));
+    }
+
+    #[test]
+    fn malformed_files_name_path_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("users"), "# comment\n\nno-colon-here\n").unwrap();
+        let error = UserRealm::open(dir.path(), None).err().unwrap().to_string();
+        assert!(error.ends_with("users:3: expected user:hash"), "{error}");
+    }
+}

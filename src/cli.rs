@@ -1,0 +1,216 @@
+//! The command line: run the gateway (default), check a configuration, reset a password.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::auth::users;
+use crate::config::{Config, Overrides};
+use crate::server::{self, Listener};
+use crate::shutdown;
+use crate::state::State;
+
+/// Exit status for an unusable configuration or command line (BSD's EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit status when a valid configuration could not be brought up (ports, files).
+pub const EXIT_START: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokengate",
+    version,
+    about = "Authentication gateway for Elasticsearch service tokens"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file (TOML); without it the embedded defaults apply.
+    #[arg(long, short = 'c', global = true, env = "TOKENGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 (replaces server.listen).
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Upstream cluster URL, e.g. http://127.0.0.1:9200 (replaces upstream.url).
+    #[arg(long, global = true)]
+    pub upstream: Option<String>,
+    /// Directory for tokens and users (replaces server.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and exit (0 when valid, 64 otherwise).
+    CheckConfig,
+    /// Set a new password for a file-realm user (random unless -i).
+    ResetPassword {
+        /// The user whose password changes.
+        #[arg(short = 'u', long = "username")]
+        user: String,
+        /// Prompt for the new password instead of generating one.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+    },
+}
+
+impl Common {
+    fn load(&self) -> Result<Config, ExitCode> {
+        let overrides = Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            data_dir: self.data_dir.clone(),
+        };
+        Config::load(self.config.as_deref(), &overrides).map_err(|error| {
+            eprint!("tokengate: {error}");
+            ExitCode::from(EXIT_CONFIG)
+        })
+    }
+}
+
+/// Runs the parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    let config = match cli.common.load() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match cli.command {
+        None => run(config),
+        Some(Command::CheckConfig) => {
+            eprintln!("tokengate: configuration {} is valid", config.source);
+            ExitCode::SUCCESS
+        }
+        Some(Command::ResetPassword { user, interactive }) => {
+            reset_password(&config, &user, interactive)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(config: Config) -> ExitCode {
+    init_logging(&config.log.level);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(workers) = config.server.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = match runtime.build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let listen = config.server.listen;
+    let bootstrap = std::env::var("ELASTIC_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let (state, generated) = match State::open(config, bootstrap.as_deref()) {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    if let Some(password) = generated {
+        show_generated_password(&password);
+    }
+    let tcp = match TcpListener::bind(listen).await {
+        Ok(tcp) => tcp,
+        Err(error) => {
+            tracing::error!(%error, addr = %listen, "cannot listen");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let addr = tcp
+        .local_addr()
+        .map_or_else(|_| listen.to_string(), |a| a.to_string());
+    tracing::info!(
+        %addr,
+        upstream = %format!("{}://{}", state.config.upstream.scheme, state.config.upstream.authority),
+        tokens = state.auth.store.len(),
+        "listening"
+    );
+    let watcher = state
+        .auth
+        .realm
+        .watch(state.config.security.users_reload_interval);
+    server::run(
+        vec![Listener::plain(tcp)],
+        state.clone(),
+        shutdown::signal(),
+    )
+    .await;
+    watcher.abort();
+    state.auth.store.close();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// The one time a generated password is visible.
+#[allow(clippy::print_stdout)]
+fn show_generated_password(password: &str) {
+    println!(
+        "\nGenerated password for the [{}] user (shown once; change it with `tokengate reset-password -u {}`):\n\n  {password}\n",
+        users::BOOTSTRAP_USER,
+        users::BOOTSTRAP_USER
+    );
+}
+
+#[allow(clippy::print_stdout)]
+fn reset_password(config: &Config, user: &str, interactive: bool) -> ExitCode {
+    let password = if interactive {
+        let first = rpassword::prompt_password(format!("Enter password for [{user}]: "));
+        let second = rpassword::prompt_password(format!("Re-enter password for [{user}]: "));
+        match (first, second) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("tokengate: passwords do not match");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                eprintln!("tokengate: cannot read the password: {error}");
+                return ExitCode::from(EXIT_START);
+            }
+        }
+    } else {
+        users::generate_password()
+    };
+    match users::set_password(&config.server.data_dir, user, &password) {
+        Ok(()) => {
+            if interactive {
+                println!("Password for the [{user}] user successfully reset.");
+            } else {
+                println!(
+                    "Password for the [{user}] user successfully reset.\nNew value: {password}"
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tokengate: {error}");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}

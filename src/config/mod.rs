@@ -1,0 +1,175 @@
+//! Typed, validated configuration: read once at start, before any port is bound.
+//!
+//! [`Config::load`] takes the TOML text (or none: the embedded defaults) and the command-line
+//! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
+
+mod reader;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::HeaderValue;
+
+use reader::Reader;
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration came from, for messages (`<defaults>` when no file was read).
+    pub source: String,
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub security: SecurityConfig,
+    /// Service accounts the gateway knows besides Elasticsearch's built-in three.
+    pub service_accounts: Vec<AccountConfig>,
+    pub log: LogConfig,
+}
+
+/// The client-facing listener and the gateway's own state.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Plain-HTTP listen address.
+    pub listen: SocketAddr,
+    /// Directory holding the token journal and the file-realm users.
+    pub data_dir: PathBuf,
+    /// Reported as `cluster_name` by the node-style APIs the gateway answers itself.
+    pub cluster_name: String,
+    /// Reported as the node name in file-token and cache-clear answers.
+    pub node_name: String,
+    /// Connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Deadline for a client to send a request's headers (slowloris guard).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
+    /// Runtime worker threads; `None` means one per core.
+    pub workers: Option<usize>,
+}
+
+/// The cluster behind the gateway.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port requests are sent to.
+    pub authority: Authority,
+    /// Path prefix put before every forwarded path (empty for none; never ends in `/`).
+    pub path_prefix: String,
+    /// Credential the gateway presents upstream in place of the client's (`ApiKey …`, `Basic …`).
+    pub authorization: Option<HeaderValue>,
+    /// Deadline for opening a TCP connection to the upstream (failure: 502).
+    pub connect_timeout: Duration,
+    /// Deadline for the upstream's response headers (failure: 504).
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per upstream host.
+    pub pool_max_idle: usize,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    /// Redacts the upstream credential: configs get logged, credentials must not.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("path_prefix", &self.path_prefix)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("pool_max_idle", &self.pool_max_idle)
+            .finish()
+    }
+}
+
+/// Who may do what.
+#[derive(Debug, Clone)]
+pub struct SecurityConfig {
+    /// Roles that, besides `superuser`, grant `manage_service_account`.
+    pub admin_roles: Vec<String>,
+    /// Forward requests of file-realm users authenticated with Basic credentials.
+    pub forward_users: bool,
+    /// Seconds between checks of the users files for changes.
+    pub users_reload_interval: Duration,
+}
+
+/// A service account declared in the configuration.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// `namespace/service`.
+    pub account: String,
+    /// Reported by `GET /_security/service`; the gateway does not interpret it.
+    pub role_descriptor: serde_json::Value,
+}
+
+/// Logging.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `tokengate=debug`.
+    pub level: String,
+}
+
+/// Command-line values that replace keys of the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Every problem found in a configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads `path` (or the embedded defaults when `None`) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        match path {
+            None => Self::from_toml("<defaults>", "", overrides),
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    problems: vec![format!("{name}: cannot read: {e}")],
+                })?;
+                Self::from_toml(&name, &text, overrides)
+            }
+        }
+    }
+
+    /// Parses TOML text; `source` names it in messages. Tests build configs through this.
+    pub fn from_toml(
+        source: &str,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+            problems: vec![format!("{source}: {}", e.to_string().trim_end())],
+        })?;
+        Reader::new(source, table, overrides).read()
+    }
+}

@@ -1,0 +1,420 @@
+//! Walks the TOML table key by key, collecting every problem instead of stopping at the first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+use toml::{Table, Value};
+
+use super::{
+    AccountConfig, Config, ConfigError, LogConfig, Overrides, SecurityConfig, ServerConfig,
+    UpstreamConfig,
+};
+use crate::auth::accounts::is_valid_account_part;
+
+/// Embedded defaults: `cargo run --release` with no file serves these.
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(super) const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:9200";
+pub(super) const DEFAULT_DATA_DIR: &str = "data";
+
+/// Collects problems while reading one configuration source.
+pub(super) struct Reader<'a> {
+    source: &'a str,
+    root: Table,
+    overrides: &'a Overrides,
+    problems: Vec<String>,
+}
+
+/// One `[section]` being read; keys are removed as they are used so leftovers are unknown keys.
+struct Section {
+    name: &'static str,
+    table: Table,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(source: &'a str, root: Table, overrides: &'a Overrides) -> Self {
+        Reader {
+            source,
+            root,
+            overrides,
+            problems: Vec::new(),
+        }
+    }
+
+    pub(super) fn read(mut self) -> Result<Config, ConfigError> {
+        let mut server = self.section("server");
+        let mut upstream = self.section("upstream");
+        let mut security = self.section("security");
+        let mut log = self.section("log");
+
+        // A command-line value wins over the file's, which is still consumed so it is not
+        // reported as an unknown key.
+        let file_listen = self.string(&mut server, "listen", DEFAULT_LISTEN);
+        let listen_text = self.overrides.listen.clone().unwrap_or(file_listen);
+        let listen = self.parse::<SocketAddr>(
+            "server",
+            "listen",
+            &listen_text,
+            "an address like 127.0.0.1:8080",
+        );
+        let file_dir = PathBuf::from(self.string(&mut server, "data_dir", DEFAULT_DATA_DIR));
+        let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
+        let server_config = ServerConfig {
+            listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir,
+            cluster_name: self.string(&mut server, "cluster_name", "tokengate"),
+            node_name: self.string(&mut server, "node_name", "tokengate-1"),
+            max_connections: self.count(&mut server, "max_connections", 10_000),
+            header_timeout: self.duration(&mut server, "header_timeout", Duration::from_secs(10)),
+            shutdown_grace: self.duration(&mut server, "shutdown_grace", Duration::from_secs(10)),
+            workers: match self.count(&mut server, "workers", 0) {
+                0 => None,
+                n => Some(n),
+            },
+        };
+
+        let file_url = self.string(&mut upstream, "url", DEFAULT_UPSTREAM);
+        let url = self.overrides.upstream.clone().unwrap_or(file_url);
+        let target = self.upstream_url(&url);
+        let authorization = self
+            .optional_string(&mut upstream, "authorization")
+            .and_then(|v| {
+                let parsed = HeaderValue::from_str(&v).ok().map(|mut h| {
+                    h.set_sensitive(true);
+                    h
+                });
+                if parsed.is_none() {
+                    self.problem("upstream", "authorization", "is not a valid header value");
+                }
+                parsed
+            });
+        let (scheme, authority, path_prefix) = target.unwrap_or_else(|| {
+            (
+                Scheme::HTTP,
+                Authority::from_static("127.0.0.1:9200"),
+                String::new(),
+            )
+        });
+        let upstream_config = UpstreamConfig {
+            scheme,
+            authority,
+            path_prefix,
+            authorization,
+            connect_timeout: self.duration(
+                &mut upstream,
+                "connect_timeout",
+                Duration::from_secs(5),
+            ),
+            timeout: self.duration(&mut upstream, "timeout", Duration::from_secs(60)),
+            pool_idle_timeout: self.duration(
+                &mut upstream,
+                "pool_idle_timeout",
+                Duration::from_secs(90),
+            ),
+            pool_max_idle: self.count(&mut upstream, "pool_max_idle", 256),
+        };
+
+        let security_config = SecurityConfig {
+            admin_roles: self.strings(&mut security, "admin_roles"),
+            forward_users: self.boolean(&mut security, "forward_users", true),
+            users_reload_interval: self.duration(
+                &mut security,
+                "users_reload_interval",
+                Duration::from_secs(5),
+            ),
+        };
+        let log_config = LogConfig {
+            level: self.string(&mut log, "level", "info"),
+        };
+        let service_accounts = self.accounts();
+
+        for section in [server, upstream, security, log] {
+            self.finish(&section);
+        }
+        let leftovers: Vec<String> = self.root.keys().cloned().collect();
+        for key in leftovers {
+            self.problems
+                .push(format!("{}: unknown section or key `{key}`", self.source));
+        }
+        if !self.problems.is_empty() {
+            return Err(ConfigError {
+                problems: self.problems,
+            });
+        }
+        Ok(Config {
+            source: self.source.to_owned(),
+            server: server_config,
+            upstream: upstream_config,
+            security: security_config,
+            service_accounts,
+            log: log_config,
+        })
+    }
+
+    fn problem(&mut self, section: &str, key: &str, what: &str) {
+        self.problems
+            .push(format!("{}: [{section}] {key}: {what}", self.source));
+    }
+
+    fn section(&mut self, name: &'static str) -> Section {
+        let table = match self.root.remove(name) {
+            None => Table::new(),
+            Some(Value::Table(t)) => t,
+            Some(_) => {
+                self.problems.push(format!(
+                    "{}: `{name}` must be a table ([{name}])",
+                    self.source
+                ));
+                Table::new()
+            }
+        };
+        Section { name, table }
+    }
+
+    fn finish(&mut self, section: &Section) {
+        for key in section.table.keys() {
+            self.problem(section.name, key, "unknown key");
+        }
+    }
+
+    fn optional_string(&mut self, section: &mut Section, key: &str) -> Option<String> {
+        match section.table.remove(key) {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                self.problem(
+                    section.name,
+                    key,
+                    &format!("expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, section: &mut Section, key: &str, default: &str) -> String {
+        self.optional_string(section, key)
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn strings(&mut self, section: &mut Section, key: &str) -> Vec<String> {
+        match section.table.remove(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) if items.iter().all(Value::is_str) => items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                self.problem(section.name, key, "expected an array of strings");
+                Vec::new()
+            }
+        }
+    }
+
+    fn boolean(&mut self, section: &mut Section, key: &str, default: bool) -> bool {
+        match section.table.remove(key) {
+            None => default,
+            Some(Value::Boolean(b)) => b,
+            Some(other) => {
+                self.problem(
+                    section.name,
+                    key,
+                    &format!("expected true or false, found {}", other.type_str()),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, section: &mut Section, key: &str, default: usize) -> usize {
+        match section.table.remove(key) {
+            None => default,
+            Some(Value::Integer(n)) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(other) => {
+                self.problem(
+                    section.name,
+                    key,
+                    &format!("expected a non-negative integer, found {other}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, section: &mut Section, key: &str, default: Duration) -> Duration {
+        match section.table.remove(key) {
+            None => default,
+            Some(Value::String(s)) => match humantime::parse_duration(&s) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    self.problem(
+                        section.name,
+                        key,
+                        &format!("expected a duration like \"10s\" or \"500ms\", found \"{s}\""),
+                    );
+                    default
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    section.name,
+                    key,
+                    &format!("expected a duration string like \"10s\", found {other}"),
+                );
+                default
+            }
+        }
+    }
+
+    fn parse<T: FromStr>(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &str,
+        expected: &str,
+    ) -> Option<T> {
+        let parsed = value.parse::<T>().ok();
+        if parsed.is_none() {
+            self.problem(
+                section,
+                key,
+                &format!("expected {expected}, found \"{value}\""),
+            );
+        }
+        parsed
+    }
+
+    /// Splits the upstream URL into the parts every forwarded request reuses.
+    fn upstream_url(&mut self, url: &str) -> Option<(Scheme, Authority, String)> {
+        let bad = |reader: &mut Self, why: &str| {
+            reader.problem("upstream", "url", &format!("{why}: \"{url}\""));
+            None
+        };
+        let Ok(uri) = url.parse::<Uri>() else {
+            return bad(self, "not a URL");
+        };
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => return bad(self, "must start with http:// or https://"),
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            return bad(self, "has no host");
+        };
+        if uri.query().is_some() || authority.as_str().contains('@') {
+            return bad(
+                self,
+                "must not carry a query or user info (use upstream.authorization)",
+            );
+        }
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        Some((scheme, authority, prefix))
+    }
+
+    fn accounts(&mut self) -> Vec<AccountConfig> {
+        let Some(value) = self.root.remove("service_accounts") else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            self.problems.push(format!(
+                "{}: `service_accounts` must be an array of tables ([[service_accounts]])",
+                self.source
+            ));
+            return Vec::new();
+        };
+        let mut accounts = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let name: &'static str = "service_accounts";
+            let Value::Table(table) = item else {
+                self.problem(name, &format!("#{i}"), "expected a table");
+                continue;
+            };
+            let mut section = Section { name, table };
+            let account = self.string(&mut section, "account", "");
+            let valid = matches!(account.split('/').collect::<Vec<_>>()[..], [ns, svc] if is_valid_account_part(ns) && is_valid_account_part(svc));
+            if !valid {
+                self.problem(
+                    name,
+                    &format!("#{i}.account"),
+                    &format!("expected \"namespace/service\", found \"{account}\""),
+                );
+            }
+            let role_descriptor = match section.table.remove("role_descriptor") {
+                None => serde_json::json!({}),
+                Some(v) => serde_json::to_value(v).unwrap_or_else(|_| serde_json::json!({})),
+            };
+            self.finish(&section);
+            accounts.push(AccountConfig {
+                account,
+                role_descriptor,
+            });
+        }
+        accounts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    #[test]
+    fn empty_text_gives_embedded_defaults() {
+        let config = Config::from_toml("t", "", &Overrides::default()).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9200");
+        assert_eq!(config.server.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn every_bad_key_is_reported_at_once() {
+        let text = r#"
+            bogus = 1
+            [server]
+            listen = "nope"
+            max_connections = -1
+            [upstream]
+            url = "ftp://x"
+            timeout = "soon"
+            color = "red"
+        "#;
+        let error = Config::from_toml("gw.toml", text, &Overrides::default()).unwrap_err();
+        let all = error.problems.join("\n");
+        for needle in [
+            "[server] listen",
+            "[server] max_connections",
+            "[upstream] url",
+            "[upstream] timeout",
+            "[upstream] color",
+            "`bogus`",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+        assert!(error.problems.iter().all(|p| p.starts_with("gw.toml: ")));
+        assert_eq!(error.problems.len(), 6);
+    }
+
+    #[test]
+    fn overrides_replace_file_values() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: Some("https://es.example:9243/prefix/".into()),
+            data_dir: Some("/tmp/x".into()),
+        };
+        let config =
+            Config::from_toml("t", "[server]\nlisten = \"1.2.3.4:1\"", &overrides).unwrap();
+        assert_eq!(config.server.listen.port(), 0);
+        assert_eq!(config.upstream.scheme, Scheme::HTTPS);
+        assert_eq!(config.upstream.path_prefix, "/prefix");
+    }
+
+    #[test]
+    fn accounts_are_validated() {
+        let text = "[[service_accounts]]\naccount = \"acme/ingest\"\n[[service_accounts]]\naccount = \"bad\"\n";
+        let error = Config::from_toml("t", text, &Overrides::default()).unwrap_err();
+        assert_eq!(error.problems.len(), 1);
+        assert!(error.problems[0].contains("#1.account"));
+    }
+}

@@ -1,0 +1,261 @@
+//! The gateway's error kinds and the one function that turns them into Elasticsearch's JSON.
+//!
+//! Status and Elasticsearch `type` sit beside each kind in [`ApiError::kind`]; internal causes are
+//! logged where they happen and never sent to the client.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use http::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::response::{self, Body};
+
+/// Privileges that grant managing service account tokens, as Elasticsearch lists them.
+pub const MANAGE_PRIVILEGES: &str = "manage_service_account,manage_security,all";
+
+/// The three challenges a real node sends with every 401, in its order.
+const CHALLENGES: [&str; 3] = [
+    "Basic realm=\"security\", charset=\"UTF-8\"",
+    "Bearer realm=\"security\"",
+    "ApiKey",
+];
+
+const BAD_CREDENTIALS: &str =
+    "unable to authenticate with provided credentials and anonymous access is not allowed for this request";
+
+/// Every way a request can fail before or instead of reaching the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No credentials the gateway understands were presented.
+    MissingCredentials { uri: String },
+    /// Credentials were presented and did not authenticate; which check failed is never told.
+    BadCredentials,
+    /// Authenticated, but the principal lacks the privilege for `action`.
+    Unauthorized {
+        action: &'static str,
+        user: String,
+        roles: Vec<String>,
+        privileges: &'static str,
+    },
+    /// 400 `action_request_validation_exception` (the reason is the full "Validation Failed: …").
+    Validation(String),
+    /// 400 `illegal_argument_exception`.
+    IllegalArgument(String),
+    /// 409 `version_conflict_engine_exception`.
+    VersionConflict(String),
+    /// 400 `parse_exception`, for request bodies the gateway cannot read.
+    Parse(String),
+    /// A path the gateway serves, with a method it does not.
+    MethodNotAllowed {
+        uri: String,
+        method: Method,
+        allowed: &'static [Method],
+    },
+    /// A path under the gateway's own API with no endpoint behind it.
+    NoHandler { uri: String, method: Method },
+    /// The upstream refused, reset or could not be reached.
+    UpstreamUnavailable,
+    /// The upstream did not answer within the configured deadline.
+    UpstreamTimeout,
+    /// The token store could not make a change durable; nothing was acknowledged.
+    StoreUnavailable,
+    /// A fault inside the gateway, already logged.
+    Internal,
+}
+
+/// How a kind renders: status, Elasticsearch `type`.
+struct Kind {
+    status: StatusCode,
+    es_type: &'static str,
+}
+
+impl ApiError {
+    fn kind(&self) -> Kind {
+        let (status, es_type) = match self {
+            Self::MissingCredentials { .. } | Self::BadCredentials => {
+                (StatusCode::UNAUTHORIZED, "security_exception")
+            }
+            Self::Unauthorized { .. } => (StatusCode::FORBIDDEN, "security_exception"),
+            Self::Validation(_) => (
+                StatusCode::BAD_REQUEST,
+                "action_request_validation_exception",
+            ),
+            Self::IllegalArgument(_) => (StatusCode::BAD_REQUEST, "illegal_argument_exception"),
+            Self::VersionConflict(_) => (StatusCode::CONFLICT, "version_conflict_engine_exception"),
+            Self::Parse(_) => (StatusCode::BAD_REQUEST, "parse_exception"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, ""),
+            Self::NoHandler { .. } => (StatusCode::BAD_REQUEST, ""),
+            Self::UpstreamUnavailable => {
+                (StatusCode::BAD_GATEWAY, "upstream_unavailable_exception")
+            }
+            Self::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout_exception"),
+            Self::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable_exception",
+            ),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
+        };
+        Kind { status, es_type }
+    }
+
+    /// The client-visible reason. Never includes an internal cause.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::MissingCredentials { uri } => {
+                format!("missing authentication credentials for REST request [{uri}]")
+            }
+            Self::BadCredentials => BAD_CREDENTIALS.to_owned(),
+            Self::Unauthorized {
+                action,
+                user,
+                roles,
+                privileges,
+            } => format!(
+                "action [{action}] is unauthorized for user [{user}] with effective roles [{}], \
+                 this action is granted by the cluster privileges [{privileges}]",
+                roles.join(",")
+            ),
+            Self::Validation(r)
+            | Self::IllegalArgument(r)
+            | Self::VersionConflict(r)
+            | Self::Parse(r) => r.clone(),
+            Self::MethodNotAllowed {
+                uri,
+                method,
+                allowed,
+            } => {
+                let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                format!(
+                    "Incorrect HTTP method for uri [{uri}] and method [{method}], allowed: [{}]",
+                    allowed.join(", ")
+                )
+            }
+            Self::NoHandler { uri, method } => {
+                format!("no handler found for uri [{uri}] and method [{method}]")
+            }
+            Self::UpstreamUnavailable => "the upstream cluster could not be reached".to_owned(),
+            Self::UpstreamTimeout => "the upstream cluster did not answer in time".to_owned(),
+            Self::StoreUnavailable => "the token store could not persist the change".to_owned(),
+            Self::Internal => "internal error in the gateway".to_owned(),
+        }
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.kind().status
+    }
+
+    /// The Elasticsearch JSON document for this error.
+    pub fn to_json(&self) -> Value {
+        let Kind { status, es_type } = self.kind();
+        let reason = self.reason();
+        if let Self::MethodNotAllowed { .. } | Self::NoHandler { .. } = self {
+            // Elasticsearch's REST layer answers these with its short, string-valued form.
+            return json!({ "error": reason, "status": status.as_u16() });
+        }
+        let mut cause = json!({ "type": es_type, "reason": reason });
+        if status == StatusCode::UNAUTHORIZED {
+            cause["header"] = json!({ "WWW-Authenticate": CHALLENGES });
+        }
+        let mut error = cause.clone();
+        if let Value::Object(map) = &mut error {
+            // `root_cause` comes first in a node's output; rebuild in that order.
+            let mut ordered = serde_json::Map::new();
+            ordered.insert("root_cause".to_owned(), json!([cause]));
+            ordered.append(map);
+            *map = ordered;
+        }
+        json!({ "error": error, "status": status.as_u16() })
+    }
+
+    /// Renders this error as the response a node would send.
+    pub fn into_response(self, pretty: bool) -> Response<Body> {
+        let status = self.status();
+        let mut response = match (&self, pretty) {
+            // The failed-authentication answer is the hot error path (scanners, load tests):
+            // its bytes are built once.
+            (Self::BadCredentials, false) => response::json(status, BAD_CREDENTIALS_BODY.clone()),
+            _ => response::json_value(status, &self.to_json(), pretty),
+        };
+        let headers = response.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            for challenge in &*CHALLENGE_VALUES {
+                headers.append(WWW_AUTHENTICATE, challenge.clone());
+            }
+        }
+        if let Self::MethodNotAllowed { allowed, .. } = &self {
+            let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(",")) {
+                headers.insert(ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+static BAD_CREDENTIALS_BODY: LazyLock<Bytes> = LazyLock::new(|| {
+    Bytes::from(response::to_bytes(
+        &ApiError::BadCredentials.to_json(),
+        false,
+    ))
+});
+
+static CHALLENGE_VALUES: LazyLock<[HeaderValue; 3]> =
+    LazyLock::new(|| CHALLENGES.map(HeaderValue::from_static));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthorized_carries_challenges_in_body_and_root_cause() {
+        let body = ApiError::BadCredentials.to_json();
+        assert_eq!(body["status"], 401);
+        assert_eq!(body["error"]["type"], "security_exception");
+        assert_eq!(
+            body["error"]["header"]["WWW-Authenticate"][1],
+            "Bearer realm=\"security\""
+        );
+        assert_eq!(
+            body["error"]["root_cause"][0]["header"]["WWW-Authenticate"][2],
+            "ApiKey"
+        );
+    }
+
+    #[test]
+    fn static_401_body_matches_dynamic_rendering() {
+        let dynamic = response::to_bytes(&ApiError::BadCredentials.to_json(), false);
+        assert_eq!(&BAD_CREDENTIALS_BODY[..], &dynamic[..]);
+    }
+
+    #[test]
+    fn forbidden_reason_lists_roles_and_privileges() {
+        let error = ApiError::Unauthorized {
+            action: "cluster:admin/xpack/security/service_account/token/create",
+            user: "bob".into(),
+            roles: vec!["viewer".into(), "x".into()],
+            privileges: MANAGE_PRIVILEGES,
+        };
+        assert_eq!(
+            error.reason(),
+            "action [cluster:admin/xpack/security/service_account/token/create] is unauthorized for \
+             user [bob] with effective roles [viewer,x], this action is granted by the cluster \
+             privileges [manage_service_account,manage_security,all]"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_uses_the_short_form() {
+        let error = ApiError::MethodNotAllowed {
+            uri: "/x".into(),
+            method: Method::GET,
+            allowed: &[Method::POST, Method::PUT],
+        };
+        assert_eq!(
+            error.to_json(),
+            json!({"error": "Incorrect HTTP method for uri [/x] and method [GET], allowed: [POST, PUT]", "status": 405})
+        );
+    }
+}

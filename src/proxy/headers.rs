@@ -1,0 +1,198 @@
+//! Header rewriting at the trust boundary: hop-by-hop removal both ways, the client's credentials
+//! replaced by the gateway's, forwarding headers added.
+//!
+//! Every name is a static `HeaderName`, so rewriting allocates nothing for the common request.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies still meet.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Asks Elasticsearch to run the request as another user; with the gateway's credential upstream
+/// that would be a privilege escalation, so clients never get to send it.
+static RUN_AS: HeaderName = HeaderName::from_static("es-security-runas-user");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop fields and every field the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Connection-listed names are read before `Connection` itself goes. Nearly every request
+    // lists nothing or only `keep-alive`/`close`, which need no extra work.
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        for token in text.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || token.is_empty()
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                listed.push(name);
+            }
+        }
+    }
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about the client connection, computed once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The peer's IP as a header value, ready to put in `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: HeaderValue,
+}
+
+impl ClientInfo {
+    pub fn new(peer: std::net::SocketAddr, tls: bool) -> Self {
+        let ip = peer.ip().to_string();
+        ClientInfo {
+            peer_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+        }
+    }
+}
+
+/// Rewrites a client request's headers for the upstream.
+pub fn rewrite_request(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    upstream_auth: Option<&HeaderValue>,
+    authority: Option<&HeaderValue>,
+) {
+    remove_hop_by_hop(headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(&RUN_AS);
+    // The client's Host names the gateway; the upstream gets its own authority from the URI.
+    let host = headers.remove(header::HOST).or_else(|| authority.cloned());
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    if let Some(auth) = upstream_auth {
+        headers.insert(header::AUTHORIZATION, auth.clone());
+    }
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+        None => client.peer_ip.clone(),
+        Some(prior) => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client.peer_ip.len());
+            joined.extend_from_slice(prior.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client.peer_ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| client.peer_ip.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
+    headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        headers
+    }
+
+    fn client() -> ClientInfo {
+        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false)
+    }
+
+    #[test]
+    fn removes_every_rfc9110_hop_by_hop_field() {
+        let mut headers = map(&[
+            ("connection", "keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic eA=="),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-opaque-id", "abc"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["x-opaque-id"], "abc");
+    }
+
+    #[test]
+    fn removes_fields_named_by_connection() {
+        let mut headers = map(&[
+            ("connection", "close, X-Secret ,x-other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert!(headers.get("x-secret").is_none());
+        assert!(headers.get("x-other").is_none());
+        assert_eq!(headers["x-kept"], "3");
+    }
+
+    #[test]
+    fn connection_listing_in_several_fields_is_honoured() {
+        let mut headers = map(&[
+            ("connection", "x-a"),
+            ("connection", "x-b"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert!(headers.is_empty());
+    }
+
+    #[test]
+    fn client_credentials_never_pass_and_upstream_credential_is_set() {
+        let mut headers = map(&[
+            ("authorization", "Bearer abc"),
+            ("es-security-runas-user", "elastic"),
+        ]);
+        rewrite_request(
+            &mut headers,
+            &client(),
+            Some(&HeaderValue::from_static("ApiKey up")),
+            None,
+        );
+        assert_eq!(headers["authorization"], "ApiKey up");
+        assert!(headers.get("es-security-runas-user").is_none());
+        let mut headers = map(&[("authorization", "Bearer abc")]);
+        rewrite_request(&mut headers, &client(), None, None);
+        assert!(headers.get("authorization").is_none());
+    }
+
+    #[test]
+    fn forwarding_headers_are_added_and_appended() {
+        let mut headers = map(&[
+            ("host", "gw.example:8080"),
+            ("x-forwarded-for", "192.0.2.1"),
+        ]);
+        rewrite_request(&mut headers, &client(), None, None);
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "gw.example:8080");
+        assert!(headers.get("host").is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! Forwarding an authenticated request to the cluster over pooled keep-alive connections.
+//!
+//! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole.
+
+pub mod headers;
+
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamConfig;
+use crate::error::ApiError;
+use headers::ClientInfo;
+
+/// The upstream cluster and the pooled client that reaches it.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    scheme: Scheme,
+    authority: Authority,
+    path_prefix: String,
+    authorization: Option<HeaderValue>,
+    timeout: std::time::Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Upstream {
+            client,
+            scheme: config.scheme.clone(),
+            authority: config.authority.clone(),
+            path_prefix: config.path_prefix.clone(),
+            authorization: config.authorization.clone(),
+            timeout: config.timeout,
+        }
+    }
+
+    /// Sends `request` upstream and returns its response with hop-by-hop fields removed.
+    /// Refused/reset connections become 502, a missed response deadline 504.
+    pub async fn forward(
+        &self,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+    ) -> Result<Response<Incoming>, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        parts.uri = self.target(&parts.uri)?;
+        parts.version = Version::HTTP_11;
+        headers::rewrite_request(
+            &mut parts.headers,
+            client,
+            self.authorization.as_ref(),
+            authority.as_ref(),
+        );
+        let pending = self.client.request(Request::from_parts(parts, body));
+        match tokio::time::timeout(self.timeout, pending).await {
+            Ok(Ok(mut response)) => {
+                headers::remove_hop_by_hop(response.headers_mut());
+                Ok(response)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, connect = error.is_connect(), "upstream request failed");
+                Err(ApiError::UpstreamUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.timeout, "upstream response deadline passed");
+                Err(ApiError::UpstreamTimeout)
+            }
+        }
+    }
+
+    /// The upstream URI for a client URI: same path and query, upstream scheme and authority.
+    fn target(&self, uri: &Uri) -> Result<Uri, ApiError> {
+        let path_and_query = match (self.path_prefix.is_empty(), uri.path_and_query()) {
+            (true, Some(pq)) => pq.clone(),
+            (true, None) => PathAndQuery::from_static("/"),
+            (false, pq) => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                format!("{}{pq}", self.path_prefix)
+                    .parse()
+                    .map_err(|_| ApiError::Internal)?
+            }
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ApiError::Internal)
+    }
+}

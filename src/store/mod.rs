@@ -1,0 +1,334 @@
+//! The durable token store: an in-memory map of qualified token names to
+//! secret hashes, backed by an append-only journal with group commit.
+
+mod journal;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::secret::SecretHash;
+use writer::{Op, Request, WriterInit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token [{0}] already exists")]
+    Conflict(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt journal at byte offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("token store is shut down")]
+    Closed,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The journal is never compacted below this size.
+    pub compact_min_bytes: u64,
+    /// Most requests committed with one fsync.
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            compact_min_bytes: 4 << 20,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// State shared between handles and the writer thread. Only the writer
+/// mutates `map`; callers only read it.
+pub(crate) struct Shared {
+    map: DashMap<Box<str>, SecretHash>,
+    /// Names with a create in flight, so that two concurrent creates of one
+    /// name cannot both pass the existence check.
+    in_flight: DashMap<Box<str>, ()>,
+    #[cfg(test)]
+    syncs: std::sync::atomic::AtomicU64,
+    #[cfg(test)]
+    sent: std::sync::atomic::AtomicUsize,
+    /// Held by tests to stall the writer while requests queue up.
+    #[cfg(test)]
+    pause: tokio::sync::Mutex<()>,
+}
+
+/// Handle to the token store; clones share one store.
+#[derive(Clone)]
+pub struct TokenStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    /// Dropping the sender is what tells the writer to finish and exit.
+    tx: RwLock<Option<mpsc::UnboundedSender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl TokenStore {
+    /// Opens (creating the dir if needed) `<dir>/tokens.journal`, replays it
+    /// into memory, starts the writer thread.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<TokenStore, StoreError> {
+        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let replayed = journal::open(dir)?;
+        let path = dir.join(journal::JOURNAL_FILE);
+        tracing::info!(file = %path.display(), tokens = replayed.map.len(), "token store opened");
+        let shared = Arc::new(Shared {
+            map: replayed.map,
+            in_flight: DashMap::new(),
+            #[cfg(test)]
+            syncs: Default::default(),
+            #[cfg(test)]
+            sent: Default::default(),
+            #[cfg(test)]
+            pause: Default::default(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let init = WriterInit {
+            dir: dir.to_path_buf(),
+            file: replayed.file,
+            file_len: replayed.file_len,
+            live_bytes: replayed.live_bytes,
+            shared: Arc::clone(&shared),
+            rx,
+            options,
+        };
+        let thread = writer::spawn(init).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let inner = Inner {
+            shared,
+            path,
+            tx: RwLock::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(TokenStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Hot path: is `secret` the secret of token `qualified`?
+    pub fn verify(&self, qualified: &str, secret: &[u8]) -> bool {
+        // Copy the 48-byte hash out so the shard lock is not held while hashing.
+        let hash = self
+            .inner
+            .shared
+            .map
+            .get(qualified)
+            .map(|e| e.value().clone());
+        hash.is_some_and(|hash| hash.verify(secret))
+    }
+
+    pub fn contains(&self, qualified: &str) -> bool {
+        self.inner.shared.map.contains_key(qualified)
+    }
+
+    /// Durably adds a token; resolves only after the record is fsynced.
+    pub async fn create(&self, qualified: &str, hash: SecretHash) -> Result<(), StoreError> {
+        self.check_name(qualified)?;
+        let shared = &self.inner.shared;
+        let mut claim = Claim::new(&shared.in_flight);
+        // Claim first, then check the map: the writer publishes to the map
+        // before the claim is released, so one of the two always sees the other.
+        if !claim.take(qualified) || shared.map.contains_key(qualified) {
+            return Err(StoreError::Conflict(qualified.to_owned()));
+        }
+        let applied = self
+            .submit(vec![Op::Put(Box::from(qualified), hash)])
+            .await?;
+        match applied.first() {
+            Some(true) => Ok(()),
+            _ => Err(StoreError::Conflict(qualified.to_owned())),
+        }
+    }
+
+    /// Durably adds many tokens in one batch; names that already exist (or
+    /// repeat within `tokens`) are skipped and returned.
+    pub async fn import(
+        &self,
+        tokens: Vec<(String, SecretHash)>,
+    ) -> Result<Vec<String>, StoreError> {
+        for (name, _) in &tokens {
+            self.check_name(name)?;
+        }
+        let shared = &self.inner.shared;
+        let mut claim = Claim::new(&shared.in_flight);
+        let mut skipped = Vec::new();
+        let mut names = Vec::with_capacity(tokens.len());
+        let mut ops = Vec::with_capacity(tokens.len());
+        for (name, hash) in tokens {
+            if claim.take(&name) && !shared.map.contains_key(name.as_str()) {
+                ops.push(Op::Put(Box::from(name.as_str()), hash));
+                names.push(name);
+            } else {
+                skipped.push(name);
+            }
+        }
+        if ops.is_empty() {
+            return Ok(skipped);
+        }
+        let applied = self.submit(ops).await?;
+        let lost = names
+            .into_iter()
+            .zip(applied)
+            .filter(|(_, changed)| !changed);
+        skipped.extend(lost.map(|(name, _)| name));
+        Ok(skipped)
+    }
+
+    /// Durably removes; `Ok(false)` when absent.
+    pub async fn delete(&self, qualified: &str) -> Result<bool, StoreError> {
+        if !self.contains(qualified) {
+            return Ok(false);
+        }
+        let applied = self.submit(vec![Op::Delete(Box::from(qualified))]).await?;
+        Ok(applied.first().copied().unwrap_or(false))
+    }
+
+    /// Token names (the last path part) of account "ns/svc", sorted.
+    pub fn names_of(&self, account: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .shared
+            .map
+            .iter()
+            .filter_map(|entry| {
+                let rest = entry.key().strip_prefix(account)?.strip_prefix('/')?;
+                (!rest.contains('/')).then(|| rest.to_owned())
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.shared.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.shared.map.is_empty()
+    }
+
+    /// Stops the writer thread after it has flushed what it has (pending
+    /// callers get their answer). Idempotent; also happens on drop of the last
+    /// handle.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    async fn submit(&self, ops: Vec<Op>) -> Result<Vec<bool>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
+            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
+            tx.send(Request { ops, reply })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        #[cfg(test)]
+        self.inner
+            .shared
+            .sent
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // A dropped reply means the writer thread died without answering.
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), StoreError> {
+        if name.len() <= journal::MAX_NAME_LEN {
+            return Ok(());
+        }
+        let reason = format!("token name longer than {} bytes", journal::MAX_NAME_LEN);
+        Err(StoreError::Io {
+            path: self.inner.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        })
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        let tx = self
+            .tx
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(tx);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Joining ensures the file is released before a reopen of the same dir.
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!(file = %self.path.display(), "token journal writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// In-flight names claimed by one call, released when the call ends however
+/// it ends (including cancellation).
+struct Claim<'a> {
+    set: &'a DashMap<Box<str>, ()>,
+    names: Vec<Box<str>>,
+}
+
+impl<'a> Claim<'a> {
+    fn new(set: &'a DashMap<Box<str>, ()>) -> Self {
+        Claim {
+            set,
+            names: Vec::new(),
+        }
+    }
+
+    /// False if another call holds `name`; that call's claim is left alone.
+    fn take(&mut self, name: &str) -> bool {
+        match self.set.entry(Box::from(name)) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(());
+                self.names.push(Box::from(name));
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        for name in &self.names {
+            self.set.remove(name);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Behavioural tests of the token store: durability, group commit, races,
+//! torn-tail recovery, corruption detection and compaction.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::journal::{put_record_len, HEADER_LEN, JOURNAL_FILE, TMP_FILE};
+use super::{SecretHash, StoreError, StoreOptions, TokenStore};
+
+fn open(dir: &Path) -> TokenStore {
+    TokenStore::open(dir, StoreOptions::default()).unwrap()
+}
+
+fn journal(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL_FILE)
+}
+
+fn file_len(dir: &Path) -> u64 {
+    fs::metadata(journal(dir)).unwrap().len()
+}
+
+async fn create(store: &TokenStore, name: &str) {
+    store
+        .create(name, SecretHash::new(name.as_bytes()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn create_then_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert!(store.is_empty());
+    create(&store, "ns/svc/one").await;
+    assert!(store.verify("ns/svc/one", b"ns/svc/one"));
+    assert!(!store.verify("ns/svc/one", b"wrong"));
+    assert!(!store.verify("ns/svc/two", b"ns/svc/one"));
+    assert!(store.contains("ns/svc/one"));
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn reopen_sees_tokens_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store, "ns/svc/a").await;
+    create(&store, "ns/svc/b").await;
+    assert!(store.delete("ns/svc/a").await.unwrap());
+    assert!(!store.delete("ns/svc/a").await.unwrap());
+    assert!(!store.delete("ns/svc/never").await.unwrap());
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.len(), 1);
+    assert!(!store.contains("ns/svc/a"));
+    assert!(store.verify("ns/svc/b", b"ns/svc/b"));
+}
+
+#[tokio::test]
+async fn duplicate_is_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store, "ns/svc/a").await;
+    let err = store.create("ns/svc/a", SecretHash::new(b"x")).await;
+    assert!(matches!(err, Err(StoreError::Conflict(name)) if name == "ns/svc/a"));
+    assert!(store.verify("ns/svc/a", b"ns/svc/a"));
+}
+
+#[tokio::test]
+async fn overlong_name_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let name = "n".repeat(5000);
+    assert!(matches!(
+        store.create(&name, SecretHash::new(b"x")).await,
+        Err(StoreError::Io { .. })
+    ));
+    assert!(store.is_empty());
+}
+
+/// Waits until `n` requests are queued behind the paused writer.
+async fn wait_sent(store: &TokenStore, n: usize) {
+    while store.inner.shared.sent.load(Ordering::SeqCst) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_share_one_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let paused = store.inner.shared.pause.lock().await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let name = format!("ns/svc/t{i}");
+                store.create(&name, SecretHash::new(name.as_bytes())).await
+            })
+        })
+        .collect();
+    wait_sent(&store, 64).await;
+    drop(paused);
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(store.inner.shared.syncs.load(Ordering::SeqCst), 1);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.len(), 64);
+    for i in 0..64 {
+        let name = format!("ns/svc/t{i}");
+        assert!(store.verify(&name, name.as_bytes()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_name_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let secret = format!("secret{i}");
+                let result = store
+                    .create("ns/svc/same", SecretHash::new(secret.as_bytes()))
+                    .await;
+                (secret, result)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (secret, Ok(())) => winners.push(secret),
+            (_, Err(StoreError::Conflict(_))) => {}
+            (_, Err(e)) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert!(store.verify("ns/svc/same", winners[0].as_bytes()));
+}
+
+#[tokio::test]
+async fn import_skips_existing_and_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store, "a/b/x").await;
+    let tokens = ["a/b/x", "a/b/y", "a/b/y", "a/b/z", "a/c/w"]
+        .iter()
+        .map(|n| (n.to_string(), SecretHash::new(n.as_bytes())))
+        .collect();
+    let skipped = store.import(tokens).await.unwrap();
+    assert_eq!(skipped, ["a/b/x", "a/b/y"]);
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.names_of("a/b"), ["x", "y", "z"]);
+    assert_eq!(store.names_of("a/c"), ["w"]);
+    assert!(store.names_of("a").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_answers_pending_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let paused = store.inner.shared.pause.lock().await;
+    let pending = tokio::spawn({
+        let store = store.clone();
+        async move { store.create("ns/svc/late", SecretHash::new(b"s")).await }
+    });
+    wait_sent(&store, 1).await;
+    let closing = tokio::task::spawn_blocking({
+        let store = store.clone();
+        move || store.close()
+    });
+    drop(paused);
+    pending.await.unwrap().unwrap();
+    closing.await.unwrap();
+    store.close();
+    let err = store.create("ns/svc/after", SecretHash::new(b"s")).await;
+    assert!(matches!(err, Err(StoreError::Closed)));
+    drop(store);
+    assert!(open(dir.path()).contains("ns/svc/late"));
+}
+
+/// Three same-length tokens; returns the journal bytes and one record's size.
+async fn three_records(dir: &Path) -> (Vec<u8>, usize) {
+    let store = open(dir);
+    for name in ["ns/svc/t1", "ns/svc/t2", "ns/svc/t3"] {
+        create(&store, name).await;
+    }
+    drop(store);
+    let record = put_record_len("ns/svc/t1".len()) as usize;
+    let bytes = fs::read(journal(dir)).unwrap();
+    assert_eq!(bytes.len(), HEADER_LEN as usize + 3 * record);
+    (bytes, record)
+}
+
+fn reopen_with(dir: &Path, bytes: &[u8]) -> Result<TokenStore, StoreError> {
+    fs::write(journal(dir), bytes).unwrap();
+    TokenStore::open(dir, StoreOptions::default())
+}
+
+#[tokio::test]
+async fn torn_tails_are_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, record) = three_records(dir.path()).await;
+    let two = good.len() - record;
+    let mut cases: Vec<(Vec<u8>, usize)> = Vec::new();
+    for cut in 1..=record {
+        cases.push((good[..good.len() - cut].to_vec(), two));
+    }
+    for zeros in [1, 7, 8, 100, 5000] {
+        cases.push(([&good[..], &vec![0; zeros]].concat(), good.len()));
+    }
+    cases.push(([&good[..], &[60, 0, 0]].concat(), good.len()));
+    let mut bad_crc = good;
+    *bad_crc.last_mut().unwrap() ^= 1;
+    cases.push((bad_crc.clone(), two));
+    cases.push(([&bad_crc[..], &[0; 64]].concat(), two));
+    for (i, (bytes, expect_len)) in cases.iter().enumerate() {
+        let store = reopen_with(dir.path(), bytes).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let expect_tokens = (expect_len - HEADER_LEN as usize) / record;
+        assert_eq!(store.len(), expect_tokens, "case {i}");
+        drop(store);
+        assert_eq!(file_len(dir.path()), *expect_len as u64, "case {i}");
+    }
+}
+
+#[tokio::test]
+async fn mid_file_corruption_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, record) = three_records(dir.path()).await;
+    let second = HEADER_LEN as usize + record;
+    let mut flipped = good.clone();
+    flipped[second + 12] ^= 0x40;
+    let mut zero_len = good.clone();
+    zero_len[second..second + 4].fill(0);
+    let mut huge_len = good.clone();
+    huge_len[second..second + 4].copy_from_slice(&100_000u32.to_le_bytes());
+    for bytes in [flipped, zero_len, huge_len] {
+        match reopen_with(dir.path(), &bytes) {
+            Err(StoreError::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.len())),
+        }
+        assert_eq!(
+            file_len(dir.path()),
+            good.len() as u64,
+            "file must be left alone"
+        );
+    }
+    let mut bad_magic = good;
+    bad_magic[0] = b'X';
+    assert!(matches!(
+        reopen_with(dir.path(), &bad_magic),
+        Err(StoreError::Corrupt { offset: 0, .. })
+    ));
+}
+
+#[tokio::test]
+async fn compaction_shrinks_and_preserves() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        compact_min_bytes: 1,
+        ..StoreOptions::default()
+    };
+    let store = TokenStore::open(dir.path(), options.clone()).unwrap();
+    for i in 0..20 {
+        create(&store, &format!("ns/svc/t{i:02}")).await;
+    }
+    for i in 1..20 {
+        assert!(store.delete(&format!("ns/svc/t{i:02}")).await.unwrap());
+    }
+    create(&store, "ns/svc/after").await;
+    drop(store);
+    let live = put_record_len("ns/svc/t00".len()) + put_record_len("ns/svc/after".len());
+    assert_eq!(file_len(dir.path()), HEADER_LEN + live);
+    assert!(!dir.path().join(TMP_FILE).exists());
+    let store = TokenStore::open(dir.path(), options).unwrap();
+    assert_eq!(store.names_of("ns/svc"), ["after", "t00"]);
+    assert!(store.verify("ns/svc/t00", b"ns/svc/t00"));
+}
+
+#[tokio::test]
+async fn leftover_tmp_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    create(&store, "ns/svc/a").await;
+    drop(store);
+    fs::write(dir.path().join(TMP_FILE), b"half a compaction").unwrap();
+    let store = open(dir.path());
+    assert!(store.contains("ns/svc/a"));
+    assert!(!dir.path().join(TMP_FILE).exists());
+}
+
+#[test]
+fn fresh_and_half_created_journals_open_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    for bytes in [&b""[..], b"TG", b"TGJ1\x01\x00", b"\0\0\0"] {
+        let store = reopen_with(dir.path(), bytes).unwrap();
+        assert!(store.is_empty());
+        drop(store);
+        assert_eq!(file_len(dir.path()), HEADER_LEN);
+    }
+}

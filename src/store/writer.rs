@@ -1,0 +1,248 @@
+//! The group-commit writer thread: sole owner of the journal file and sole
+//! mutator of the token map.
+//!
+//! Each batch is written with one `write_all` and made durable with one
+//! `sync_data` before it touches the map, so the map never holds a token whose
+//! creation could still be lost, and concurrent callers share one fsync.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use super::journal::{self, put_record_len, HEADER_LEN};
+use super::{Shared, StoreError, StoreOptions};
+use crate::auth::secret::SecretHash;
+
+pub(crate) enum Op {
+    Put(Box<str>, SecretHash),
+    Delete(Box<str>),
+}
+
+impl Op {
+    fn name(&self) -> &str {
+        match self {
+            Op::Put(name, _) | Op::Delete(name) => name,
+        }
+    }
+}
+
+/// Per op: whether it changed anything (false = put of an existing name or
+/// delete of an absent one; such ops are not written).
+pub(crate) type Reply = Result<Vec<bool>, StoreError>;
+
+pub(crate) struct Request {
+    pub ops: Vec<Op>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Everything the writer needs, taken from the replayed journal.
+pub(crate) struct WriterInit {
+    pub dir: PathBuf,
+    pub file: File,
+    pub file_len: u64,
+    pub live_bytes: u64,
+    pub shared: Arc<Shared>,
+    pub rx: mpsc::UnboundedReceiver<Request>,
+    pub options: StoreOptions,
+}
+
+struct Writer {
+    init: WriterInit,
+    path: PathBuf,
+    /// Raised after a failed compaction so a persistent failure (e.g. a full
+    /// disk) is not retried after every batch.
+    compact_floor: u64,
+    /// Set when a failed batch could not be rolled back: appending after
+    /// leftover bytes would turn a torn tail into mid-file corruption.
+    broken: Option<String>,
+    buf: Vec<u8>,
+}
+
+pub(crate) fn spawn(init: WriterInit) -> io::Result<JoinHandle<()>> {
+    let path = init.dir.join(journal::JOURNAL_FILE);
+    let writer = Writer {
+        init,
+        path,
+        compact_floor: 0,
+        broken: None,
+        buf: Vec::new(),
+    };
+    thread::Builder::new()
+        .name("tokengate-journal".into())
+        .spawn(move || writer.run())
+}
+
+impl Writer {
+    /// Runs until every sender is gone and the queue is drained, so requests
+    /// sent before close still get their answer.
+    fn run(mut self) {
+        let max_batch = self.init.options.max_batch.max(1);
+        let mut batch = Vec::new();
+        while let Some(first) = self.init.rx.blocking_recv() {
+            // Tests hold this lock to queue requests behind a stalled writer.
+            #[cfg(test)]
+            drop(self.init.shared.pause.blocking_lock());
+            batch.push(first);
+            while batch.len() < max_batch {
+                match self.init.rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch);
+            self.maybe_compact();
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Request>) {
+        if let Some(reason) = &self.broken {
+            let reason = format!("journal unusable after a failed rollback: {reason}");
+            self.fail_all(batch, io::ErrorKind::Other, &reason);
+            return;
+        }
+        self.buf.clear();
+        let outcomes = plan(batch, &self.init.shared.map, &mut self.buf);
+        if !self.buf.is_empty() {
+            if let Err(e) = self.write_buf() {
+                tracing::error!(file = %self.path.display(), error = %e, "token journal write failed; batch rejected");
+                self.rollback();
+                self.fail_all(batch, e.kind(), &e.to_string());
+                return;
+            }
+        }
+        self.apply(batch, outcomes);
+    }
+
+    fn write_buf(&mut self) -> io::Result<()> {
+        self.init.file.write_all(&self.buf)?;
+        self.init.file.sync_data()?;
+        #[cfg(test)]
+        self.init
+            .shared
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.init.file_len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Cuts the file back to its length before the failed batch. The handle is
+    /// in append mode, so the next batch lands right after the good data.
+    fn rollback(&mut self) {
+        let file = &self.init.file;
+        if let Err(e) = file
+            .set_len(self.init.file_len)
+            .and_then(|()| file.sync_all())
+        {
+            tracing::error!(file = %self.path.display(), error = %e, "rollback of failed journal write failed; store is now read-only");
+            self.broken = Some(e.to_string());
+        }
+    }
+
+    fn fail_all(&self, batch: &mut Vec<Request>, kind: io::ErrorKind, reason: &str) {
+        for request in batch.drain(..) {
+            let source = io::Error::new(kind, reason.to_owned());
+            let _ = request.reply.send(Err(StoreError::Io {
+                path: self.path.clone(),
+                source,
+            }));
+        }
+    }
+
+    /// Publishes a durable batch to the map, then answers its callers.
+    fn apply(&mut self, batch: &mut Vec<Request>, outcomes: Vec<Vec<bool>>) {
+        let map = &self.init.shared.map;
+        for (Request { ops, reply }, applied) in batch.drain(..).zip(outcomes) {
+            for (op, _) in ops
+                .into_iter()
+                .zip(&applied)
+                .filter(|(_, &changed)| changed)
+            {
+                match op {
+                    Op::Put(name, hash) => {
+                        self.init.live_bytes += put_record_len(name.len());
+                        map.insert(name, hash);
+                    }
+                    Op::Delete(name) => {
+                        if map.remove(&*name).is_some() {
+                            let len = put_record_len(name.len());
+                            self.init.live_bytes = self.init.live_bytes.saturating_sub(len);
+                        }
+                    }
+                }
+            }
+            let _ = reply.send(Ok(applied));
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        let live = HEADER_LEN + self.init.live_bytes;
+        let threshold = (self.init.options.compact_min_bytes)
+            .max(live.saturating_mul(2))
+            .max(self.compact_floor);
+        if self.init.file_len <= threshold {
+            return;
+        }
+        let before = self.init.file_len;
+        match journal::compact(&self.init.dir, &self.init.shared.map) {
+            Ok((file, len)) => {
+                tracing::info!(file = %self.path.display(), before, after = len, "compacted token journal");
+                self.init.file = file;
+                self.init.file_len = len;
+                self.compact_floor = 0;
+            }
+            Err((path, e)) => {
+                tracing::error!(file = %path.display(), error = %e, "token journal compaction failed; continuing with the old journal");
+                self.compact_floor = before.saturating_add(before / 2);
+            }
+        }
+    }
+}
+
+/// Decides each op against the map plus the earlier ops of this batch and
+/// encodes the ones that change something.
+fn plan(
+    batch: &[Request],
+    map: &DashMap<Box<str>, SecretHash>,
+    buf: &mut Vec<u8>,
+) -> Vec<Vec<bool>> {
+    let mut overlay: HashMap<&str, bool> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let mut applied = Vec::with_capacity(request.ops.len());
+        for op in &request.ops {
+            let name = op.name();
+            let present = overlay
+                .get(name)
+                .copied()
+                .unwrap_or_else(|| map.contains_key(name));
+            let changed = match op {
+                // Re-checked here, not only by the caller: a caller whose
+                // future was dropped releases its in-flight claim early.
+                Op::Put(_, hash) if !present => {
+                    journal::encode_put(buf, name, hash);
+                    true
+                }
+                Op::Delete(_) if present => {
+                    journal::encode_delete(buf, name);
+                    true
+                }
+                _ => false,
+            };
+            if changed {
+                overlay.insert(name, !present);
+            }
+            applied.push(changed);
+        }
+        outcomes.push(applied);
+    }
+    outcomes
+}
