@@ -10,7 +10,8 @@ use crate::auth::users;
 use crate::config::{Config, Overrides};
 use crate::server::{self, Listener};
 use crate::shutdown;
-use crate::state::State;
+use crate::state::{StartError, State};
+use crate::tls::server::ServerTls;
 
 /// Exit status for an unusable configuration or command line (BSD's EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
@@ -84,12 +85,30 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     match cli.command {
         None => run(config),
-        Some(Command::CheckConfig) => {
+        Some(Command::CheckConfig) => check(&config),
+        Some(Command::ResetPassword { user, interactive }) => {
+            reset_password(&config, &user, interactive)
+        }
+    }
+}
+
+/// Validates what a start would load besides the file itself: certificates and keys.
+fn check(config: &Config) -> ExitCode {
+    let listener = config
+        .tls
+        .as_ref()
+        .map(ServerTls::new)
+        .transpose()
+        .map(|_| ());
+    let upstream = crate::proxy::Upstream::new(&config.upstream).map(|_| ());
+    match listener.and(upstream) {
+        Ok(()) => {
             eprintln!("tokengate: configuration {} is valid", config.source);
             ExitCode::SUCCESS
         }
-        Some(Command::ResetPassword { user, interactive }) => {
-            reset_password(&config, &user, interactive)
+        Err(error) => {
+            eprintln!("tokengate: {}: {error}", config.source);
+            ExitCode::from(EXIT_CONFIG)
         }
     }
 }
@@ -122,7 +141,13 @@ fn run(config: Config) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let listen = config.server.listen;
+    let server_tls = match config.tls.as_ref().map(ServerTls::new).transpose() {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::error!(%error, "tls listener not usable");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let bootstrap = std::env::var("ELASTIC_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
@@ -130,39 +155,50 @@ async fn serve(config: Config) -> ExitCode {
         Ok(opened) => opened,
         Err(error) => {
             tracing::error!(%error, "cannot start");
-            return ExitCode::from(EXIT_START);
+            let code = if matches!(error, StartError::Tls(_)) {
+                EXIT_CONFIG
+            } else {
+                EXIT_START
+            };
+            return ExitCode::from(code);
         }
     };
     if let Some(password) = generated {
         show_generated_password(&password);
     }
-    let tcp = match TcpListener::bind(listen).await {
-        Ok(tcp) => tcp,
-        Err(error) => {
-            tracing::error!(%error, addr = %listen, "cannot listen");
-            return ExitCode::from(EXIT_START);
-        }
-    };
-    let addr = tcp
-        .local_addr()
-        .map_or_else(|_| listen.to_string(), |a| a.to_string());
-    tracing::info!(
-        %addr,
-        upstream = %format!("{}://{}", state.config.upstream.scheme, state.config.upstream.authority),
-        tokens = state.auth.store.len(),
-        "listening"
-    );
-    let watcher = state
+    let mut listeners = Vec::new();
+    let plain = state.config.server.listen.map(|addr| (addr, None));
+    let https = state
+        .config
+        .tls
+        .as_ref()
+        .zip(server_tls.as_ref())
+        .map(|(c, t)| (c.listen, Some(t.acceptor())));
+    for (addr, tls) in plain.into_iter().chain(https) {
+        let tcp = match TcpListener::bind(addr).await {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                tracing::error!(%error, %addr, "cannot listen");
+                return ExitCode::from(EXIT_START);
+            }
+        };
+        let bound = tcp
+            .local_addr()
+            .map_or_else(|_| addr.to_string(), |a| a.to_string());
+        tracing::info!(addr = %bound, tls = tls.is_some(), upstream = %state.upstream.describe(), tokens = state.auth.store.len(), "listening");
+        listeners.push(Listener { tcp, tls });
+    }
+    let mut tasks = vec![state
         .auth
         .realm
-        .watch(state.config.security.users_reload_interval);
-    server::run(
-        vec![Listener::plain(tcp)],
-        state.clone(),
-        shutdown::signal(),
-    )
-    .await;
-    watcher.abort();
+        .watch(state.config.security.users_reload_interval)];
+    if let (Some(tls), Some(config)) = (&server_tls, &state.config.tls) {
+        tasks.push(tls.watch(config.reload_interval));
+    }
+    server::run(listeners, state.clone(), shutdown::signal()).await;
+    for task in tasks {
+        task.abort();
+    }
     state.auth.store.close();
     tracing::info!("stopped");
     ExitCode::SUCCESS

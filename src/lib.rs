@@ -34,3 +34,4 @@ pub mod service;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;

@@ -9,6 +9,7 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, TokenStore};
+use crate::tls::TlsError;
 
 /// Why the gateway could not start after its configuration was accepted.
 #[derive(Debug, thiserror::Error)]
@@ -17,11 +18,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("users: {0}")]
     Realm(#[from] RealmError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("upstream tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -51,12 +49,12 @@ impl State {
         config: Config,
         bootstrap_password: Option<&str>,
     ) -> Result<(State, Option<String>), StartError> {
+        let upstream = Upstream::new(&config.upstream)?;
         let dir = &config.server.data_dir;
         let store = TokenStore::open(dir, StoreOptions::default())?;
         let (realm, generated) = UserRealm::open(dir, bootstrap_password)?;
         let accounts = Accounts::new(&config.service_accounts);
         let auth = Authenticator::new(store, realm, accounts, config.security.admin_roles.clone());
-        let upstream = Upstream::new(&config.upstream);
         let state = State {
             inner: Arc::new(Shared {
                 config,

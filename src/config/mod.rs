@@ -4,6 +4,7 @@
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
 mod reader;
+mod tls_reader;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct Config {
     pub source: String,
     pub server: ServerConfig,
     pub upstream: UpstreamConfig,
+    /// The HTTPS listener; `None` when no certificate is configured.
+    pub tls: Option<TlsConfig>,
     pub security: SecurityConfig,
     /// Service accounts the gateway knows besides Elasticsearch's built-in three.
     pub service_accounts: Vec<AccountConfig>,
@@ -31,8 +34,8 @@ pub struct Config {
 /// The client-facing listener and the gateway's own state.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Plain-HTTP listen address.
-    pub listen: SocketAddr,
+    /// Plain-HTTP listen address; `None` (`listen = ""`) serves HTTPS only.
+    pub listen: Option<SocketAddr>,
     /// Directory holding the token journal and the file-realm users.
     pub data_dir: PathBuf,
     /// Reported as `cluster_name` by the node-style APIs the gateway answers itself.
@@ -68,6 +71,49 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per upstream host.
     pub pool_max_idle: usize,
+    /// How an `https://` upstream is trusted.
+    pub tls: UpstreamTls,
+}
+
+/// Trust settings towards an `https://` upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// CA file to trust (Elasticsearch's `http_ca.crt`); the system roots when `None`.
+    pub ca: Option<PathBuf>,
+    /// SHA-256 of the one CA certificate to trust, as Elasticsearch's enrolment pins it.
+    pub ca_fingerprint: Option<[u8; 32]>,
+    /// Client certificate chain presented to the upstream.
+    pub client_cert: Option<PathBuf>,
+    /// Key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// `false` skips certificate checks entirely (logged loudly at start).
+    pub verify: bool,
+    /// Offer h2 by ALPN; used when the upstream picks it.
+    pub http2: bool,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (RSA, ECDSA P-256/P-384 or Ed25519).
+    pub key: PathBuf,
+    /// PEM CA certificates that sign client certificates; `None` disables mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required or only checked when sent.
+    pub client_auth: ClientAuth,
+    /// How often the certificate files are checked for replacement.
+    pub reload_interval: Duration,
+}
+
+/// Client-certificate policy, as Elasticsearch's `ssl.client_authentication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Required,
+    Optional,
 }
 
 impl fmt::Debug for UpstreamConfig {
@@ -85,6 +131,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("timeout", &self.timeout)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle", &self.pool_max_idle)
+            .field("tls", &self.tls)
             .finish()
     }
 }

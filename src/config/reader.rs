@@ -22,16 +22,16 @@ pub(super) const DEFAULT_DATA_DIR: &str = "data";
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
-    source: &'a str,
-    root: Table,
+    pub(super) source: &'a str,
+    pub(super) root: Table,
     overrides: &'a Overrides,
-    problems: Vec<String>,
+    pub(super) problems: Vec<String>,
 }
 
 /// One `[section]` being read; keys are removed as they are used so leftovers are unknown keys.
-struct Section {
-    name: &'static str,
-    table: Table,
+pub(super) struct Section {
+    pub(super) name: &'static str,
+    pub(super) table: Table,
 }
 
 impl<'a> Reader<'a> {
@@ -54,16 +54,19 @@ impl<'a> Reader<'a> {
         // reported as an unknown key.
         let file_listen = self.string(&mut server, "listen", DEFAULT_LISTEN);
         let listen_text = self.overrides.listen.clone().unwrap_or(file_listen);
-        let listen = self.parse::<SocketAddr>(
-            "server",
-            "listen",
-            &listen_text,
-            "an address like 127.0.0.1:8080",
-        );
+        let listen = match listen_text.as_str() {
+            "" => None,
+            text => self.parse::<SocketAddr>(
+                "server",
+                "listen",
+                text,
+                "an address like 127.0.0.1:8080, or \"\" for HTTPS only",
+            ),
+        };
         let file_dir = PathBuf::from(self.string(&mut server, "data_dir", DEFAULT_DATA_DIR));
         let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
         let server_config = ServerConfig {
-            listen: listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen,
             data_dir,
             cluster_name: self.string(&mut server, "cluster_name", "tokengate"),
             node_name: self.string(&mut server, "node_name", "tokengate-1"),
@@ -115,7 +118,16 @@ impl<'a> Reader<'a> {
                 Duration::from_secs(90),
             ),
             pool_max_idle: self.count(&mut upstream, "pool_max_idle", 256),
+            tls: self.upstream_tls(&mut upstream),
         };
+        let tls = self.listener_tls();
+        if server_config.listen.is_none() && tls.is_none() {
+            self.problem(
+                "server",
+                "listen",
+                "is empty and no [tls] listener is configured: nothing would be served",
+            );
+        }
 
         let security_config = SecurityConfig {
             admin_roles: self.strings(&mut security, "admin_roles"),
@@ -148,18 +160,19 @@ impl<'a> Reader<'a> {
             source: self.source.to_owned(),
             server: server_config,
             upstream: upstream_config,
+            tls,
             security: security_config,
             service_accounts,
             log: log_config,
         })
     }
 
-    fn problem(&mut self, section: &str, key: &str, what: &str) {
+    pub(super) fn problem(&mut self, section: &str, key: &str, what: &str) {
         self.problems
             .push(format!("{}: [{section}] {key}: {what}", self.source));
     }
 
-    fn section(&mut self, name: &'static str) -> Section {
+    pub(super) fn section(&mut self, name: &'static str) -> Section {
         let table = match self.root.remove(name) {
             None => Table::new(),
             Some(Value::Table(t)) => t,
@@ -174,13 +187,13 @@ impl<'a> Reader<'a> {
         Section { name, table }
     }
 
-    fn finish(&mut self, section: &Section) {
+    pub(super) fn finish(&mut self, section: &Section) {
         for key in section.table.keys() {
             self.problem(section.name, key, "unknown key");
         }
     }
 
-    fn optional_string(&mut self, section: &mut Section, key: &str) -> Option<String> {
+    pub(super) fn optional_string(&mut self, section: &mut Section, key: &str) -> Option<String> {
         match section.table.remove(key) {
             None => None,
             Some(Value::String(s)) => Some(s),
@@ -195,12 +208,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn string(&mut self, section: &mut Section, key: &str, default: &str) -> String {
+    pub(super) fn string(&mut self, section: &mut Section, key: &str, default: &str) -> String {
         self.optional_string(section, key)
             .unwrap_or_else(|| default.to_owned())
     }
 
-    fn strings(&mut self, section: &mut Section, key: &str) -> Vec<String> {
+    pub(super) fn strings(&mut self, section: &mut Section, key: &str) -> Vec<String> {
         match section.table.remove(key) {
             None => Vec::new(),
             Some(Value::Array(items)) if items.iter().all(Value::is_str) => items
@@ -214,7 +227,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn boolean(&mut self, section: &mut Section, key: &str, default: bool) -> bool {
+    pub(super) fn boolean(&mut self, section: &mut Section, key: &str, default: bool) -> bool {
         match section.table.remove(key) {
             None => default,
             Some(Value::Boolean(b)) => b,
@@ -229,7 +242,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn count(&mut self, section: &mut Section, key: &str, default: usize) -> usize {
+    pub(super) fn count(&mut self, section: &mut Section, key: &str, default: usize) -> usize {
         match section.table.remove(key) {
             None => default,
             Some(Value::Integer(n)) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
@@ -244,7 +257,12 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn duration(&mut self, section: &mut Section, key: &str, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        section: &mut Section,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         match section.table.remove(key) {
             None => default,
             Some(Value::String(s)) => match humantime::parse_duration(&s) {
@@ -269,7 +287,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn parse<T: FromStr>(
+    pub(super) fn parse<T: FromStr>(
         &mut self,
         section: &str,
         key: &str,
@@ -363,7 +381,7 @@ mod tests {
     #[test]
     fn empty_text_gives_embedded_defaults() {
         let config = Config::from_toml("t", "", &Overrides::default()).unwrap();
-        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.listen.unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9200");
         assert_eq!(config.server.data_dir, PathBuf::from("data"));
     }
@@ -405,7 +423,7 @@ mod tests {
         };
         let config =
             Config::from_toml("t", "[server]\nlisten = \"1.2.3.4:1\"", &overrides).unwrap();
-        assert_eq!(config.server.listen.port(), 0);
+        assert_eq!(config.server.listen.unwrap().port(), 0);
         assert_eq!(config.upstream.scheme, Scheme::HTTPS);
         assert_eq!(config.upstream.path_prefix, "/prefix");
     }

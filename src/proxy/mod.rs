@@ -7,18 +7,22 @@ pub mod headers;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
+use crate::tls::{upstream::client_config, TlsError};
 use headers::ClientInfo;
 
 /// The upstream cluster and the pooled client that reaches it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    /// The upstream's `Host`, built once instead of per request.
+    host: HeaderValue,
     scheme: Scheme,
     authority: Authority,
     path_prefix: String,
@@ -27,25 +31,43 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Self {
+    /// Builds the pooled client; fails only on unusable upstream TLS files.
+    pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(client_config(&config.tls)?)
+            .https_or_http();
+        let connector = if config.tls.http2 {
+            https.enable_all_versions().wrap_connector(connector)
+        } else {
+            https.enable_http1().wrap_connector(connector)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Upstream {
+        let host = HeaderValue::from_str(config.authority.as_str())
+            .map_err(|e| TlsError::Setup(e.to_string()))?;
+        Ok(Upstream {
             client,
+            host,
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             path_prefix: config.path_prefix.clone(),
             authorization: config.authorization.clone(),
             timeout: config.timeout,
-        }
+        })
+    }
+
+    /// `scheme://authority`, for logs.
+    pub fn describe(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.path_prefix)
     }
 
     /// Sends `request` upstream and returns its response with hop-by-hop fields removed.
@@ -68,6 +90,7 @@ impl Upstream {
             self.authorization.as_ref(),
             authority.as_ref(),
         );
+        parts.headers.insert(http::header::HOST, self.host.clone());
         let pending = self.client.request(Request::from_parts(parts, body));
         match tokio::time::timeout(self.timeout, pending).await {
             Ok(Ok(mut response)) => {

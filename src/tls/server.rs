@@ -1,0 +1,185 @@
+//! The listener's TLS: certificate resolver with hot reload, ALPN, optional client certificates.
+//!
+//! The certificate sits behind a resolver so that replacing the files (or SIGHUP) switches new
+//! handshakes to the new pair while open connections keep the session they have. A broken new
+//! pair is refused with a log line and the old one keeps serving.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+use super::{load_certified_key, load_certs, provider, TlsError};
+use crate::config::{ClientAuth, TlsConfig};
+
+/// The HTTPS side of the gateway: an acceptor plus the handle that reloads its certificate.
+#[derive(Clone)]
+pub struct ServerTls {
+    acceptor: TlsAcceptor,
+    resolver: Arc<Reloading>,
+}
+
+/// Serves the current pair; swapped whole on reload.
+#[derive(Debug)]
+struct Reloading {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// Modification times of the files the current pair came from.
+    stamp: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+impl Reloading {
+    fn stamps(&self) -> (Option<SystemTime>, Option<SystemTime>) {
+        let time = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        (time(&self.cert_path), time(&self.key_path))
+    }
+}
+
+impl ServerTls {
+    /// Loads the pair (and client CA) and builds the acceptor; any problem names its file.
+    pub fn new(config: &TlsConfig) -> Result<ServerTls, TlsError> {
+        let pair = load_certified_key(&config.cert, &config.key)?;
+        let resolver = Arc::new(Reloading {
+            cert_path: config.cert.clone(),
+            key_path: config.key.clone(),
+            current: RwLock::new(Arc::new(pair)),
+            stamp: RwLock::new((None, None)),
+        });
+        *resolver.stamp.write().unwrap_or_else(|e| e.into_inner()) = resolver.stamps();
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()))?;
+        let builder = match &config.client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for cert in load_certs(path)? {
+                    roots.add(cert).map_err(|e| TlsError::File {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+                let verifier = match config.client_auth {
+                    ClientAuth::Required => verifier,
+                    ClientAuth::Optional => verifier.allow_unauthenticated(),
+                };
+                builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?)
+            }
+        };
+        let mut server_config = builder.with_cert_resolver(resolver.clone());
+        server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // Resumption keeps reconnecting clients off the full handshake.
+        server_config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+        if let Ok(ticketer) = rustls::crypto::ring::Ticketer::new() {
+            server_config.ticketer = ticketer;
+        }
+        Ok(ServerTls {
+            acceptor: TlsAcceptor::from(Arc::new(server_config)),
+            resolver,
+        })
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor.clone()
+    }
+
+    /// Loads the files again and, if the pair is good, serves it to new handshakes.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let stamp = self.resolver.stamps();
+        let pair = load_certified_key(&self.resolver.cert_path, &self.resolver.key_path);
+        // Remember the attempt either way, so a broken pair is reported once, not every tick.
+        *self
+            .resolver
+            .stamp
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = stamp;
+        *self
+            .resolver
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(pair?);
+        Ok(())
+    }
+
+    fn changed(&self) -> bool {
+        *self
+            .resolver
+            .stamp
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            != self.resolver.stamps()
+    }
+
+    /// Reloads when the files change (checked every `interval`) or on SIGHUP, until aborted.
+    pub fn watch(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let tls = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut hangup = hangup_signal();
+            loop {
+                let forced = tokio::select! {
+                    _ = ticker.tick() => false,
+                    Some(()) = next_hangup(&mut hangup) => true,
+                };
+                if !forced && !tls.changed() {
+                    continue;
+                }
+                match tls.reload() {
+                    Ok(()) => {
+                        tracing::info!(cert = %tls.resolver.cert_path.display(), "tls certificate reloaded")
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "new tls certificate refused; the previous one keeps serving")
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(signal) = hangup {
+        return signal.recv().await;
+    }
+    let _ = hangup;
+    std::future::pending().await
+}
