@@ -54,6 +54,7 @@ impl<'a> Reader<'a> {
         // reported as an unknown key.
         let file_listen = self.string(&mut server, "listen", DEFAULT_LISTEN);
         let listen_text = self.overrides.listen.clone().unwrap_or(file_listen);
+        let listen_off = listen_text.is_empty();
         let listen = match listen_text.as_str() {
             "" => None,
             text => self.parse::<SocketAddr>(
@@ -121,7 +122,7 @@ impl<'a> Reader<'a> {
             tls: self.upstream_tls(&mut upstream),
         };
         let tls = self.listener_tls();
-        if server_config.listen.is_none() && tls.is_none() {
+        if listen_off && tls.is_none() {
             self.problem(
                 "server",
                 "listen",
@@ -138,9 +139,15 @@ impl<'a> Reader<'a> {
                 Duration::from_secs(5),
             ),
         };
-        let log_config = LogConfig {
-            level: self.string(&mut log, "level", "info"),
-        };
+        let level = self.string(&mut log, "level", "info");
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            self.problem(
+                "log",
+                "level",
+                &format!("not a log filter such as \"info\" or \"tokengate=debug\": \"{level}\""),
+            );
+        }
+        let log_config = LogConfig { level };
         let service_accounts = self.accounts();
 
         for section in [server, upstream, security, log] {

@@ -95,6 +95,8 @@ impl Upstream {
         match tokio::time::timeout(self.timeout, pending).await {
             Ok(Ok(mut response)) => {
                 headers::remove_hop_by_hop(response.headers_mut());
+                // The client's connection is ours, not the upstream's: answer in our version.
+                *response.version_mut() = Version::HTTP_11;
                 Ok(response)
             }
             Ok(Err(error)) => {
