@@ -36,6 +36,8 @@ pub enum StoreError {
     },
     #[error("token store is shut down")]
     Closed,
+    #[error("{path}: the data directory is in use by another tokengate process")]
+    Locked { path: PathBuf },
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +85,30 @@ struct Inner {
     /// Dropping the sender is what tells the writer to finish and exit.
     tx: RwLock<Option<mpsc::UnboundedSender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Holds an exclusive lock on the data directory for the store's lifetime: two writers
+    /// appending to one journal would corrupt it.
+    /// Released by `close`, after the writer has finished, so the directory can be reopened.
+    lock: Mutex<Option<fs::File>>,
+}
+
+/// Takes the data directory's lock file, refusing when another process holds it.
+fn lock_dir(dir: &Path) -> Result<fs::File, StoreError> {
+    let path = dir.join(".lock");
+    let io = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+        Err(fs::TryLockError::Error(source)) => Err(io(source)),
+    }
 }
 
 impl TokenStore {
@@ -93,6 +119,7 @@ impl TokenStore {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = lock_dir(dir)?;
         let replayed = journal::open(dir)?;
         let path = dir.join(journal::JOURNAL_FILE);
         tracing::info!(file = %path.display(), tokens = replayed.map.len(), "token store opened");
@@ -125,6 +152,7 @@ impl TokenStore {
             path,
             tx: RwLock::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            lock: Mutex::new(Some(lock)),
         };
         Ok(TokenStore {
             inner: Arc::new(inner),
@@ -288,6 +316,12 @@ impl Inner {
                 tracing::error!(file = %self.path.display(), "token journal writer thread panicked");
             }
         }
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 

@@ -1,4 +1,7 @@
-//! The command line: run the gateway (default), check a configuration, reset a password.
+//! The command line: run the gateway (default), check a configuration, reset a password,
+//! import tokens.
+
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +64,20 @@ pub enum Command {
         #[arg(short = 'i', long)]
         interactive: bool,
     },
+    /// Manage the token store offline (the gateway must not be running on the same data dir).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Import existing token values, one per line (`-` reads standard input).
+    Import {
+        /// File of token values.
+        file: PathBuf,
+    },
 }
 
 impl Common {
@@ -89,6 +106,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::ResetPassword { user, interactive }) => {
             reset_password(&config, &user, interactive)
         }
+        Some(Command::Tokens {
+            action: TokensCommand::Import { file },
+        }) => tokens::import(&config, &file),
     }
 }
 

@@ -1,0 +1,154 @@
+//! `tokengate tokens import`: loads existing token values (one per line) into the store, for
+//! migrating tokens from a cluster or another gateway without re-issuing them.
+//!
+//! All lines are checked before anything is written: a file with a bad line imports nothing.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::auth::accounts::Accounts;
+use crate::auth::secret::SecretHash;
+use crate::auth::token;
+use crate::config::Config;
+use crate::store::{StoreOptions, TokenStore};
+
+use super::{EXIT_CONFIG, EXIT_START};
+
+/// Exit status for a token file with bad lines (BSD's EX_DATAERR).
+const EXIT_DATA: u8 = 65;
+/// Tokens handed to the store per durable batch.
+const BATCH: usize = 50_000;
+
+/// Reads `file` (`-` for standard input) and imports every token in it.
+#[allow(clippy::print_stdout)]
+pub fn import(config: &Config, file: &Path) -> ExitCode {
+    let text = match read(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("tokengate: {}: {error}", file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let accounts = Accounts::new(&config.service_accounts);
+    let (tokens, problems) = parse(&text, &accounts);
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("tokengate: {}:{problem}", file.display());
+        }
+        eprintln!(
+            "tokengate: {} bad line(s); nothing imported",
+            problems.len()
+        );
+        return ExitCode::from(EXIT_DATA);
+    }
+    let store = match TokenStore::open(&config.server.data_dir, StoreOptions::default()) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("tokengate: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let total = tokens.len();
+    let result = run_import(&store, tokens);
+    store.close();
+    match result {
+        Ok(skipped) => {
+            println!(
+                "imported {} token(s), {} already present",
+                total - skipped,
+                skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tokengate: import stopped: {error}");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}
+
+fn read(file: &Path) -> std::io::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file)
+    }
+}
+
+/// Decodes every line into (qualified name, secret hash); problems carry `line: reason`.
+fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, SecretHash)>, Vec<String>) {
+    let mut tokens = Vec::new();
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut buf = [0u8; token::MAX_DECODED_LEN];
+        let Some(decoded) = token::decode(line.as_bytes(), &mut buf) else {
+            problems.push(format!("{number}: not a service token value"));
+            continue;
+        };
+        if !token::is_valid_name(decoded.name) {
+            problems.push(format!("{number}: invalid token name [{}]", decoded.name));
+        } else if !accounts.contains(decoded.account) {
+            problems.push(format!(
+                "{number}: service account [{}] does not exist",
+                decoded.account
+            ));
+        } else {
+            tokens.push((
+                decoded.qualified.to_owned(),
+                SecretHash::new(decoded.secret),
+            ));
+        }
+    }
+    (tokens, problems)
+}
+
+/// Imports in durable batches; returns how many were already present.
+fn run_import(
+    store: &TokenStore,
+    mut tokens: Vec<(String, SecretHash)>,
+) -> Result<usize, crate::store::StoreError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| crate::store::StoreError::Io {
+            path: "runtime".into(),
+            source,
+        })?;
+    runtime.block_on(async {
+        let mut skipped = 0;
+        while !tokens.is_empty() {
+            let rest = tokens.split_off(tokens.len().saturating_sub(BATCH));
+            skipped += store.import(rest).await?.len();
+        }
+        Ok(skipped)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_reports_every_bad_line_with_its_number() {
+        let good = token::encode("elastic/fleet-server", "t1", "secret");
+        let other = token::encode("nobody/here", "t2", "secret");
+        let text = format!("# comment\n{good}\n\nnot-a-token\n{other}\n");
+        let (tokens, problems) = parse(&text, &Accounts::new(&[]));
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].0, "elastic/fleet-server/t1");
+        assert!(tokens[0].1.verify(b"secret"));
+        assert_eq!(
+            problems,
+            [
+                "4: not a service token value",
+                "5: service account [nobody/here] does not exist"
+            ]
+        );
+    }
+}
