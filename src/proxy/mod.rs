@@ -39,7 +39,7 @@ impl Upstream {
         connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
         connector.enforce_http(false);
         let https = HttpsConnectorBuilder::new()
-            .with_tls_config(client_config(&config.tls)?)
+            .with_tls_config(client_config(&config.tls, config.scheme == Scheme::HTTPS)?)
             .https_or_http();
         let connector = if config.tls.http2 {
             https.enable_all_versions().wrap_connector(connector)

@@ -12,11 +12,18 @@ use sha2::{Digest, Sha256};
 use super::{load_certs, load_key, provider, TlsError};
 use crate::config::UpstreamTls;
 
-/// The rustls client configuration for the upstream (ALPN is set by the connector).
-pub fn client_config(config: &UpstreamTls) -> Result<ClientConfig, TlsError> {
+/// The rustls client configuration for the upstream (ALPN is set by the connector). For a
+/// plain-HTTP upstream (`used` false) it trusts nothing and reads no files: it is never used, and
+/// reading the system roots would only slow the start.
+pub fn client_config(config: &UpstreamTls, used: bool) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?;
+    if !used {
+        return Ok(builder
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth());
+    }
     let builder = if !config.verify {
         tracing::warn!("upstream.verify = false: the upstream's certificate is NOT checked; anyone on the path can read and change traffic");
         builder
