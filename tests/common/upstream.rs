@@ -265,7 +265,10 @@ pub fn default_response() -> Response<FakeBody> {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert("x-elastic-product", HeaderValue::from_static("Elasticsearch"));
+    headers.insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
     headers.insert(E2E_HEADER, HeaderValue::from_static("kept"));
     response
 }

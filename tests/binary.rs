@@ -1,0 +1,216 @@
+//! The built binary, run as the README runs it: flags, `ELASTIC_PASSWORD`, the `listening` log
+//! line, exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{basic, FakeUpstream};
+use tokio::sync::oneshot;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+const PASSWORD: &str = "bin-elastic-pw";
+/// How long the binary may take to log that it listens.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// The binary with a clean environment for the variables it reads.
+fn tokengate() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("TOKENGATE_CONFIG")
+        .env_remove("ELASTIC_PASSWORD")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Removes ANSI colour sequences the log formatter may add around field names.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `field=value` of a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// Reads the child's stderr on a thread until the `listening` line, answering with it; keeps
+/// draining afterwards so the child never blocks on a full pipe.
+fn watch_stderr(child: &mut Child) -> oneshot::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let line = strip_ansi(&line);
+            if line.contains("listening") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(line);
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Kills the child by its PID when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_tokens_and_forwards() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokengate()
+        .args(["--listen", "127.0.0.1:0", "--upstream"])
+        .arg(format!("http://{}", upstream.addr))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("ELASTIC_PASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = watch_stderr(&mut child);
+    let mut child = Running(child);
+    let line = tokio::time::timeout(STARTUP, lines)
+        .await
+        .expect("no `listening` line in time")
+        .expect("the binary exited before listening");
+    assert!(line.contains("INFO"), "{line}");
+    let addr: SocketAddr = field(&line, "addr").unwrap().parse().unwrap();
+    assert_eq!(field(&line, "tokens"), Some("0"), "{line}");
+    assert_eq!(
+        field(&line, "upstream"),
+        Some(format!("http://{}", upstream.addr).as_str())
+    );
+
+    let client = common::client();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let response = client
+        .post(url(
+            "/_security/service/elastic/fleet-server/credential/token/bin1",
+        ))
+        .header("authorization", basic("elastic", PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    let value = body["token"]["value"].as_str().unwrap();
+
+    let response = client
+        .get(url("/_cluster/health"))
+        .bearer_auth(value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        common::upstream::DEFAULT_BODY
+    );
+    let response = client.get(url("/_cluster/health")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(upstream.single_request().uri, "/_cluster/health");
+
+    child.0.kill().unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(!status.success());
+    assert!(dir.path().join("tokens.journal").exists());
+}
+
+fn run_to_end(command: &mut Command) -> Output {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bad_config_exits_64_naming_every_bad_key_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"nope\"\ncolour = \"red\"\n[upstream]\ntimeout = \"soon\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let output = run_to_end(
+        tokengate()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .env("ELASTIC_PASSWORD", PASSWORD),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    for key in ["[server] listen", "[server] colour", "[upstream] timeout"] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+    assert!(
+        !data.exists(),
+        "the data directory was created before validation"
+    );
+}
+
+#[test]
+fn check_config_validates_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[server]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let output = run_to_end(tokengate().arg("check-config").arg("--config").arg(&good));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[upstream]\nurl = \"ftp://x\"\n").unwrap();
+    let output = run_to_end(tokengate().arg("check-config").arg("--config").arg(&bad));
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("[upstream] url"));
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tokengate.toml");
+    if !shipped.exists() {
+        eprintln!("skipped: {} does not exist yet", shipped.display());
+        return;
+    }
+    let output = run_to_end(
+        tokengate()
+            .arg("check-config")
+            .arg("--config")
+            .arg(&shipped),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}

@@ -1,0 +1,297 @@
+//! The shared harness: a `TestGateway` running the real server in-process on a pre-bound
+//! ephemeral port, a `FakeUpstream` cluster behind it, and helpers to talk to both.
+//!
+//! One gateway per test, no fixed ports, nothing global; every wait is bounded.
+#![allow(dead_code)]
+
+pub mod raw;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokengate::config::{Config, Overrides};
+use tokengate::server::{self, Listener};
+use tokengate::state::State;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use upstream::FakeUpstream;
+
+/// The `elastic` superuser's password in every test gateway.
+pub const ELASTIC_PASSWORD: &str = "elastic-test-pw";
+/// The account most tests issue tokens for.
+pub const FLEET: &str = "elastic/fleet-server";
+/// Bound on every wait for the gateway itself (stop, join), so a hang fails instead of stalling.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+/// Cheap bcrypt cost for the users tests write (the gateway's own default is deliberately slow).
+const TEST_BCRYPT_COST: u32 = 4;
+
+/// A file-realm user a test wants besides `elastic`.
+struct TestUser {
+    name: String,
+    password: String,
+    roles: Vec<String>,
+}
+
+/// Configures a [`TestGateway`].
+#[derive(Default)]
+pub struct TestGatewayBuilder {
+    upstream: Option<String>,
+    config: String,
+    data_dir: Option<PathBuf>,
+    users: Vec<TestUser>,
+    bootstrap: bool,
+}
+
+/// A gateway serving on `127.0.0.1:<ephemeral>` inside the test's runtime.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub state: State,
+    /// A client without proxies, so the environment cannot reroute test traffic.
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    /// Keeps the data directory alive when the harness made it.
+    _tmp: Option<TempDir>,
+    stop_tx: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGatewayBuilder {
+    /// The fake (or unreachable) cluster requests are forwarded to.
+    pub fn upstream(mut self, addr: SocketAddr) -> Self {
+        self.upstream = Some(format!("http://{addr}"));
+        self
+    }
+
+    /// The upstream as a full URL (scheme, authority, optional path prefix).
+    pub fn upstream_url(mut self, url: &str) -> Self {
+        self.upstream = Some(url.to_owned());
+        self
+    }
+
+    /// Extra configuration TOML, e.g. `[upstream]\ntimeout = "300ms"\n`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = toml.to_owned();
+        self
+    }
+
+    /// Uses `dir` (kept by the test, e.g. to restart over it) instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Adds a file-realm user with `roles`.
+    pub fn user(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
+        self.users.push(TestUser {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        });
+        self
+    }
+
+    /// Lets `State::open` create `elastic` itself, as on a first start, instead of the harness
+    /// writing a cheaply hashed users file.
+    pub fn bootstrap(mut self) -> Self {
+        self.bootstrap = true;
+        self
+    }
+
+    pub async fn build(self) -> TestGateway {
+        let (tmp, data_dir) = match self.data_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let tmp = tempfile::tempdir().unwrap();
+                let dir = tmp.path().to_owned();
+                (Some(tmp), dir)
+            }
+        };
+        if !self.bootstrap && !data_dir.join("users").exists() {
+            write_users(&data_dir, &self.users);
+        }
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            upstream: self.upstream,
+            data_dir: Some(data_dir.clone()),
+        };
+        let config = Config::from_toml("test", &self.config, &overrides).unwrap();
+        let (state, _generated) = State::open(config, Some(ELASTIC_PASSWORD)).unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(
+            vec![Listener::plain(tcp)],
+            state.clone(),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        TestGateway {
+            addr,
+            state,
+            client: client(),
+            data_dir,
+            _tmp: tmp,
+            stop_tx: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+}
+
+/// Writes `users` and `users_roles` with `elastic` (superuser) and `extra`.
+fn write_users(dir: &Path, extra: &[TestUser]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let hash = |pw: &str| bcrypt::hash(pw, TEST_BCRYPT_COST).unwrap();
+    let mut users = format!("elastic:{}\n", hash(ELASTIC_PASSWORD));
+    let mut roles = String::from("superuser:elastic\n");
+    for user in extra {
+        users.push_str(&format!("{}:{}\n", user.name, hash(&user.password)));
+        for role in &user.roles {
+            roles.push_str(&format!("{role}:{}\n", user.name));
+        }
+    }
+    std::fs::write(dir.join("users"), users).unwrap();
+    std::fs::write(dir.join("users_roles"), roles).unwrap();
+}
+
+/// An HTTP client that never goes through a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+impl TestGateway {
+    pub fn builder() -> TestGatewayBuilder {
+        TestGatewayBuilder::default()
+    }
+
+    /// A gateway in front of `upstream` with the default configuration.
+    pub async fn start(upstream: &FakeUpstream) -> TestGateway {
+        Self::builder().upstream(upstream.addr).build().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A request as `elastic` (Basic).
+    pub fn as_elastic(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("authorization", basic_elastic())
+    }
+
+    /// A request presenting a service token.
+    pub fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("authorization", format!("Bearer {token}"))
+    }
+
+    /// Creates token `name` of `account` through the API as `elastic` and returns its value.
+    pub async fn create_token(&self, account: &str, name: &str) -> String {
+        let path = format!("/_security/service/{account}/credential/token/{name}");
+        let response = self.as_elastic(reqwest::Method::POST, &path).send().await;
+        let (status, body) = json_of(response.unwrap()).await;
+        assert_eq!(status, 200, "creating {account}/{name}: {body}");
+        assert_eq!(body["created"], true);
+        body["token"]["value"].as_str().unwrap().to_owned()
+    }
+
+    /// Stops gracefully: shutdown signal, join the server, close the store (its journal writer
+    /// thread flushes and exits) so the data directory can be reopened.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop_tx.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .expect("gateway did not stop in time")
+                .unwrap();
+        }
+        self.state.auth.store.close();
+    }
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+}
+
+pub fn basic_elastic() -> String {
+    basic("elastic", ELASTIC_PASSWORD)
+}
+
+/// Status and parsed JSON body of a response.
+pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// Asserts the status and the exact body bytes (compact JSON, in `expected`'s key order), and
+/// that the gateway marked the answer as a node's.
+pub async fn assert_response(response: reqwest::Response, status: u16, expected: &Value) {
+    let headers = response.headers().clone();
+    let got_status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        (got_status, text.as_str()),
+        (status, expected.to_string().as_str())
+    );
+    assert_eq!(headers["x-elastic-product"], "Elasticsearch");
+    let kind = headers["content-type"].to_str().unwrap();
+    assert!(kind.starts_with("application/json"), "content type {kind}");
+}
+
+/// Elasticsearch's error envelope for `es_type`/`reason` with `status`.
+pub fn es_error(status: u16, es_type: &str, reason: &str) -> Value {
+    let cause = json!({"type": es_type, "reason": reason});
+    json!({"error": {"root_cause": [cause], "type": es_type, "reason": reason}, "status": status})
+}
+
+/// The 401 a node sends, challenges included in `error` and its root cause.
+pub fn es_unauthorized(reason: &str) -> Value {
+    let header = json!({"WWW-Authenticate": CHALLENGES});
+    let cause = json!({"type": "security_exception", "reason": reason, "header": header});
+    json!({
+        "error": {
+            "root_cause": [cause],
+            "type": "security_exception",
+            "reason": reason,
+            "header": header
+        },
+        "status": 401
+    })
+}
+
+/// The three `WWW-Authenticate` challenges, in a node's order.
+pub const CHALLENGES: [&str; 3] = [
+    "Basic realm=\"security\", charset=\"UTF-8\"",
+    "Bearer realm=\"security\"",
+    "ApiKey",
+];
+
+pub const BAD_CREDENTIALS: &str = "unable to authenticate with provided credentials and anonymous access is not allowed for this request";
+
+/// The body of a 403 for `action` by `user` with `roles`.
+pub fn es_forbidden(action: &str, user: &str, roles: &str, privileges: &str) -> Value {
+    let reason = format!(
+        "action [{action}] is unauthorized for user [{user}] with effective roles [{roles}], \
+         this action is granted by the cluster privileges [{privileges}]"
+    );
+    es_error(403, "security_exception", &reason)
+}
