@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(token.name, "t");
         assert_eq!(token.secret, secret.as_bytes());
         let mut padded = value.clone();
-        while padded.len() % 4 != 0 {
+        while !padded.len().is_multiple_of(4) {
             padded.push('=');
         }
         let mut buf = [0u8; MAX_DECODED_LEN];

@@ -89,6 +89,9 @@ impl ServerTls {
         };
         let mut server_config = builder.with_cert_resolver(resolver.clone());
         server_config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // The server's cipher-suite order decides, as Elasticsearch's listener does; every suite
+        // offered is AEAD with forward secrecy, but the pick should not be the client's.
+        server_config.ignore_client_order = true;
         // Resumption keeps reconnecting clients off the full handshake.
         server_config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
         if let Ok(ticketer) = rustls::crypto::ring::Ticketer::new() {
