@@ -78,10 +78,19 @@ pub fn build(dir: &Path, count: usize, keep: usize) -> (TokenStore, Sample, Dura
 
 /// Resident set size of this process in KiB (Linux `/proc/self/status`).
 pub fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+/// Peak resident set size of this process in KiB.
+pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .split_whitespace()
         .next()?
         .parse()

@@ -9,12 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use futures_util::future::join_all;
 use tokengate::auth::secret::SecretHash;
 use tokengate::store::{StoreOptions, TokenStore};
 
 const CONCURRENT: usize = 64;
+/// Set (to a data directory) in the child process that reports the memory of a replayed store.
+const RSS_CHILD_ENV: &str = "TOKENGATE_BENCH_REPLAY_RSS";
 
 fn creates(c: &mut Criterion) {
     let rt = common::runtime();
@@ -75,7 +77,7 @@ fn startup(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5))
+        .measurement_time(Duration::from_secs(8))
         .sampling_mode(SamplingMode::Flat);
     for count in [100_000usize, 1_000_000] {
         let dir = tempfile::tempdir().unwrap();
@@ -85,22 +87,12 @@ fn startup(c: &mut Criterion) {
         let bytes = std::fs::metadata(dir.path().join("tokens.journal"))
             .map(|m| m.len())
             .unwrap_or(0);
-        // One untimed open to report the memory the replayed store holds.
-        let rss_before = common::rss_kib().unwrap_or(0);
-        let opened = TokenStore::open(dir.path(), StoreOptions::default()).unwrap();
-        let rss_after = common::rss_kib().unwrap_or(0);
-        assert_eq!(opened.len(), count);
-        opened.close();
-        drop(opened);
         println!(
-            "startup: {count} tokens (built in {:.2} s), journal {:.1} MiB; VmRSS {:.1} MiB before \
-             open, {:.1} MiB with the replayed store (+{:.1} MiB)",
+            "startup: {count} tokens (built in {:.2} s), journal {:.1} MiB",
             took.as_secs_f64(),
             bytes as f64 / (1 << 20) as f64,
-            common::mib(rss_before),
-            common::mib(rss_after),
-            common::mib(rss_after.saturating_sub(rss_before)),
         );
+        replay_memory(dir.path());
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(format!("open_replay/{count}"), |b| {
             b.iter_custom(|iters| {
@@ -121,5 +113,54 @@ fn startup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, creates, startup);
-criterion_main!(benches);
+/// Opens the store in a fresh process (this executable again), so the numbers are those of a
+/// gateway that just started, not of this process's reused heap.
+fn replay_memory(dir: &std::path::Path) {
+    let child = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .env(RSS_CHILD_ENV, dir)
+            .output()
+    });
+    match child {
+        Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+        Ok(out) => println!(
+            "startup: memory child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(error) => println!("startup: memory child not started: {error}"),
+    }
+}
+
+/// The child's side of [`replay_memory`].
+fn report_replay_memory(dir: &str) {
+    let before = common::rss_kib().unwrap_or(0);
+    let started = Instant::now();
+    let store = TokenStore::open(std::path::Path::new(dir), StoreOptions::default()).unwrap();
+    let took = started.elapsed();
+    let after = common::rss_kib().unwrap_or(0);
+    let peak = common::peak_rss_kib().unwrap_or(0);
+    let tokens = store.len();
+    println!(
+        "startup: fresh process opened {tokens} tokens in {:.0} ms; VmRSS {:.1} MiB before, \
+         {:.1} MiB after (+{:.1} MiB, ~{:.0} bytes/token), peak VmHWM {:.1} MiB",
+        took.as_secs_f64() * 1e3,
+        common::mib(before),
+        common::mib(after),
+        common::mib(after.saturating_sub(before)),
+        (after.saturating_sub(before) * 1024) as f64 / tokens.max(1) as f64,
+        common::mib(peak),
+    );
+    store.close();
+}
+
+// Start-up first: the create benches leave a large heap behind.
+criterion_group!(benches, startup, creates);
+
+fn main() {
+    if let Ok(dir) = std::env::var(RSS_CHILD_ENV) {
+        report_replay_memory(&dir);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
