@@ -184,8 +184,9 @@ async fn corruption_in_the_middle_refuses_to_start_naming_file_and_offset() {
     gw.stop().await;
     let journal = dir.path().join(JOURNAL);
     let mut bytes = std::fs::read(&journal).unwrap();
-    // The first record starts after the 8-byte header; flip a byte of its payload.
-    bytes[8 + 8 + 5] ^= 0x55;
+    // The first record starts after the 24-byte header (magic, version, pepper); flip a byte of
+    // its payload.
+    bytes[24 + 8 + 5] ^= 0x55;
     std::fs::write(&journal, &bytes).unwrap();
 
     let Err(error) = open_state(&upstream, dir.path()) else {
@@ -196,7 +197,7 @@ async fn corruption_in_the_middle_refuses_to_start_naming_file_and_offset() {
         message.contains(&journal.display().to_string()),
         "{message}"
     );
-    assert!(message.contains("offset 8"), "{message}");
+    assert!(message.contains("offset 24"), "{message}");
     // The file is left as it was for an operator to inspect.
     assert_eq!(std::fs::read(&journal).unwrap(), bytes);
 }

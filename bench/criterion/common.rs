@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokengate::auth::secret::SecretHash;
 use tokengate::auth::token;
 use tokengate::store::{StoreOptions, TokenStore};
 
@@ -57,7 +56,7 @@ pub fn fill(
             }
             batch.push((
                 format!("{ACCOUNT}/{name}"),
-                SecretHash::new(secret.as_bytes()),
+                token::encode(ACCOUNT, &name, &secret),
             ));
         }
         let skipped = rt.block_on(store.import(batch)).unwrap();

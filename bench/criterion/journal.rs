@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use futures_util::future::join_all;
-use tokengate::auth::secret::SecretHash;
+use tokengate::auth::token;
 use tokengate::store::{StoreOptions, TokenStore};
 
 const CONCURRENT: usize = 64;
@@ -22,11 +22,13 @@ fn creates(c: &mut Criterion) {
     let rt = common::runtime();
     let dir = tempfile::tempdir().unwrap();
     let store = TokenStore::open(dir.path(), StoreOptions::default()).unwrap();
-    let hash = SecretHash::new(b"bench-secret-0123456789");
+    // (qualified name, value); every value differs, as the store keeps one token per value.
     let mut next = 0u64;
-    let mut name = move || {
+    let mut token = move || {
         next += 1;
-        format!("{}/c-{next}", common::ACCOUNT)
+        let name = format!("c-{next}");
+        let value = token::encode(common::ACCOUNT, &name, "bench-secret-0123456789");
+        (format!("{}/{name}", common::ACCOUNT), value)
     };
 
     let mut group = c.benchmark_group("journal");
@@ -39,10 +41,10 @@ fn creates(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("create_durable/1", |b| {
         b.iter_custom(|iters| {
-            let names: Vec<String> = (0..iters).map(|_| name()).collect();
+            let tokens: Vec<(String, String)> = (0..iters).map(|_| token()).collect();
             let started = Instant::now();
-            for n in &names {
-                rt.block_on(store.create(n, hash.clone())).unwrap();
+            for (name, value) in &tokens {
+                rt.block_on(store.create(name, value)).unwrap();
             }
             started.elapsed()
         })
@@ -51,12 +53,12 @@ fn creates(c: &mut Criterion) {
     group.throughput(Throughput::Elements(CONCURRENT as u64));
     group.bench_function(format!("create_durable/{CONCURRENT}_concurrent"), |b| {
         b.iter_custom(|iters| {
-            let rounds: Vec<Vec<String>> = (0..iters)
-                .map(|_| (0..CONCURRENT).map(|_| name()).collect())
+            let rounds: Vec<Vec<(String, String)>> = (0..iters)
+                .map(|_| (0..CONCURRENT).map(|_| token()).collect())
                 .collect();
             let started = Instant::now();
             for round in &rounds {
-                let all = join_all(round.iter().map(|n| store.create(n, hash.clone())));
+                let all = join_all(round.iter().map(|(n, v)| store.create(n, v)));
                 for result in rt.block_on(all) {
                     result.unwrap();
                 }

@@ -4,7 +4,6 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::Call;
-use crate::auth::secret::SecretHash;
 use crate::auth::token;
 use crate::error::ApiError;
 use crate::response::Body;
@@ -29,9 +28,9 @@ pub async fn create(
     }
     call.require_manage(CREATE_ACTION)?;
     known_account(call, account)?;
-    let secret = token::generate_secret();
+    let value = token::encode(account, &name, &token::generate_secret());
     let qualified = format!("{account}/{name}");
-    match call.state.auth.store.create(&qualified, SecretHash::new(secret.as_bytes())).await {
+    match call.state.auth.store.create(&qualified, &value).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::VersionConflict(format!(
@@ -44,7 +43,6 @@ pub async fn create(
         }
     }
     tracing::info!(token = %qualified, "service token created");
-    let value = token::encode(account, &name, &secret);
     Ok(call.reply(
         StatusCode::OK,
         &json!({"created": true, "token": {"name": name, "value": value}}),

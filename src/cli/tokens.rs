@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::auth::accounts::Accounts;
-use crate::auth::secret::SecretHash;
 use crate::auth::token;
 use crate::config::Config;
 use crate::store::{StoreOptions, TokenStore};
@@ -78,8 +77,9 @@ fn read(file: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Decodes every line into (qualified name, secret hash); problems carry `line: reason`.
-fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, SecretHash)>, Vec<String>) {
+/// Checks every line and pairs each value with its qualified name; problems carry
+/// `line: reason`. The store keeps only a fingerprint of each value.
+fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, String)>, Vec<String>) {
     let mut tokens = Vec::new();
     let mut problems = Vec::new();
     for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())) {
@@ -99,10 +99,7 @@ fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, SecretHash)>, Vec<Str
                 decoded.account
             ));
         } else {
-            tokens.push((
-                decoded.qualified.to_owned(),
-                SecretHash::new(decoded.secret),
-            ));
+            tokens.push((decoded.qualified.to_owned(), line.to_owned()));
         }
     }
     (tokens, problems)
@@ -111,7 +108,7 @@ fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, SecretHash)>, Vec<Str
 /// Imports in durable batches; returns how many were already present.
 fn run_import(
     store: &TokenStore,
-    mut tokens: Vec<(String, SecretHash)>,
+    mut tokens: Vec<(String, String)>,
 ) -> Result<usize, crate::store::StoreError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,7 +139,7 @@ mod tests {
         let (tokens, problems) = parse(&text, &Accounts::new(&[]));
         assert_eq!(tokens.len(), 1);
         assert_eq!(tokens[0].0, "elastic/fleet-server/t1");
-        assert!(tokens[0].1.verify(b"secret"));
+        assert_eq!(tokens[0].1, good);
         assert_eq!(
             problems,
             [

@@ -1,75 +1,82 @@
 //! On-disk journal format: record encoding, replay with torn-tail recovery,
 //! and writing a compacted copy.
 //!
-//! Layout: an 8-byte header (`TGJ1` + u32 LE version), then records
-//! `[len: u32 LE][crc32(payload): u32 LE][payload]`, where the payload is an
-//! op byte, a u16 LE name length, the UTF-8 name and, for puts, salt + digest.
+//! Layout: a 24-byte header (`TGJ1`, u32 LE version, the store's 16-byte
+//! pepper), then records `[len: u32 LE][crc32(payload): u32 LE][payload]`,
+//! where the payload is an op byte, a u16 LE name length, the UTF-8 name and,
+//! for puts, the token's 32-byte fingerprint.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use dashmap::DashMap;
-
+use super::fingerprint::{self, Fingerprint, Pepper, FINGERPRINT_LEN, PEPPER_LEN};
+use super::maps::Maps;
 use super::StoreError;
-use crate::auth::secret::SecretHash;
 
 pub(crate) const JOURNAL_FILE: &str = "tokens.journal";
 pub(crate) const TMP_FILE: &str = "tokens.journal.tmp";
 
 const MAGIC: &[u8; 4] = b"TGJ1";
-const VERSION: u32 = 1;
-pub(crate) const HEADER_LEN: u64 = 8;
+/// Version 1 stored a salted hash of each token's secret; version 2 stores a
+/// fingerprint of the whole value under a per-store pepper.
+const VERSION: u32 = 2;
+/// Magic and version: the part of the header that is the same in every journal.
+const FIXED_LEN: usize = 8;
+pub(crate) const HEADER_LEN: u64 = (FIXED_LEN + PEPPER_LEN) as u64;
 const RECORD_HEADER: usize = 8;
 const MAX_RECORD: usize = 4096;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
-const HASH_LEN: usize = 16 + 32;
 /// Longest qualified name whose put record still fits in `MAX_RECORD`.
-pub(crate) const MAX_NAME_LEN: usize = MAX_RECORD - 3 - HASH_LEN;
-/// Typical put record size, used only to pre-size the map before replay.
-const TYPICAL_RECORD: u64 = 96;
+pub(crate) const MAX_NAME_LEN: usize = MAX_RECORD - 3 - FINGERPRINT_LEN;
 
-fn header() -> [u8; 8] {
-    let mut h = [0u8; 8];
+fn fixed_header() -> [u8; FIXED_LEN] {
+    let mut h = [0u8; FIXED_LEN];
     h[..4].copy_from_slice(MAGIC);
     h[4..].copy_from_slice(&VERSION.to_le_bytes());
     h
 }
 
-/// On-disk size of a put record, used to estimate the live journal size.
-pub(crate) fn put_record_len(name_len: usize) -> u64 {
-    (RECORD_HEADER + 3 + name_len + HASH_LEN) as u64
+fn header(pepper: &Pepper) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..FIXED_LEN].copy_from_slice(&fixed_header());
+    h[FIXED_LEN..].copy_from_slice(pepper);
+    h
 }
 
-pub(crate) fn encode_put(buf: &mut Vec<u8>, name: &str, hash: &SecretHash) {
-    encode(buf, OP_PUT, name, Some(hash));
+/// On-disk size of a put record, used to estimate the live journal size.
+pub(crate) fn put_record_len(name_len: usize) -> u64 {
+    (RECORD_HEADER + 3 + name_len + FINGERPRINT_LEN) as u64
+}
+
+pub(crate) fn encode_put(buf: &mut Vec<u8>, name: &str, fp: &Fingerprint) {
+    encode(buf, OP_PUT, name, Some(fp));
 }
 
 pub(crate) fn encode_delete(buf: &mut Vec<u8>, name: &str) {
     encode(buf, OP_DELETE, name, None);
 }
 
-fn encode(buf: &mut Vec<u8>, op: u8, name: &str, hash: Option<&SecretHash>) {
+fn encode(buf: &mut Vec<u8>, op: u8, name: &str, fp: Option<&Fingerprint>) {
     // Callers reject longer names up front, so the casts cannot truncate.
     debug_assert!(name.len() <= MAX_NAME_LEN);
-    let payload_len = 3 + name.len() + hash.map_or(0, |_| HASH_LEN);
+    let payload_len = 3 + name.len() + fp.map_or(0, |_| FINGERPRINT_LEN);
     let start = buf.len();
     buf.extend_from_slice(&(payload_len as u32).to_le_bytes());
     buf.extend_from_slice(&[0u8; 4]);
     buf.push(op);
     buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
     buf.extend_from_slice(name.as_bytes());
-    if let Some(hash) = hash {
-        buf.extend_from_slice(hash.salt());
-        buf.extend_from_slice(hash.digest());
+    if let Some(fp) = fp {
+        buf.extend_from_slice(fp);
     }
     let crc = crc32fast::hash(&buf[start + RECORD_HEADER..]);
     buf[start + 4..start + RECORD_HEADER].copy_from_slice(&crc.to_le_bytes());
 }
 
 enum Record<'a> {
-    Put(&'a str, SecretHash),
+    Put(&'a str, Fingerprint),
     Delete(&'a str),
 }
 
@@ -82,12 +89,10 @@ fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
         .ok_or("name runs past payload")?;
     let name = std::str::from_utf8(name).map_err(|e| format!("name is not UTF-8: {e}"))?;
     match (op, rest.len()) {
-        (OP_PUT, HASH_LEN) => {
-            let mut salt = [0u8; 16];
-            let mut digest = [0u8; 32];
-            salt.copy_from_slice(&rest[..16]);
-            digest.copy_from_slice(&rest[16..]);
-            Ok(Record::Put(name, SecretHash::from_parts(salt, digest)))
+        (OP_PUT, FINGERPRINT_LEN) => {
+            let mut fp = [0u8; FINGERPRINT_LEN];
+            fp.copy_from_slice(rest);
+            Ok(Record::Put(name, fp))
         }
         (OP_DELETE, 0) => Ok(Record::Delete(name)),
         (OP_PUT | OP_DELETE, n) => Err(format!("op {op} has {n} trailing bytes")),
@@ -97,7 +102,8 @@ fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
 
 /// The replayed state handed to the writer.
 pub(crate) struct Replayed {
-    pub map: DashMap<Box<str>, SecretHash>,
+    pub maps: Maps,
+    pub pepper: Pepper,
     /// Appending handle positioned at the end of the valid data.
     pub file: File,
     pub file_len: u64,
@@ -125,23 +131,12 @@ pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    let header = header();
-    // A short file that is a prefix of the header (or zeros) is a crash during
-    // creation: no record can exist yet, so start fresh.
-    let fresh =
-        (data.len() as u64) < HEADER_LEN && data.iter().zip(header).all(|(&b, h)| b == h || b == 0);
-    if fresh {
+    if is_unfinished_creation(&data) {
         return create_fresh(dir, &path);
     }
-    if data.len() < HEADER_LEN as usize || data[..4] != MAGIC[..] {
-        return Err(corrupt(&path, 0, "bad magic".into()));
-    }
-    let version = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
-    if version != VERSION {
-        return Err(corrupt(&path, 4, format!("unsupported version {version}")));
-    }
-    let map = DashMap::with_capacity((data.len() as u64 / TYPICAL_RECORD) as usize);
-    let scan = replay(&data, &map).map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
+    let pepper = read_header(&data).map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
+    let maps = Maps::with_capacity(count_live(&data));
+    let scan = replay(&data, &maps).map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
     let file = OpenOptions::new()
         .append(true)
         .open(&path)
@@ -158,11 +153,59 @@ pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
         file.sync_all().map_err(io_err(&path))?;
     }
     Ok(Replayed {
-        map,
+        maps,
+        pepper,
         file,
         file_len: scan.end as u64,
         live_bytes: scan.live_bytes,
     })
+}
+
+/// A file no longer than the header, whose fixed part is a prefix of ours or zeros, is a crash
+/// during creation: no record can exist yet, so starting afresh (with a new pepper) loses
+/// nothing. A complete header with a non-zero pepper is an empty journal and is kept.
+fn is_unfinished_creation(data: &[u8]) -> bool {
+    if data.len() as u64 > HEADER_LEN {
+        return false;
+    }
+    let fixed = fixed_header();
+    if !data.iter().zip(fixed).all(|(&b, h)| b == h || b == 0) {
+        return false;
+    }
+    let complete = data.len() as u64 == HEADER_LEN
+        && data[..FIXED_LEN] == fixed
+        && data[FIXED_LEN..].iter().any(|&b| b != 0);
+    !complete
+}
+
+/// Checks magic and version; returns the pepper or the offset and reason of the problem.
+fn read_header(data: &[u8]) -> Result<Pepper, (u64, String)> {
+    if data.get(..4) != Some(&MAGIC[..]) {
+        return Err((0, "bad magic".into()));
+    }
+    let version = data
+        .get(4..FIXED_LEN)
+        .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]));
+    match version {
+        Some(VERSION) => {}
+        Some(1) => {
+            return Err((
+                4,
+                "journal version 1 holds hashes of token secrets, which this version cannot \
+                 check; move the file aside and re-import the token values with \
+                 `tokengate tokens import`, or issue new tokens"
+                    .into(),
+            ))
+        }
+        Some(version) => return Err((4, format!("unsupported version {version}"))),
+        None => return Err((4, "header cut short".into())),
+    }
+    let pepper = data
+        .get(FIXED_LEN..HEADER_LEN as usize)
+        .ok_or((FIXED_LEN as u64, "header cut short".to_owned()))?;
+    let mut out = [0u8; PEPPER_LEN];
+    out.copy_from_slice(pepper);
+    Ok(out)
 }
 
 fn corrupt(path: &Path, offset: u64, reason: String) -> StoreError {
@@ -174,13 +217,14 @@ fn corrupt(path: &Path, offset: u64, reason: String) -> StoreError {
 }
 
 fn create_fresh(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
+    let pepper = fingerprint::new_pepper().map_err(io_err(path))?;
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
         .map_err(io_err(path))?;
-    file.write_all(&header()).map_err(io_err(path))?;
+    file.write_all(&header(&pepper)).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
     sync_dir(dir).map_err(io_err(dir))?;
     let file = OpenOptions::new()
@@ -188,11 +232,33 @@ fn create_fresh(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
         .open(path)
         .map_err(io_err(path))?;
     Ok(Replayed {
-        map: DashMap::new(),
+        maps: Maps::with_capacity(0),
+        pepper,
         file,
         file_len: HEADER_LEN,
         live_bytes: 0,
     })
+}
+
+/// Live tokens in a journal (puts minus deletes, as the writer never writes a put of a present
+/// name nor a delete of an absent one), from the record headers and op bytes alone. Used to size
+/// the maps; stops quietly at anything odd, which `replay` then judges.
+fn count_live(data: &[u8]) -> usize {
+    let (mut puts, mut deletes) = (0usize, 0usize);
+    let mut off = HEADER_LEN as usize;
+    while let Some(head) = data.get(off..off + RECORD_HEADER + 1) {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len == 0 || len > MAX_RECORD {
+            break;
+        }
+        match head[RECORD_HEADER] {
+            OP_PUT => puts += 1,
+            OP_DELETE => deletes += 1,
+            _ => break,
+        }
+        off += RECORD_HEADER + len;
+    }
+    puts.saturating_sub(deletes)
 }
 
 struct Scan {
@@ -201,9 +267,9 @@ struct Scan {
     live_bytes: u64,
 }
 
-/// Applies every record to `map`. Returns where the valid data ends, or the
+/// Applies every record to `maps`. Returns where the valid data ends, or the
 /// offset and reason of corruption that cannot be explained by a torn write.
-fn replay(data: &[u8], map: &DashMap<Box<str>, SecretHash>) -> Result<Scan, (u64, String)> {
+fn replay(data: &[u8], maps: &Maps) -> Result<Scan, (u64, String)> {
     let mut off = HEADER_LEN as usize;
     let mut live_bytes = 0u64;
     while off < data.len() {
@@ -239,13 +305,17 @@ fn replay(data: &[u8], map: &DashMap<Box<str>, SecretHash>) -> Result<Scan, (u64
             return Err((off as u64, "checksum mismatch".into()));
         }
         match decode(payload).map_err(|reason| (off as u64, reason))? {
-            Record::Put(name, hash) => {
-                if map.insert(Box::from(name), hash).is_none() {
+            Record::Put(name, fp) => {
+                let added = maps.insert(Box::from(name), &fp).map_err(|_| {
+                    let reason = format!("token [{name}] has the fingerprint of another token");
+                    (off as u64, reason)
+                })?;
+                if added {
                     live_bytes += put_record_len(name.len());
                 }
             }
             Record::Delete(name) => {
-                if map.remove(name).is_some() {
+                if maps.remove(name) {
                     live_bytes = live_bytes.saturating_sub(put_record_len(name.len()));
                 }
             }
@@ -264,11 +334,12 @@ fn replay(data: &[u8], map: &DashMap<Box<str>, SecretHash>) -> Result<Scan, (u64
 /// file is complete and still the right one to use.
 pub(crate) fn compact(
     dir: &Path,
-    map: &DashMap<Box<str>, SecretHash>,
+    pepper: &Pepper,
+    maps: &Maps,
 ) -> Result<(File, u64), (PathBuf, io::Error)> {
     let tmp = dir.join(TMP_FILE);
     let path = dir.join(JOURNAL_FILE);
-    let file = write_snapshot(&tmp, map).map_err(|e| {
+    let file = write_snapshot(&tmp, pepper, maps).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         (tmp.clone(), e)
     })?;
@@ -285,17 +356,19 @@ pub(crate) fn compact(
     Ok((file, len))
 }
 
-fn write_snapshot(tmp: &Path, map: &DashMap<Box<str>, SecretHash>) -> io::Result<File> {
+/// The pepper is copied: every stored fingerprint was made with it.
+fn write_snapshot(tmp: &Path, pepper: &Pepper, maps: &Maps) -> io::Result<File> {
     // Append mode so that later batches go to the end without explicit seeks.
     let file = OpenOptions::new().append(true).create_new(true).open(tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, &file);
-    out.write_all(&header())?;
+    out.write_all(&header(pepper))?;
     let mut buf = Vec::with_capacity(MAX_RECORD);
-    for entry in map.iter() {
+    let missing = |name: &str| io::Error::other(format!("token [{name}] has no fingerprint"));
+    maps.try_for_each(missing, |name, fp| {
         buf.clear();
-        encode_put(&mut buf, entry.key(), entry.value());
-        out.write_all(&buf)?;
-    }
+        encode_put(&mut buf, name, fp);
+        out.write_all(&buf)
+    })?;
     out.flush()?;
     drop(out);
     file.sync_all()?;

@@ -1,11 +1,18 @@
-//! The durable token store: an in-memory map of qualified token names to
-//! secret hashes, backed by an append-only journal with group commit.
+//! The durable token store: in-memory maps of token fingerprints and names,
+//! backed by an append-only journal with group commit.
+//!
+//! The store never holds a token value, only its peppered fingerprint (see
+//! [`fingerprint`]), so neither the journal nor a memory dump gives a token away.
 
+mod fingerprint;
 mod journal;
+mod maps;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod value_tests;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,7 +22,9 @@ use std::thread::JoinHandle;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::secret::SecretHash;
+use crate::auth::token;
+use fingerprint::Pepper;
+use maps::Maps;
 use writer::{Op, Request, WriterInit};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +67,12 @@ impl Default for StoreOptions {
 }
 
 /// State shared between handles and the writer thread. Only the writer
-/// mutates `map`; callers only read it.
+/// mutates `maps`; callers only read them.
 pub(crate) struct Shared {
-    map: DashMap<Box<str>, SecretHash>,
+    maps: Maps,
+    /// Mixed into every fingerprint; read from the journal header, fixed for
+    /// the journal's lifetime (compaction copies it).
+    pepper: Pepper,
     /// Names with a create in flight, so that two concurrent creates of one
     /// name cannot both pass the existence check.
     in_flight: DashMap<Box<str>, ()>,
@@ -122,9 +134,10 @@ impl TokenStore {
         let lock = lock_dir(dir)?;
         let replayed = journal::open(dir)?;
         let path = dir.join(journal::JOURNAL_FILE);
-        tracing::info!(file = %path.display(), tokens = replayed.map.len(), "token store opened");
+        tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
         let shared = Arc::new(Shared {
-            map: replayed.map,
+            maps: replayed.maps,
+            pepper: replayed.pepper,
             in_flight: DashMap::new(),
             #[cfg(test)]
             syncs: Default::default(),
@@ -159,58 +172,54 @@ impl TokenStore {
         })
     }
 
-    /// Hot path: is `secret` the secret of token `qualified`?
-    pub fn verify(&self, qualified: &str, secret: &[u8]) -> bool {
-        // Copy the 48-byte hash out so the shard lock is not held while hashing.
-        let hash = self
-            .inner
-            .shared
-            .map
-            .get(qualified)
-            .map(|e| e.value().clone());
-        hash.is_some_and(|hash| hash.verify(secret))
+    /// Hot path: is `value` (a bearer value as sent) a stored token? One
+    /// SHA-256 and one map lookup, with no decoding and no allocation, and the
+    /// same work for an unknown name as for a wrong secret, so timing does not
+    /// tell whether a name exists. Anything that is not a token simply fails.
+    pub fn verify_value(&self, value: &[u8]) -> bool {
+        let shared = &self.inner.shared;
+        fingerprint::of(&shared.pepper, value).is_some_and(|fp| shared.maps.verify(&fp))
     }
 
     pub fn contains(&self, qualified: &str) -> bool {
-        self.inner.shared.map.contains_key(qualified)
+        self.inner.shared.maps.contains_name(qualified)
     }
 
-    /// Durably adds a token; resolves only after the record is fsynced.
-    pub async fn create(&self, qualified: &str, hash: SecretHash) -> Result<(), StoreError> {
+    /// Durably adds token `qualified` whose full value (as it will be handed
+    /// to the client) is `value`; resolves only after the record is fsynced.
+    pub async fn create(&self, qualified: &str, value: &str) -> Result<(), StoreError> {
         self.check_name(qualified)?;
+        let fp = self.fingerprint(value)?;
         let shared = &self.inner.shared;
         let mut claim = Claim::new(&shared.in_flight);
-        // Claim first, then check the map: the writer publishes to the map
+        // Claim first, then check the maps: the writer publishes to the maps
         // before the claim is released, so one of the two always sees the other.
-        if !claim.take(qualified) || shared.map.contains_key(qualified) {
+        if !claim.take(qualified) || shared.maps.contains_name(qualified) {
             return Err(StoreError::Conflict(qualified.to_owned()));
         }
-        let applied = self
-            .submit(vec![Op::Put(Box::from(qualified), hash)])
-            .await?;
+        let applied = self.submit(vec![Op::Put(Box::from(qualified), fp)]).await?;
         match applied.first() {
             Some(true) => Ok(()),
             _ => Err(StoreError::Conflict(qualified.to_owned())),
         }
     }
 
-    /// Durably adds many tokens in one batch; names that already exist (or
-    /// repeat within `tokens`) are skipped and returned.
-    pub async fn import(
-        &self,
-        tokens: Vec<(String, SecretHash)>,
-    ) -> Result<Vec<String>, StoreError> {
-        for (name, _) in &tokens {
+    /// Durably adds many `(qualified name, value)` tokens in one batch; names
+    /// that already exist (or repeat within `tokens`) are skipped and returned.
+    pub async fn import(&self, tokens: Vec<(String, String)>) -> Result<Vec<String>, StoreError> {
+        let mut fps = Vec::with_capacity(tokens.len());
+        for (name, value) in &tokens {
             self.check_name(name)?;
+            fps.push(self.fingerprint(value)?);
         }
         let shared = &self.inner.shared;
         let mut claim = Claim::new(&shared.in_flight);
         let mut skipped = Vec::new();
         let mut names = Vec::with_capacity(tokens.len());
         let mut ops = Vec::with_capacity(tokens.len());
-        for (name, hash) in tokens {
-            if claim.take(&name) && !shared.map.contains_key(name.as_str()) {
-                ops.push(Op::Put(Box::from(name.as_str()), hash));
+        for ((name, _), fp) in tokens.into_iter().zip(fps) {
+            if claim.take(&name) && !shared.maps.contains_name(&name) {
+                ops.push(Op::Put(Box::from(name.as_str()), fp));
                 names.push(name);
             } else {
                 skipped.push(name);
@@ -239,26 +248,15 @@ impl TokenStore {
 
     /// Token names (the last path part) of account "ns/svc", sorted.
     pub fn names_of(&self, account: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .shared
-            .map
-            .iter()
-            .filter_map(|entry| {
-                let rest = entry.key().strip_prefix(account)?.strip_prefix('/')?;
-                (!rest.contains('/')).then(|| rest.to_owned())
-            })
-            .collect();
-        names.sort_unstable();
-        names
+        self.inner.shared.maps.names_of(account)
     }
 
     pub fn len(&self) -> usize {
-        self.inner.shared.map.len()
+        self.inner.shared.maps.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.shared.map.is_empty()
+        self.inner.shared.maps.is_empty()
     }
 
     /// Stops the writer thread after it has flushed what it has (pending
@@ -289,7 +287,25 @@ impl TokenStore {
         if name.len() <= journal::MAX_NAME_LEN {
             return Ok(());
         }
-        let reason = format!("token name longer than {} bytes", journal::MAX_NAME_LEN);
+        self.invalid(format!(
+            "token name longer than {} bytes",
+            journal::MAX_NAME_LEN
+        ))
+    }
+
+    /// Refuses a value the check would never accept, rather than storing a
+    /// token that can never be used.
+    fn fingerprint(&self, value: &str) -> Result<fingerprint::Fingerprint, StoreError> {
+        match fingerprint::of(&self.inner.shared.pepper, value.as_bytes()) {
+            Some(fp) => Ok(fp),
+            None => self.invalid(format!(
+                "token value longer than {} bytes",
+                token::MAX_VALUE_LEN
+            )),
+        }
+    }
+
+    fn invalid<T>(&self, reason: String) -> Result<T, StoreError> {
         Err(StoreError::Io {
             path: self.inner.path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),

@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::journal::{put_record_len, HEADER_LEN, JOURNAL_FILE, TMP_FILE};
-use super::{SecretHash, StoreError, StoreOptions, TokenStore};
+use super::{StoreError, StoreOptions, TokenStore};
+use crate::auth::token;
 
 fn open(dir: &Path) -> TokenStore {
     TokenStore::open(dir, StoreOptions::default()).unwrap()
@@ -22,11 +23,23 @@ fn file_len(dir: &Path) -> u64 {
     fs::metadata(journal(dir)).unwrap().len()
 }
 
-async fn create(store: &TokenStore, name: &str) {
-    store
-        .create(name, SecretHash::new(name.as_bytes()))
-        .await
-        .unwrap();
+/// The value of token `qualified` ("ns/svc/name") with `secret`, as issued.
+pub(super) fn value_with(qualified: &str, secret: &str) -> String {
+    let (account, name) = qualified.rsplit_once('/').unwrap();
+    token::encode(account, name, secret)
+}
+
+/// The value [`create`] gives token `qualified`.
+pub(super) fn value(qualified: &str) -> String {
+    value_with(qualified, &format!("secret-of-{qualified}"))
+}
+
+pub(super) fn verifies(store: &TokenStore, qualified: &str) -> bool {
+    store.verify_value(value(qualified).as_bytes())
+}
+
+pub(super) async fn create(store: &TokenStore, name: &str) {
+    store.create(name, &value(name)).await.unwrap();
 }
 
 #[tokio::test]
@@ -35,9 +48,9 @@ async fn create_then_verify() {
     let store = open(dir.path());
     assert!(store.is_empty());
     create(&store, "ns/svc/one").await;
-    assert!(store.verify("ns/svc/one", b"ns/svc/one"));
-    assert!(!store.verify("ns/svc/one", b"wrong"));
-    assert!(!store.verify("ns/svc/two", b"ns/svc/one"));
+    assert!(verifies(&store, "ns/svc/one"));
+    assert!(!store.verify_value(value_with("ns/svc/one", "wrong").as_bytes()));
+    assert!(!verifies(&store, "ns/svc/two"));
     assert!(store.contains("ns/svc/one"));
     assert_eq!(store.len(), 1);
 }
@@ -55,7 +68,8 @@ async fn reopen_sees_tokens_and_deletes() {
     let store = open(dir.path());
     assert_eq!(store.len(), 1);
     assert!(!store.contains("ns/svc/a"));
-    assert!(store.verify("ns/svc/b", b"ns/svc/b"));
+    assert!(!verifies(&store, "ns/svc/a"));
+    assert!(verifies(&store, "ns/svc/b"));
 }
 
 #[tokio::test]
@@ -63,9 +77,11 @@ async fn duplicate_is_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     create(&store, "ns/svc/a").await;
-    let err = store.create("ns/svc/a", SecretHash::new(b"x")).await;
+    let other = value_with("ns/svc/a", "x");
+    let err = store.create("ns/svc/a", &other).await;
     assert!(matches!(err, Err(StoreError::Conflict(name)) if name == "ns/svc/a"));
-    assert!(store.verify("ns/svc/a", b"ns/svc/a"));
+    assert!(verifies(&store, "ns/svc/a"));
+    assert!(!store.verify_value(other.as_bytes()));
 }
 
 #[tokio::test]
@@ -74,14 +90,24 @@ async fn overlong_name_is_rejected() {
     let store = open(dir.path());
     let name = "n".repeat(5000);
     assert!(matches!(
-        store.create(&name, SecretHash::new(b"x")).await,
+        store.create(&name, "x").await,
+        Err(StoreError::Io { .. })
+    ));
+    let long_value = "A".repeat(token::MAX_VALUE_LEN + 1);
+    assert!(matches!(
+        store.create("ns/svc/long", &long_value).await,
+        Err(StoreError::Io { .. })
+    ));
+    let tokens = vec![("ns/svc/long".to_owned(), long_value)];
+    assert!(matches!(
+        store.import(tokens).await,
         Err(StoreError::Io { .. })
     ));
     assert!(store.is_empty());
 }
 
 /// Waits until `n` requests are queued behind the paused writer.
-async fn wait_sent(store: &TokenStore, n: usize) {
+pub(super) async fn wait_sent(store: &TokenStore, n: usize) {
     while store.inner.shared.sent.load(Ordering::SeqCst) < n {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -97,7 +123,7 @@ async fn concurrent_creates_share_one_fsync() {
             let store = store.clone();
             tokio::spawn(async move {
                 let name = format!("ns/svc/t{i}");
-                store.create(&name, SecretHash::new(name.as_bytes())).await
+                store.create(&name, &value(&name)).await
             })
         })
         .collect();
@@ -111,8 +137,7 @@ async fn concurrent_creates_share_one_fsync() {
     let store = open(dir.path());
     assert_eq!(store.len(), 64);
     for i in 0..64 {
-        let name = format!("ns/svc/t{i}");
-        assert!(store.verify(&name, name.as_bytes()));
+        assert!(verifies(&store, &format!("ns/svc/t{i}")));
     }
 }
 
@@ -124,24 +149,24 @@ async fn concurrent_creates_of_one_name_one_wins() {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                let secret = format!("secret{i}");
-                let result = store
-                    .create("ns/svc/same", SecretHash::new(secret.as_bytes()))
-                    .await;
-                (secret, result)
+                let value = value_with("ns/svc/same", &format!("secret{i}"));
+                let result = store.create("ns/svc/same", &value).await;
+                (value, result)
             })
         })
         .collect();
-    let mut winners = Vec::new();
+    let (mut winners, mut losers) = (Vec::new(), Vec::new());
     for task in tasks {
         match task.await.unwrap() {
-            (secret, Ok(())) => winners.push(secret),
-            (_, Err(StoreError::Conflict(_))) => {}
+            (value, Ok(())) => winners.push(value),
+            (value, Err(StoreError::Conflict(_))) => losers.push(value),
             (_, Err(e)) => panic!("unexpected {e}"),
         }
     }
     assert_eq!(winners.len(), 1);
-    assert!(store.verify("ns/svc/same", winners[0].as_bytes()));
+    assert!(store.verify_value(winners[0].as_bytes()));
+    assert!(!losers.iter().any(|v| store.verify_value(v.as_bytes())));
+    assert_eq!(store.len(), 1);
 }
 
 #[tokio::test]
@@ -151,12 +176,15 @@ async fn import_skips_existing_and_repeated() {
     create(&store, "a/b/x").await;
     let tokens = ["a/b/x", "a/b/y", "a/b/y", "a/b/z", "a/c/w"]
         .iter()
-        .map(|n| (n.to_string(), SecretHash::new(n.as_bytes())))
+        .map(|n| (n.to_string(), value(n)))
         .collect();
     let skipped = store.import(tokens).await.unwrap();
     assert_eq!(skipped, ["a/b/x", "a/b/y"]);
     drop(store);
     let store = open(dir.path());
+    for name in ["a/b/x", "a/b/y", "a/b/z", "a/c/w"] {
+        assert!(verifies(&store, name), "{name}");
+    }
     assert_eq!(store.names_of("a/b"), ["x", "y", "z"]);
     assert_eq!(store.names_of("a/c"), ["w"]);
     assert!(store.names_of("a").is_empty());
@@ -169,7 +197,7 @@ async fn close_answers_pending_then_refuses() {
     let paused = store.inner.shared.pause.lock().await;
     let pending = tokio::spawn({
         let store = store.clone();
-        async move { store.create("ns/svc/late", SecretHash::new(b"s")).await }
+        async move { store.create("ns/svc/late", &value("ns/svc/late")).await }
     });
     wait_sent(&store, 1).await;
     let closing = tokio::task::spawn_blocking({
@@ -180,10 +208,10 @@ async fn close_answers_pending_then_refuses() {
     pending.await.unwrap().unwrap();
     closing.await.unwrap();
     store.close();
-    let err = store.create("ns/svc/after", SecretHash::new(b"s")).await;
+    let err = store.create("ns/svc/after", &value("ns/svc/after")).await;
     assert!(matches!(err, Err(StoreError::Closed)));
     drop(store);
-    assert!(open(dir.path()).contains("ns/svc/late"));
+    assert!(verifies(&open(dir.path()), "ns/svc/late"));
 }
 
 /// Three same-length tokens; returns the journal bytes and one record's size.
@@ -225,6 +253,9 @@ async fn torn_tails_are_truncated() {
         let store = reopen_with(dir.path(), bytes).unwrap_or_else(|e| panic!("case {i}: {e}"));
         let expect_tokens = (expect_len - HEADER_LEN as usize) / record;
         assert_eq!(store.len(), expect_tokens, "case {i}");
+        for (n, name) in ["ns/svc/t1", "ns/svc/t2", "ns/svc/t3"].iter().enumerate() {
+            assert_eq!(verifies(&store, name), n < expect_tokens, "case {i} {name}");
+        }
         drop(store);
         assert_eq!(file_len(dir.path()), *expect_len as u64, "case {i}");
     }
@@ -281,7 +312,9 @@ async fn compaction_shrinks_and_preserves() {
     assert!(!dir.path().join(TMP_FILE).exists());
     let store = TokenStore::open(dir.path(), options).unwrap();
     assert_eq!(store.names_of("ns/svc"), ["after", "t00"]);
-    assert!(store.verify("ns/svc/t00", b"ns/svc/t00"));
+    assert!(verifies(&store, "ns/svc/t00"));
+    assert!(verifies(&store, "ns/svc/after"));
+    assert!(!verifies(&store, "ns/svc/t01"));
 }
 
 #[tokio::test]
@@ -292,14 +325,23 @@ async fn leftover_tmp_is_removed() {
     drop(store);
     fs::write(dir.path().join(TMP_FILE), b"half a compaction").unwrap();
     let store = open(dir.path());
-    assert!(store.contains("ns/svc/a"));
+    assert!(verifies(&store, "ns/svc/a"));
     assert!(!dir.path().join(TMP_FILE).exists());
 }
 
 #[test]
 fn fresh_and_half_created_journals_open_empty() {
     let dir = tempfile::tempdir().unwrap();
-    for bytes in [&b""[..], b"TG", b"TGJ1\x01\x00", b"\0\0\0"] {
+    let zero_pepper = [&b"TGJ1\x02\0\0\0"[..], &[0; 16]].concat();
+    for bytes in [
+        &b""[..],
+        b"TG",
+        b"TGJ1\x02\x00",
+        b"TGJ1\x02\0\0\0\x9a\x41",
+        b"\0\0\0",
+        &[0; 24],
+        &zero_pepper,
+    ] {
         let store = reopen_with(dir.path(), bytes).unwrap();
         assert!(store.is_empty());
         drop(store);

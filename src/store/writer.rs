@@ -1,8 +1,8 @@
 //! The group-commit writer thread: sole owner of the journal file and sole
-//! mutator of the token map.
+//! mutator of the token maps.
 //!
 //! Each batch is written with one `write_all` and made durable with one
-//! `sync_data` before it touches the map, so the map never holds a token whose
+//! `sync_data` before it touches the maps, so they never hold a token whose
 //! creation could still be lost, and concurrent callers share one fsync.
 
 use std::collections::HashMap;
@@ -12,15 +12,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+use super::fingerprint::{self, Fingerprint};
 use super::journal::{self, put_record_len, HEADER_LEN};
+use super::maps::Maps;
 use super::{Shared, StoreError, StoreOptions};
-use crate::auth::secret::SecretHash;
 
 pub(crate) enum Op {
-    Put(Box<str>, SecretHash),
+    Put(Box<str>, Fingerprint),
     Delete(Box<str>),
 }
 
@@ -33,7 +33,7 @@ impl Op {
 }
 
 /// Per op: whether it changed anything (false = put of an existing name or
-/// delete of an absent one; such ops are not written).
+/// fingerprint, or delete of an absent name; such ops are not written).
 pub(crate) type Reply = Result<Vec<bool>, StoreError>;
 
 pub(crate) struct Request {
@@ -107,7 +107,7 @@ impl Writer {
             return;
         }
         self.buf.clear();
-        let outcomes = plan(batch, &self.init.shared.map, &mut self.buf);
+        let outcomes = plan(batch, &self.init.shared.maps, &mut self.buf);
         if !self.buf.is_empty() {
             if let Err(e) = self.write_buf() {
                 tracing::error!(file = %self.path.display(), error = %e, "token journal write failed; batch rejected");
@@ -154,9 +154,9 @@ impl Writer {
         }
     }
 
-    /// Publishes a durable batch to the map, then answers its callers.
+    /// Publishes a durable batch to the maps, then answers its callers.
     fn apply(&mut self, batch: &mut Vec<Request>, outcomes: Vec<Vec<bool>>) {
-        let map = &self.init.shared.map;
+        let maps = &self.init.shared.maps;
         for (Request { ops, reply }, applied) in batch.drain(..).zip(outcomes) {
             for (op, _) in ops
                 .into_iter()
@@ -164,12 +164,15 @@ impl Writer {
                 .filter(|(_, &changed)| changed)
             {
                 match op {
-                    Op::Put(name, hash) => {
+                    Op::Put(name, fp) => {
                         self.init.live_bytes += put_record_len(name.len());
-                        map.insert(name, hash);
+                        // `plan` admitted this put only with its name and key both free.
+                        if maps.insert(name, &fp).is_err() {
+                            tracing::error!(file = %self.path.display(), "token fingerprint collided after planning");
+                        }
                     }
                     Op::Delete(name) => {
-                        if map.remove(&*name).is_some() {
+                        if maps.remove(&name) {
                             let len = put_record_len(name.len());
                             self.init.live_bytes = self.init.live_bytes.saturating_sub(len);
                         }
@@ -192,7 +195,8 @@ impl Writer {
             return;
         }
         let before = self.init.file_len;
-        match journal::compact(&self.init.dir, &self.init.shared.map) {
+        let shared = &self.init.shared;
+        match journal::compact(&self.init.dir, &shared.pepper, &shared.maps) {
             Ok((file, len)) => {
                 tracing::info!(file = %self.path.display(), before, after = len, "compacted token journal");
                 self.init.file = file;
@@ -207,39 +211,68 @@ impl Writer {
     }
 }
 
-/// Decides each op against the map plus the earlier ops of this batch and
+/// What the ops planned so far in a batch did, on top of the maps.
+#[derive(Default)]
+struct Overlay<'a> {
+    /// Name -> its key if present, `None` if absent.
+    names: HashMap<&'a str, Option<u128>>,
+    /// Key -> whether held.
+    keys: HashMap<u128, bool>,
+}
+
+impl Overlay<'_> {
+    fn key_of(&self, maps: &Maps, name: &str) -> Option<u128> {
+        match self.names.get(name) {
+            Some(&key) => key,
+            None => maps.key_of(name),
+        }
+    }
+
+    fn key_held(&self, maps: &Maps, key: u128) -> bool {
+        match self.keys.get(&key) {
+            Some(&held) => held,
+            None => maps.contains_key(key),
+        }
+    }
+}
+
+/// Decides each op against the maps plus the earlier ops of this batch and
 /// encodes the ones that change something.
-fn plan(
-    batch: &[Request],
-    map: &DashMap<Box<str>, SecretHash>,
-    buf: &mut Vec<u8>,
-) -> Vec<Vec<bool>> {
-    let mut overlay: HashMap<&str, bool> = HashMap::new();
+fn plan(batch: &[Request], maps: &Maps, buf: &mut Vec<u8>) -> Vec<Vec<bool>> {
+    let mut overlay = Overlay::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         let mut applied = Vec::with_capacity(request.ops.len());
         for op in &request.ops {
             let name = op.name();
-            let present = overlay
-                .get(name)
-                .copied()
-                .unwrap_or_else(|| map.contains_key(name));
+            let current = overlay.key_of(maps, name);
             let changed = match op {
                 // Re-checked here, not only by the caller: a caller whose
-                // future was dropped releases its in-flight claim early.
-                Op::Put(_, hash) if !present => {
-                    journal::encode_put(buf, name, hash);
-                    true
+                // future was dropped releases its in-flight claim early. A
+                // held key means the value is already stored under another
+                // name (only a crafted import can do that, as a value embeds
+                // its name); one value is one token.
+                Op::Put(_, fp) if current.is_none() => {
+                    let (key, _) = fingerprint::split(fp);
+                    let free = !overlay.key_held(maps, key);
+                    if free {
+                        journal::encode_put(buf, name, fp);
+                        overlay.names.insert(name, Some(key));
+                        overlay.keys.insert(key, true);
+                    }
+                    free
                 }
-                Op::Delete(_) if present => {
-                    journal::encode_delete(buf, name);
-                    true
-                }
-                _ => false,
+                Op::Delete(_) => match current {
+                    Some(key) => {
+                        journal::encode_delete(buf, name);
+                        overlay.names.insert(name, None);
+                        overlay.keys.insert(key, false);
+                        true
+                    }
+                    None => false,
+                },
+                Op::Put(..) => false,
             };
-            if changed {
-                overlay.insert(name, !present);
-            }
             applied.push(changed);
         }
         outcomes.push(applied);

@@ -1,0 +1,122 @@
+//! The in-memory token set: fingerprints for the per-request check, names for everything else.
+//!
+//! The check needs one lookup keyed by something the request already has without parsing, so
+//! tokens are found by the first half of their fingerprint. Names are kept in a second map
+//! because the token API addresses tokens by name (conflicts, delete, listing). Only the journal
+//! writer (and replay, before the store is shared) mutates either map.
+
+use dashmap::DashMap;
+use subtle::{Choice, ConstantTimeEq};
+
+use super::fingerprint::{self, Fingerprint, KeyMap};
+
+/// A put whose fingerprint key is already held by a different token.
+#[derive(Debug)]
+pub(crate) struct Collision;
+
+pub(crate) struct Maps {
+    by_key: KeyMap,
+    by_name: DashMap<Box<str>, u128>,
+}
+
+impl Maps {
+    /// Both maps sized for `tokens` entries, so replay of a large journal never rehashes.
+    pub fn with_capacity(tokens: usize) -> Self {
+        Maps {
+            by_key: KeyMap::with_capacity_and_hasher(tokens, Default::default()),
+            by_name: DashMap::with_capacity(tokens),
+        }
+    }
+
+    /// Whether `fp` is the fingerprint of a stored token. The rest is compared in constant time,
+    /// and against zeros on a miss, so the work does not depend on how much matched.
+    pub fn verify(&self, fp: &Fingerprint) -> bool {
+        let (key, rest) = fingerprint::split(fp);
+        // Copied out so the shard lock is not held during the compare.
+        let found = self.by_key.get(&key).map(|entry| *entry.value());
+        let present = Choice::from(u8::from(found.is_some()));
+        let stored = found.unwrap_or([0u8; 16]);
+        (present & stored.ct_eq(&rest)).into()
+    }
+
+    pub fn contains_name(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    pub fn contains_key(&self, key: u128) -> bool {
+        self.by_key.contains_key(&key)
+    }
+
+    pub fn key_of(&self, name: &str) -> Option<u128> {
+        self.by_name.get(name).map(|entry| *entry.value())
+    }
+
+    /// Adds a token: the name first, so a concurrent create sees it taken as soon as the token
+    /// can verify. Replacing a name's token (only a hand-edited journal does that) drops the old
+    /// fingerprint. Returns whether the name is new.
+    ///
+    /// On a [`Collision`] the maps are left inconsistent: replay gives up on the journal, and the
+    /// writer rules collisions out before it calls this.
+    pub fn insert(&self, name: Box<str>, fp: &Fingerprint) -> Result<bool, Collision> {
+        let (key, rest) = fingerprint::split(fp);
+        let old = self.by_name.insert(name, key);
+        if let Some(old) = old.filter(|&old| old != key) {
+            self.by_key.remove(&old);
+        }
+        match self.by_key.insert(key, rest) {
+            Some(_) if old != Some(key) => Err(Collision),
+            _ => Ok(old.is_none()),
+        }
+    }
+
+    /// Removes a token by name; false when absent.
+    pub fn remove(&self, name: &str) -> bool {
+        match self.by_name.remove(name) {
+            Some((_, key)) => {
+                self.by_key.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Token names (the last path part) of account "ns/svc", sorted.
+    pub fn names_of(&self, account: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .by_name
+            .iter()
+            .filter_map(|entry| {
+                let rest = entry.key().strip_prefix(account)?.strip_prefix('/')?;
+                (!rest.contains('/')).then(|| rest.to_owned())
+            })
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Calls `f` with every token's name and fingerprint, for rewriting the journal. Stops at the
+    /// first error; a name without its fingerprint is one, since writing it would lose the token.
+    pub fn try_for_each<E>(
+        &self,
+        missing: impl Fn(&str) -> E,
+        mut f: impl FnMut(&str, &Fingerprint) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for entry in self.by_name.iter() {
+            let key = *entry.value();
+            let rest = self.by_key.get(&key).map(|r| *r.value());
+            let Some(rest) = rest else {
+                return Err(missing(entry.key()));
+            };
+            f(entry.key(), &fingerprint::join(key, &rest))?;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
