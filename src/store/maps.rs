@@ -16,7 +16,8 @@ pub(crate) struct Collision;
 
 pub(crate) struct Maps {
     by_key: KeyMap,
-    by_name: DashMap<Box<str>, u128>,
+    /// Name to full fingerprint: conflicts, delete, listing, and rewriting the journal.
+    by_name: DashMap<Box<str>, Fingerprint>,
 }
 
 impl Maps {
@@ -31,24 +32,26 @@ impl Maps {
     /// Whether `fp` is the fingerprint of a stored token. The rest is compared in constant time,
     /// and against zeros on a miss, so the work does not depend on how much matched.
     pub fn verify(&self, fp: &Fingerprint) -> bool {
-        let (key, rest) = fingerprint::split(fp);
+        let (key, tag) = fingerprint::split(fp);
         // Copied out so the shard lock is not held during the compare.
         let found = self.by_key.get(&key).map(|entry| *entry.value());
         let present = Choice::from(u8::from(found.is_some()));
-        let stored = found.unwrap_or([0u8; 16]);
-        (present & stored.ct_eq(&rest)).into()
+        let stored = found.unwrap_or(0);
+        (present & stored.ct_eq(&tag)).into()
     }
 
     pub fn contains_name(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }
 
-    pub fn contains_key(&self, key: u128) -> bool {
+    pub fn contains_key(&self, key: u64) -> bool {
         self.by_key.contains_key(&key)
     }
 
-    pub fn key_of(&self, name: &str) -> Option<u128> {
-        self.by_name.get(name).map(|entry| *entry.value())
+    pub fn key_of(&self, name: &str) -> Option<u64> {
+        self.by_name
+            .get(name)
+            .map(|entry| fingerprint::split(entry.value()).0)
     }
 
     /// Adds a token: the name first, so a concurrent create sees it taken as soon as the token
@@ -58,12 +61,15 @@ impl Maps {
     /// On a [`Collision`] the maps are left inconsistent: replay gives up on the journal, and the
     /// writer rules collisions out before it calls this.
     pub fn insert(&self, name: Box<str>, fp: &Fingerprint) -> Result<bool, Collision> {
-        let (key, rest) = fingerprint::split(fp);
-        let old = self.by_name.insert(name, key);
+        let (key, tag) = fingerprint::split(fp);
+        let old = self
+            .by_name
+            .insert(name, *fp)
+            .map(|old| fingerprint::split(&old).0);
         if let Some(old) = old.filter(|&old| old != key) {
             self.by_key.remove(&old);
         }
-        match self.by_key.insert(key, rest) {
+        match self.by_key.insert(key, tag) {
             Some(_) if old != Some(key) => Err(Collision),
             _ => Ok(old.is_none()),
         }
@@ -72,8 +78,8 @@ impl Maps {
     /// Removes a token by name; false when absent.
     pub fn remove(&self, name: &str) -> bool {
         match self.by_name.remove(name) {
-            Some((_, key)) => {
-                self.by_key.remove(&key);
+            Some((_, fp)) => {
+                self.by_key.remove(&fingerprint::split(&fp).0);
                 true
             }
             None => false,
@@ -95,19 +101,13 @@ impl Maps {
     }
 
     /// Calls `f` with every token's name and fingerprint, for rewriting the journal. Stops at the
-    /// first error; a name without its fingerprint is one, since writing it would lose the token.
+    /// first error.
     pub fn try_for_each<E>(
         &self,
-        missing: impl Fn(&str) -> E,
         mut f: impl FnMut(&str, &Fingerprint) -> Result<(), E>,
     ) -> Result<(), E> {
         for entry in self.by_name.iter() {
-            let key = *entry.value();
-            let rest = self.by_key.get(&key).map(|r| *r.value());
-            let Some(rest) = rest else {
-                return Err(missing(entry.key()));
-            };
-            f(entry.key(), &fingerprint::join(key, &rest))?;
+            f(entry.key(), entry.value())?;
         }
         Ok(())
     }

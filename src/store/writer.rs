@@ -215,20 +215,20 @@ impl Writer {
 #[derive(Default)]
 struct Overlay<'a> {
     /// Name -> its key if present, `None` if absent.
-    names: HashMap<&'a str, Option<u128>>,
+    names: HashMap<&'a str, Option<u64>>,
     /// Key -> whether held.
-    keys: HashMap<u128, bool>,
+    keys: HashMap<u64, bool>,
 }
 
 impl Overlay<'_> {
-    fn key_of(&self, maps: &Maps, name: &str) -> Option<u128> {
+    fn key_of(&self, maps: &Maps, name: &str) -> Option<u64> {
         match self.names.get(name) {
             Some(&key) => key,
             None => maps.key_of(name),
         }
     }
 
-    fn key_held(&self, maps: &Maps, key: u128) -> bool {
+    fn key_held(&self, maps: &Maps, key: u64) -> bool {
         match self.keys.get(&key) {
             Some(&held) => held,
             None => maps.contains_key(key),
