@@ -1,7 +1,7 @@
 //! The in-memory token set: fingerprints for the per-request check, names for everything else.
 //!
 //! The check needs one lookup keyed by something the request already has without parsing, so
-//! tokens are found by the first half of their fingerprint. Names are kept in a second map
+//! tokens are found by the first 16 bytes of their fingerprint. Names are kept in a second map
 //! because the token API addresses tokens by name (conflicts, delete, listing). Only the journal
 //! writer (and replay, before the store is shared) mutates either map.
 
