@@ -44,7 +44,9 @@ pub struct ServerConfig {
     pub node_name: String,
     /// Connections served at once; further ones wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Deadline for a client to send a request's headers (slowloris guard).
+    /// Deadline for a client to send a request's headers (slowloris guard). It runs from the end
+    /// of the previous response, so it also bounds how long a keep-alive connection may idle:
+    /// clients' connection pools (60 s and more) must not see their connections vanish.
     pub header_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,

@@ -72,7 +72,7 @@ impl<'a> Reader<'a> {
             cluster_name: self.string(&mut server, "cluster_name", "tokengate"),
             node_name: self.string(&mut server, "node_name", "tokengate-1"),
             max_connections: self.count(&mut server, "max_connections", 10_000),
-            header_timeout: self.duration(&mut server, "header_timeout", Duration::from_secs(10)),
+            header_timeout: self.duration(&mut server, "header_timeout", Duration::from_secs(60)),
             shutdown_grace: self.duration(&mut server, "shutdown_grace", Duration::from_secs(10)),
             workers: match self.count(&mut server, "workers", 0) {
                 0 => None,
