@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::request::Parts;
+use http::Uri;
 use http::{Request, Response};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -56,13 +56,13 @@ async fn dispatch(
         }
         return forward(state, client, request).await;
     }
-    let uri = origin_form(&request);
+    let uri = origin_form(request.uri());
     if let Some(route) = api::route(request.method(), request.uri().path(), uri) {
         let endpoint = route?;
         let (parts, _body) = request.into_parts();
         let principal = state
             .auth
-            .authenticate(&parts.headers, uri_of(&parts))
+            .authenticate(&parts.headers, origin_form(&parts.uri))
             .await?;
         return api::handle(state, endpoint, &parts, &principal).await;
     }
@@ -83,7 +83,7 @@ async fn dispatch(
 async fn authenticate(state: &State, request: &Request<Incoming>) -> Result<Principal, ApiError> {
     state
         .auth
-        .authenticate(request.headers(), origin_form(request))
+        .authenticate(request.headers(), origin_form(request.uri()))
         .await
 }
 
@@ -97,12 +97,8 @@ async fn forward(
 }
 
 /// The request target as the client wrote it (path and query), as Elasticsearch quotes it.
-fn origin_form(request: &Request<Incoming>) -> &str {
-    request.uri().path_and_query().map_or("/", |pq| pq.as_str())
-}
-
-fn uri_of(parts: &Parts) -> &str {
-    parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+fn origin_form(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
 }
 
 /// The path as the upstream will understand it: percent-decoded, without leading slashes, so

@@ -29,11 +29,7 @@ pub fn get_accounts(
 pub fn get_credentials(call: &Call<'_>, account: &str) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
     call.require_manage(GET_CREDENTIALS_ACTION)?;
-    if !call.state.auth.accounts.contains(account) {
-        return Err(ApiError::IllegalArgument(format!(
-            "service account [{account}] does not exist"
-        )));
-    }
+    call.require_account(account)?;
     let names = call.state.auth.store.names_of(account);
     let tokens: Map<String, Value> = names.iter().map(|n| (n.clone(), json!({}))).collect();
     let body = json!({

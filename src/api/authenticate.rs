@@ -4,8 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::Call;
-use crate::auth::credentials::Credentials;
-use crate::auth::{token, Principal};
+use crate::auth::{self, Principal};
 use crate::error::ApiError;
 use crate::response::Body;
 
@@ -24,22 +23,18 @@ pub fn handle(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             "authentication_type": "realm"
         }),
         Principal::ServiceToken => {
-            let Credentials::Bearer(value) = Credentials::from_headers(call.headers) else {
-                return Err(ApiError::Internal);
-            };
-            let mut buf = [0u8; token::MAX_DECODED_LEN];
-            let token = token::decode(value, &mut buf).ok_or(ApiError::Internal)?;
+            let (account, name) = auth::token_identity(call.headers).ok_or(ApiError::Internal)?;
             json!({
-                "username": token.account,
+                "username": account,
                 "roles": [],
-                "full_name": format!("Service account - {}", token.account),
+                "full_name": format!("Service account - {account}"),
                 "email": null,
                 "metadata": {"_elastic_service_account": true},
                 "enabled": true,
                 "authentication_realm": {"name": "_service_account", "type": "_service_account"},
                 "lookup_realm": {"name": "_service_account", "type": "_service_account"},
                 "authentication_type": "token",
-                "token": {"name": token.name, "type": "_service_account_index"}
+                "token": {"name": name, "type": "_service_account_index"}
             })
         }
     };

@@ -157,6 +157,17 @@ impl Call<'_> {
         })
     }
 
+    /// 400 unless `account` is a service account the gateway knows.
+    fn require_account(&self, account: &str) -> Result<(), ApiError> {
+        if self.state.auth.accounts.contains(account) {
+            Ok(())
+        } else {
+            Err(ApiError::IllegalArgument(format!(
+                "service account [{account}] does not exist"
+            )))
+        }
+    }
+
     /// A 200 (or other status) JSON answer, indented under `?pretty`.
     fn reply(&self, status: StatusCode, body: &Value) -> Response<Body> {
         response::json_value(status, body, self.params.pretty())

@@ -27,7 +27,7 @@ pub async fn create(
         return Err(ApiError::Validation(token::invalid_name_reason(&name)));
     }
     call.require_manage(CREATE_ACTION)?;
-    known_account(call, account)?;
+    call.require_account(account)?;
     let value = token::encode(account, &name, &token::generate_secret());
     let qualified = format!("{account}/{name}");
     match call.state.auth.store.create(&qualified, &value).await {
@@ -97,7 +97,7 @@ pub fn clear_cache(
         }
     }
     call.require_manage(CLEAR_CACHE_ACTION)?;
-    known_account(call, account)?;
+    call.require_account(account)?;
     let config = &call.state.config.server;
     let body = json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},
@@ -105,14 +105,4 @@ pub fn clear_cache(
         "nodes": { config.node_name.clone(): {"name": config.node_name} }
     });
     Ok(call.reply(StatusCode::OK, &body))
-}
-
-fn known_account(call: &Call<'_>, account: &str) -> Result<(), ApiError> {
-    if call.state.auth.accounts.contains(account) {
-        Ok(())
-    } else {
-        Err(ApiError::IllegalArgument(format!(
-            "service account [{account}] does not exist"
-        )))
-    }
 }

@@ -110,14 +110,18 @@ pub fn describe(principal: &Principal, headers: &HeaderMap) -> (String, Vec<Stri
     match principal {
         Principal::User(user) => (user.name.clone(), user.roles.clone()),
         Principal::ServiceToken => {
-            let account = match Credentials::from_headers(headers) {
-                Credentials::Bearer(value) => {
-                    let mut buf = [0u8; token::MAX_DECODED_LEN];
-                    token::decode(value, &mut buf).map(|t| t.account.to_owned())
-                }
-                _ => None,
-            };
+            let account = token_identity(headers).map(|(account, _)| account);
             (account.unwrap_or_default(), Vec::new())
         }
     }
+}
+
+/// `(namespace/service, token name)` of the service token in `headers`, for the few answers that
+/// name it; the forwarding path never needs this.
+pub fn token_identity(headers: &HeaderMap) -> Option<(String, String)> {
+    let Credentials::Bearer(value) = Credentials::from_headers(headers) else {
+        return None;
+    };
+    let mut buf = [0u8; token::MAX_DECODED_LEN];
+    token::decode(value, &mut buf).map(|t| (t.account.to_owned(), t.name.to_owned()))
 }
