@@ -8,30 +8,37 @@
 //!
 //! | step | module | owns |
 //! |---|---|---|
-//! | start | [`cli`], [`config`] | command line, typed and validated configuration |
-//! | listen | [`server`], [`shutdown`] | accept loop, connection limit, HTTP/1.1 + HTTP/2, drain |
-//! | route | [`service`] | security-path rule, API vs. forwarding, errors to responses |
-//! | authenticate | [`auth`] | `Authorization` parsing, token wire format, users, privileges |
+//! | start | [`cli`] → [`app`] | command line; the gateway as one value: state, listeners, background tasks, signals |
+//! | configure | [`config`] | typed and validated configuration, every default as a named constant |
+//! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
+//! | route | [`service`] | the gateway's handler: security-path rule, API vs. forwarding, errors to responses |
+//! | authenticate | [`auth`] | `Authorization` parsing, the bearer check naming its token, privileges |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate` |
 //! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 |
-//! | remember | [`store`] | the token journal: group commit, replay, compaction |
+//! | remember | [`store`], [`users`], [`accounts`] | the token journal; the file realm; the service accounts |
+//! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies |
 //!
-//! [`state`] ties them together in one cheap-clone handle; [`atomic_file`] replaces small files
-//! crash-safely.
+//! [`state`] owns the parts a request needs (store, users, accounts, upstream, configuration) in
+//! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely. Dependencies point
+//! down this table and never back: `tests/layout.rs` fails on an import cycle.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accounts;
 pub mod api;
+pub mod app;
 pub mod atomic_file;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod proxy;
 pub mod response;
 pub mod server;
 pub mod service;
-pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod token;
+pub mod users;

@@ -1,12 +1,18 @@
 //! The accept loop: connection limit, TLS handshake deadline, HTTP/1.1 and HTTP/2 on one port,
 //! graceful drain on shutdown.
+//!
+//! It serves whatever [`Handler`] it is given, so every kind of listener (the gateway's own, an
+//! admin port) shares one loop and one set of limits.
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,14 +23,19 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::config::{ServerConfig, TlsConfig};
 use crate::proxy::headers::ClientInfo;
-use crate::service;
-use crate::state::State;
+use crate::response::Body;
 
-/// Deadline for a client to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// What a listener serves: a request in, a response out. Failures are the handler's to render,
+/// so the connection never sees an error.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: &Arc<ClientInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
 
 /// A bound socket and, for HTTPS, the acceptor that terminates TLS on it.
 pub struct Listener {
@@ -38,32 +49,25 @@ impl Listener {
     }
 }
 
-/// Serves `listeners` until `shutdown` resolves, then drains open connections for up to the
-/// configured grace period.
-pub async fn run(listeners: Vec<Listener>, state: State, shutdown: impl Future<Output = ()>) {
-    let graceful = Arc::new(GracefulShutdown::new());
-    let limit = Arc::new(Semaphore::new(state.config.server.max_connections.max(1)));
-    let builder = http_builder(&state);
-    let mut accepting = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let (state, limit, builder, graceful) = (
-            state.clone(),
-            limit.clone(),
-            builder.clone(),
-            graceful.clone(),
-        );
-        accepting.spawn(accept_loop(listener, state, limit, builder, graceful));
+/// Serves `listeners` with `handler` until `shutdown` resolves, then stops accepting (the
+/// sockets close, so new connections are refused) and drains open connections for up to
+/// `config.shutdown_grace`.
+pub async fn run<H: Handler>(
+    listeners: Vec<Listener>,
+    handler: H,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let builder = http_builder(config);
+    tokio::select! {
+        () = shutdown => {}
+        () = accept_loop(&listeners, &handler, &limit, &builder, &graceful) => {}
     }
-    shutdown.await;
-    accepting.abort_all();
-    while accepting.join_next().await.is_some() {}
-    // The accept loops held the only other references; they are gone now.
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        tracing::error!("connection tracker still shared; not draining");
-        return;
-    };
+    drop(listeners);
     let open = graceful.count();
-    let grace = state.config.server.shutdown_grace;
+    let grace = config.shutdown_grace;
     tracing::info!(open, ?grace, "stopped accepting; draining connections");
     match tokio::time::timeout(grace, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections drained"),
@@ -71,44 +75,53 @@ pub async fn run(listeners: Vec<Listener>, state: State, shutdown: impl Future<O
     }
 }
 
-fn http_builder(state: &State) -> auto::Builder<TokioExecutor> {
+fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(state.config.server.header_timeout)
+        .header_read_timeout(config.header_timeout)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_concurrent_streams(ServerConfig::H2_MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(ServerConfig::H2_KEEP_ALIVE_INTERVAL));
     builder
 }
 
-async fn accept_loop(
-    listener: Listener,
-    state: State,
-    limit: Arc<Semaphore>,
-    builder: auto::Builder<TokioExecutor>,
-    graceful: Arc<GracefulShutdown>,
+/// Accepts from every listener until the caller stops polling it; each connection holds a
+/// permit of `limit` for its lifetime and a watcher of `graceful` for the drain.
+async fn accept_loop<H: Handler>(
+    listeners: &[Listener],
+    handler: &H,
+    limit: &Arc<Semaphore>,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
 ) {
-    let local = listener.tcp.local_addr().ok();
+    let mut first = 0;
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
-        let (stream, peer) = match listener.tcp.accept().await {
+        let (index, accepted) = accept_any(listeners, first).await;
+        // The next round starts at the following listener, so a busy one cannot starve another.
+        first = index + 1;
+        let Some(listener) = listeners.get(index) else {
+            continue;
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
+                let local = listener.tcp.local_addr().ok();
                 tracing::error!(%error, ?local, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                tokio::time::sleep(ServerConfig::ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let (state, builder, watcher, tls) = (
-            state.clone(),
+        let (handler, builder, watcher, tls) = (
+            handler.clone(),
             builder.clone(),
             graceful.watcher(),
             listener.tls.clone(),
@@ -116,7 +129,7 @@ async fn accept_loop(
         let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
         tokio::spawn(
             async move {
-                serve(stream, peer, tls, state, builder, watcher).await;
+                serve(stream, peer, tls, handler, builder, watcher).await;
                 drop(permit);
             }
             .instrument(span),
@@ -124,59 +137,63 @@ async fn accept_loop(
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    state: State,
-    builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
-) {
-    match tls {
-        None => {
-            serve_http(
-                stream,
-                ClientInfo::new(peer, false),
-                state,
-                &builder,
-                watcher,
-            )
-            .await
-        }
-        Some(acceptor) => {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    serve_http(
-                        stream,
-                        ClientInfo::new(peer, true),
-                        state,
-                        &builder,
-                        watcher,
-                    )
-                    .await
-                }
-                Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
-                Err(_) => {
-                    tracing::debug!(timeout = ?TLS_HANDSHAKE_TIMEOUT, "tls handshake deadline passed")
+/// The next connection on any listener, looking at `first` first; with its listener's index.
+async fn accept_any(
+    listeners: &[Listener],
+    first: usize,
+) -> (usize, io::Result<(TcpStream, SocketAddr)>) {
+    let count = listeners.len();
+    poll_fn(|cx| {
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            if let Some(listener) = listeners.get(index) {
+                if let Poll::Ready(accepted) = listener.tcp.poll_accept(cx) {
+                    return Poll::Ready((index, accepted));
                 }
             }
         }
+        Poll::Pending
+    })
+    .await
+}
+
+async fn serve<H: Handler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handler: H,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+) {
+    let Some(acceptor) = tls else {
+        let client = ClientInfo::new(peer, false);
+        return serve_http(stream, client, handler, &builder, watcher).await;
+    };
+    let deadline = TlsConfig::HANDSHAKE_TIMEOUT;
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let client = ClientInfo::new(peer, true);
+            serve_http(stream, client, handler, &builder, watcher).await
+        }
+        Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
+        Err(_) => tracing::debug!(timeout = ?deadline, "tls handshake deadline passed"),
     }
 }
 
-async fn serve_http<IO>(
+async fn serve_http<IO, H>(
     io: IO,
     client: ClientInfo,
-    state: State,
+    handler: H,
     builder: &auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
 {
     let client = Arc::new(client);
     let service = service_fn(move |request| {
-        let (state, client) = (state.clone(), client.clone());
-        async move { Ok::<_, Infallible>(service::handle(&state, &client, request).await) }
+        let (handler, client) = (handler.clone(), client.clone());
+        async move { Ok::<_, Infallible>(handler.handle(request, &client).await) }
     });
     let connection = builder
         .serve_connection(TokioIo::new(io), service)

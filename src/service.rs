@@ -11,10 +11,11 @@ use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
 use crate::api::{self, params::Params};
-use crate::auth::Principal;
+use crate::auth::{self, Principal};
 use crate::error::ApiError;
 use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
+use crate::server::Handler;
 use crate::state::State;
 
 /// Security administration reached through the upstream credential would let any token holder
@@ -22,6 +23,28 @@ use crate::state::State;
 const SECURITY_PREFIXES: [&str; 2] = ["_security", "_xpack/security"];
 const SECURITY_ACTION: &str = "cluster:admin/xpack/security/*";
 const SECURITY_PRIVILEGES: &str = "manage_security,all";
+
+/// The gateway's client-facing service: what its listeners serve.
+#[derive(Clone)]
+pub struct GatewayService {
+    state: State,
+}
+
+impl GatewayService {
+    pub fn new(state: State) -> Self {
+        GatewayService { state }
+    }
+}
+
+impl Handler for GatewayService {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: &Arc<ClientInfo>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        handle(&self.state, client, request)
+    }
+}
 
 /// Answers one request. Never fails: every error is rendered here.
 pub async fn handle(
@@ -60,18 +83,19 @@ async fn dispatch(
     if let Some(route) = api::route(request.method(), request.uri().path(), uri) {
         let endpoint = route?;
         let (parts, _body) = request.into_parts();
-        let principal = state
-            .auth
-            .authenticate(&parts.headers, origin_form(&parts.uri))
-            .await?;
+        let principal = auth::authenticate(state, &parts.headers, origin_form(&parts.uri)).await?;
         return api::handle(state, endpoint, &parts, &principal).await;
     }
     let principal = authenticate(state, &request).await?;
     let is_user = matches!(principal, Principal::User(_));
-    if is_user && state.auth.can_manage_tokens(&principal) && state.config.security.forward_users {
+    let admin_roles = &state.config.security.admin_roles;
+    if is_user
+        && auth::can_manage_tokens(&principal, admin_roles)
+        && state.config.security.forward_users
+    {
         return forward(state, client, request).await;
     }
-    let (user, roles) = crate::auth::describe(&principal, request.headers());
+    let (user, roles) = principal.describe();
     Err(ApiError::Unauthorized {
         action: SECURITY_ACTION,
         user,
@@ -81,10 +105,7 @@ async fn dispatch(
 }
 
 async fn authenticate(state: &State, request: &Request<Incoming>) -> Result<Principal, ApiError> {
-    state
-        .auth
-        .authenticate(request.headers(), origin_form(request.uri()))
-        .await
+    auth::authenticate(state, request.headers(), origin_form(request.uri())).await
 }
 
 async fn forward(

@@ -1,19 +1,20 @@
-//! The shared state every connection holds: a cheap-clone handle over one `Arc`.
+//! The shared state every connection holds: a cheap-clone handle over one `Arc`, owning the
+//! gateway's parts. Modules that answer requests borrow the parts they need from here; none of
+//! them owns another's.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::auth::accounts::Accounts;
-use crate::auth::users::{RealmError, UserRealm};
-use crate::auth::Authenticator;
+use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, TokenStore};
 use crate::tls::TlsError;
+use crate::users::{RealmError, UserRealm};
 
-/// Why the gateway could not start after its configuration was accepted.
+/// Why the state could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum OpenError {
     #[error("token store: {0}")]
     Store(#[from] StoreError),
     #[error("users: {0}")]
@@ -25,19 +26,25 @@ pub enum StartError {
 /// Everything a request may need, behind one `Arc`.
 #[derive(Clone)]
 pub struct State {
-    inner: Arc<Shared>,
+    inner: Arc<Parts>,
 }
 
 /// The parts of [`State`].
-pub struct Shared {
+pub struct Parts {
     pub config: Config,
-    pub auth: Authenticator,
+    /// Service tokens issued through the API, durable in the journal.
+    pub store: TokenStore,
+    /// The file realm: who may manage tokens.
+    pub users: UserRealm,
+    /// The service accounts tokens may be issued for.
+    pub accounts: Accounts,
+    /// The cluster and the pooled client that reaches it.
     pub upstream: Upstream,
 }
 
 impl Deref for State {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
         &self.inner
     }
 }
@@ -48,17 +55,18 @@ impl State {
     pub fn open(
         config: Config,
         bootstrap_password: Option<&str>,
-    ) -> Result<(State, Option<String>), StartError> {
+    ) -> Result<(State, Option<String>), OpenError> {
         let upstream = Upstream::new(&config.upstream)?;
         let dir = &config.server.data_dir;
         let store = TokenStore::open(dir, StoreOptions::default())?;
-        let (realm, generated) = UserRealm::open(dir, bootstrap_password)?;
+        let (users, generated) = UserRealm::open(dir, bootstrap_password)?;
         let accounts = Accounts::new(&config.service_accounts);
-        let auth = Authenticator::new(store, realm, accounts, config.security.admin_roles.clone());
         let state = State {
-            inner: Arc::new(Shared {
+            inner: Arc::new(Parts {
                 config,
-                auth,
+                store,
+                users,
+                accounts,
                 upstream,
             }),
         };

@@ -158,7 +158,7 @@ async fn a_user_without_the_privilege_cannot_create_tokens() {
         .unwrap();
     let expected = es_forbidden(CREATE_ACTION, "bob", "viewer,monitor", MANAGE);
     assert_response(response, 403, &expected).await;
-    assert!(gw.state.auth.store.is_empty());
+    assert!(gw.state.store.is_empty());
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn a_configured_admin_role_grants_token_management() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(gw.state.auth.store.contains("elastic/kibana/k1"));
+    assert!(gw.state.store.contains("elastic/kibana/k1"));
 }
 
 #[tokio::test]
@@ -197,7 +197,7 @@ async fn a_service_token_cannot_create_tokens() {
         .unwrap();
     let expected = es_forbidden(CREATE_ACTION, "elastic/fleet-server", "", MANAGE);
     assert_response(response, 403, &expected).await;
-    assert_eq!(gw.state.auth.store.len(), 1);
+    assert_eq!(gw.state.store.len(), 1);
 }
 
 #[tokio::test]

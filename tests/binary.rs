@@ -4,107 +4,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
 
+use common::process::{field, tokengate, GatewayProcess};
 use common::{basic, FakeUpstream};
-use tokio::sync::oneshot;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 const PASSWORD: &str = "bin-elastic-pw";
-/// How long the binary may take to log that it listens.
-const STARTUP: Duration = Duration::from_secs(30);
-
-/// The binary with a clean environment for the variables it reads.
-fn tokengate() -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_remove("RUST_LOG")
-        .env_remove("TOKENGATE_CONFIG")
-        .env_remove("ELASTIC_PASSWORD")
-        .stdin(Stdio::null());
-    command
-}
-
-/// Removes ANSI colour sequences the log formatter may add around field names.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The `field=value` of a log line.
-fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
-}
-
-/// Reads the child's stderr on a thread until the `listening` line, answering with it; keeps
-/// draining afterwards so the child never blocks on a full pipe.
-fn watch_stderr(child: &mut Child) -> oneshot::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let line = strip_ansi(&line);
-            if line.contains("listening") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line);
-                }
-            }
-        }
-    });
-    rx
-}
-
-/// Kills the child by its PID when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn the_binary_serves_tokens_and_forwards() {
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokengate()
-        .args(["--listen", "127.0.0.1:0", "--upstream"])
-        .arg(format!("http://{}", upstream.addr))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("ELASTIC_PASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = watch_stderr(&mut child);
-    let mut child = Running(child);
-    let line = tokio::time::timeout(STARTUP, lines)
-        .await
-        .expect("no `listening` line in time")
-        .expect("the binary exited before listening");
+    let mut child = GatewayProcess::spawn(
+        tokengate()
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("http://{}", upstream.addr))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ELASTIC_PASSWORD", PASSWORD),
+    )
+    .await;
+    let line = child.listening.clone();
     assert!(line.contains("INFO"), "{line}");
-    let addr: SocketAddr = field(&line, "addr").unwrap().parse().unwrap();
+    let addr = child.addr;
     assert_eq!(field(&line, "tokens"), Some("0"), "{line}");
     assert_eq!(
         field(&line, "upstream"),
@@ -140,9 +63,7 @@ async fn the_binary_serves_tokens_and_forwards() {
     assert_eq!(response.status(), 401);
     assert_eq!(upstream.single_request().uri, "/_cluster/health");
 
-    child.0.kill().unwrap();
-    let status = child.0.wait().unwrap();
-    assert!(!status.success());
+    assert!(!child.kill().success());
     assert!(dir.path().join("tokens.journal").exists());
 }
 

@@ -112,7 +112,7 @@ async fn invalid_names_are_refused_with_elasticsearchs_validation_message() {
         let response = gw.as_elastic(Method::POST, &path).send().await.unwrap();
         assert_response(response, 400, &invalid_name(name)).await;
     }
-    assert!(gw.state.auth.store.is_empty());
+    assert!(gw.state.store.is_empty());
 }
 
 #[tokio::test]
@@ -123,7 +123,7 @@ async fn names_of_one_and_256_characters_are_accepted() {
         let value = gw.create_token(FLEET, &name).await;
         assert_eq!(decode(&value).0, format!("{FLEET}/{name}"));
     }
-    assert_eq!(gw.state.auth.store.len(), 3);
+    assert_eq!(gw.state.store.len(), 3);
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn an_unknown_account_is_an_illegal_argument() {
         "service account [x/y] does not exist",
     );
     assert_response(response, 400, &expected).await;
-    assert!(gw.state.auth.store.is_empty());
+    assert!(gw.state.store.is_empty());
 }
 
 #[tokio::test]
@@ -201,7 +201,7 @@ async fn an_unknown_query_parameter_is_refused() {
         &es_error(400, "illegal_argument_exception", &reason),
     )
     .await;
-    assert!(gw.state.auth.store.is_empty());
+    assert!(gw.state.store.is_empty());
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use base64::Engine;
 use common::{FakeUpstream, TestGateway, ELASTIC_PASSWORD, FLEET};
 use futures_util::future::join_all;
 use reqwest::Method;
+use tokengate::app::{Gateway, StartError};
 use tokengate::config::{Config, Overrides};
-use tokengate::state::State;
 
 const JOURNAL: &str = "tokens.journal";
 
@@ -37,15 +37,15 @@ async fn authenticates(gw: &TestGateway, value: &str) -> bool {
     }
 }
 
-/// Opens the gateway's state directly, to see why it refuses to start.
-fn open_state(upstream: &FakeUpstream, dir: &Path) -> Result<State, tokengate::state::StartError> {
+/// Starts a second gateway over `dir` as the binary would, to see why it refuses to start.
+async fn try_start(upstream: &FakeUpstream, dir: &Path) -> Result<Gateway, StartError> {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
         upstream: Some(format!("http://{}", upstream.addr)),
         data_dir: Some(dir.to_owned()),
     };
     let config = Config::from_toml("test", "", &overrides).unwrap();
-    State::open(config, Some(ELASTIC_PASSWORD)).map(|(state, _)| state)
+    Gateway::start(config, Some(ELASTIC_PASSWORD)).await
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -68,7 +68,7 @@ async fn tokens_survive_a_restart() {
     let gw = start(&upstream, dir.path()).await;
     assert!(authenticates(&gw, &kept).await);
     assert!(!authenticates(&gw, &deleted).await);
-    assert_eq!(gw.state.auth.store.len(), 1);
+    assert_eq!(gw.state.store.len(), 1);
     // A name taken before the restart is still taken.
     let response = gw
         .as_elastic(
@@ -189,7 +189,7 @@ async fn corruption_in_the_middle_refuses_to_start_naming_file_and_offset() {
     bytes[24 + 8 + 5] ^= 0x55;
     std::fs::write(&journal, &bytes).unwrap();
 
-    let Err(error) = open_state(&upstream, dir.path()) else {
+    let Err(error) = try_start(&upstream, dir.path()).await else {
         panic!("a journal corrupt in the middle was accepted");
     };
     let message = error.to_string();
@@ -208,7 +208,7 @@ async fn a_second_gateway_cannot_open_a_data_directory_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(&upstream, dir.path()).await;
     let value = gw.create_token(FLEET, "t1").await;
-    let Err(error) = open_state(&upstream, dir.path()) else {
+    let Err(error) = try_start(&upstream, dir.path()).await else {
         panic!("two stores opened one data directory");
     };
     assert!(
@@ -244,7 +244,7 @@ async fn concurrent_creates_all_succeed_and_survive_a_restart() {
     gw.stop().await;
 
     let gw = start(&upstream, dir.path()).await;
-    assert_eq!(gw.state.auth.store.len(), 64);
+    assert_eq!(gw.state.store.len(), 64);
     let checks = values.iter().map(|value| authenticates(&gw, value));
     assert!(join_all(checks).await.into_iter().all(|ok| ok));
 }

@@ -12,11 +12,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use common::TestGateway;
 use rcgen::CrlDistributionPoint;
 use serde_json::Value;
-use tls_support::{
-    installed, leaf_params, run_bounded, tls_section, Ca, HttpsGateway, KeyKind, LOCAL_NAMES,
-};
+use tls_support::{installed, leaf_params, run_bounded, tls_section, Ca, KeyKind, LOCAL_NAMES};
 
 /// The whole scan is killed after this; the checks chosen finish far sooner on two cores.
 const SCAN_DEADLINE: Duration = Duration::from_secs(110);
@@ -45,7 +44,7 @@ async fn testssl_finds_nothing_high_or_critical() {
     let served = ca.issue(&params, &KeyKind::P256.generate().unwrap());
     let (cert, key) = served.write(dir.path(), "server");
     let ca_file = ca.write(dir.path(), "ca");
-    let gw = HttpsGateway::start(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
+    let gw = TestGateway::https(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
     let json = dir.path().join("testssl.json");
 
     let mut scan = Command::new(program);

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{basic_elastic, FakeUpstream};
+use common::{basic_elastic, FakeUpstream, TestGateway};
 use rustls::crypto::ring::cipher_suite;
 use tls_support::client::TlsClient;
-use tls_support::{installed, run_bounded, tls_section, Ca, HttpsGateway, KeyKind};
+use tls_support::{create_token_over_tls, installed, run_bounded, tls_section, Ca, KeyKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AUTHENTICATE: &str = "/_security/_authenticate";
@@ -22,14 +22,14 @@ const AUTHENTICATE: &str = "/_security/_authenticate";
 struct Setup {
     ca: Ca,
     dir: tempfile::TempDir,
-    gw: HttpsGateway,
+    gw: TestGateway,
 }
 
 async fn setup(upstream: &str, extra_tls: &str) -> Setup {
     let ca = Ca::root("listener test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.server().write(dir.path(), "server");
-    let gw = HttpsGateway::start(&tls_section(&cert, &key, extra_tls), upstream).await;
+    let gw = TestGateway::https(&tls_section(&cert, &key, extra_tls), upstream).await;
     Setup { ca, dir, gw }
 }
 
@@ -38,7 +38,7 @@ async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
     let upstream = FakeUpstream::start().await;
     let Setup { ca, gw, .. } = setup(&format!("http://{}", upstream.addr), "").await;
     let client = TlsClient::trusting(&ca.cert);
-    let token = gw.create_token(&client, "alpn").await;
+    let token = create_token_over_tls(&gw, &client, "alpn").await;
     let bearer = format!("Bearer {token}");
 
     let mut h2 = client.connect(gw.addr).await.unwrap();
@@ -101,9 +101,7 @@ async fn curl_speaks_h2_to_the_listener() {
     }
     let upstream = FakeUpstream::start().await;
     let Setup { ca, dir, gw } = setup(&format!("http://{}", upstream.addr), "").await;
-    let token = gw
-        .create_token(&TlsClient::trusting(&ca.cert), "curl")
-        .await;
+    let token = create_token_over_tls(&gw, &TlsClient::trusting(&ca.cert), "curl").await;
     let ca_file = ca.write(dir.path(), "ca");
     let mut curl = Command::new("curl");
     curl.args([
@@ -145,7 +143,7 @@ async fn every_key_type_serves_and_the_whole_chain_is_sent() {
             continue;
         };
         let (cert, key) = served.write(dir.path(), &format!("{kind:?}"));
-        let gw = HttpsGateway::start(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
+        let gw = TestGateway::https(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
         // The client trusts only the root: it needs the intermediate from the server.
         let mut conn = TlsClient::trusting(&root.cert)
             .connect(gw.addr)
@@ -249,7 +247,7 @@ async fn client_cert_outcomes(policy: &str) -> [Result<u16, String>; 3] {
     let (cert, key) = ca.server().write(dir.path(), "server");
     let client_ca = clients_ca.write(dir.path(), "clients-ca");
     let extra = format!("client_ca = {client_ca:?}\nclient_authentication = \"{policy}\"");
-    let gw = HttpsGateway::start(&tls_section(&cert, &key, &extra), "http://127.0.0.1:9").await;
+    let gw = TestGateway::https(&tls_section(&cert, &key, &extra), "http://127.0.0.1:9").await;
     let client = TlsClient::trusting(&ca.cert);
     let addr = gw.addr;
     let get =
@@ -293,7 +291,7 @@ async fn reload_switches_new_handshakes_and_keeps_open_connections() {
     let dir = tempfile::tempdir().unwrap();
     let first = ca.server();
     let (cert, key) = first.write(dir.path(), "server");
-    let gw = HttpsGateway::start(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
+    let gw = TestGateway::https(&tls_section(&cert, &key, ""), "http://127.0.0.1:9").await;
     let client = TlsClient::trusting(&ca.cert);
     let mut open = client
         .clone()
@@ -312,7 +310,7 @@ async fn reload_switches_new_handshakes_and_keeps_open_connections() {
 
     let second = ca.server();
     second.write(dir.path(), "server");
-    gw.tls.reload().unwrap();
+    gw.tls().reload().unwrap();
     let (status, _) = open
         .send("GET", AUTHENTICATE, &basic_elastic())
         .await
@@ -331,7 +329,10 @@ async fn reload_switches_new_handshakes_and_keeps_open_connections() {
     for (chain, key_pem, named) in broken {
         std::fs::write(&cert, chain).unwrap();
         std::fs::write(&key, key_pem).unwrap();
-        let error = gw.tls.reload().expect_err("a broken pair must be refused");
+        let error = gw
+            .tls()
+            .reload()
+            .expect_err("a broken pair must be refused");
         assert!(
             error.to_string().contains(&named.display().to_string()),
             "{error}"

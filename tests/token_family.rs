@@ -230,7 +230,7 @@ async fn the_family_requires_credentials() {
         let reason = format!("missing authentication credentials for REST request [{path}]");
         assert_response(response, 401, &es_unauthorized(&reason)).await;
     }
-    assert!(gw.state.auth.store.is_empty());
+    assert!(gw.state.store.is_empty());
 }
 
 #[tokio::test]

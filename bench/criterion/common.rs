@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokengate::auth::token;
 use tokengate::store::{StoreOptions, TokenStore};
+use tokengate::token;
 
 /// The account every bench token belongs to.
 pub const ACCOUNT: &str = "elastic/fleet-server";
@@ -48,15 +48,17 @@ pub fn fill(
             let name = format!("token-{n}");
             let secret = token::generate_secret();
             if n % stride == 0 && sample.valid.len() < keep {
-                sample.valid.push(token::encode(ACCOUNT, &name, &secret));
+                sample
+                    .valid
+                    .push(token::encode_raw(ACCOUNT, &name, &secret));
                 let wrong = token::generate_secret();
                 sample
                     .wrong_secret
-                    .push(token::encode(ACCOUNT, &name, &wrong));
+                    .push(token::encode_raw(ACCOUNT, &name, &wrong));
             }
             batch.push((
                 format!("{ACCOUNT}/{name}"),
-                token::encode(ACCOUNT, &name, &secret),
+                token::encode_raw(ACCOUNT, &name, &secret),
             ));
         }
         let skipped = rt.block_on(store.import(batch)).unwrap();

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use futures_util::future::join_all;
-use tokengate::auth::token;
 use tokengate::store::{StoreOptions, TokenStore};
+use tokengate::token;
 
 const CONCURRENT: usize = 64;
 /// Set (to a data directory) in the child process that reports the memory of a replayed store.
@@ -27,7 +27,7 @@ fn creates(c: &mut Criterion) {
     let mut token = move || {
         next += 1;
         let name = format!("c-{next}");
-        let value = token::encode(common::ACCOUNT, &name, "bench-secret-0123456789");
+        let value = token::encode_raw(common::ACCOUNT, &name, "bench-secret-0123456789");
         (format!("{}/{name}", common::ACCOUNT), value)
     };
 

@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::Call;
 use crate::error::ApiError;
+use crate::identity::AccountId;
 use crate::response::Body;
 
 const GET_ACCOUNTS_ACTION: &str = "cluster:admin/xpack/security/service_account/get";
@@ -19,21 +20,21 @@ pub fn get_accounts(
     call.params.check(call.path, &[])?;
     call.require_manage(GET_ACCOUNTS_ACTION)?;
     let mut body = Map::new();
-    for (name, descriptor) in call.state.auth.accounts.matching(namespace, service) {
-        body.insert(name.to_owned(), json!({ "role_descriptor": descriptor }));
+    for (id, descriptor) in call.state.accounts.matching(namespace, service) {
+        body.insert(id.to_string(), json!({ "role_descriptor": descriptor }));
     }
     Ok(call.reply(StatusCode::OK, &Value::Object(body)))
 }
 
 /// Tokens of one account. The gateway is the only node, and holds no file tokens.
-pub fn get_credentials(call: &Call<'_>, account: &str) -> Result<Response<Body>, ApiError> {
+pub fn get_credentials(call: &Call<'_>, account: &AccountId) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
     call.require_manage(GET_CREDENTIALS_ACTION)?;
     call.require_account(account)?;
-    let names = call.state.auth.store.names_of(account);
+    let names = call.state.store.names_of(account);
     let tokens: Map<String, Value> = names.iter().map(|n| (n.clone(), json!({}))).collect();
     let body = json!({
-        "service_account": account,
+        "service_account": account.as_str(),
         "count": names.len(),
         "tokens": tokens,
         "nodes_credentials": {

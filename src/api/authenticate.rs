@@ -4,7 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::Call;
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::response::Body;
 
@@ -22,8 +22,8 @@ pub fn handle(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
             "lookup_realm": {"name": "default_file", "type": "file"},
             "authentication_type": "realm"
         }),
-        Principal::ServiceToken => {
-            let (account, name) = auth::token_identity(call.headers).ok_or(ApiError::Internal)?;
+        Principal::ServiceToken(token) => {
+            let account = token.account.as_str();
             json!({
                 "username": account,
                 "roles": [],
@@ -34,7 +34,7 @@ pub fn handle(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
                 "authentication_realm": {"name": "_service_account", "type": "_service_account"},
                 "lookup_realm": {"name": "_service_account", "type": "_service_account"},
                 "authentication_type": "token",
-                "token": {"name": name, "type": "_service_account_index"}
+                "token": {"name": token.name.as_str(), "type": token.source.as_str()}
             })
         }
     };

@@ -7,12 +7,13 @@ pub mod params;
 mod tokens;
 
 use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use crate::auth::{self, Principal};
 use crate::error::{ApiError, MANAGE_PRIVILEGES};
+use crate::identity::{AccountId, TokenName};
 use crate::response::{self, Body};
 use crate::state::State;
 use params::Params;
@@ -26,16 +27,17 @@ pub enum Endpoint {
         service: Option<String>,
     },
     /// `GET /_security/service/{ns}/{svc}/credential`
-    GetCredentials { account: String },
-    /// `POST|PUT …/credential/token[/{name}]`
+    GetCredentials { account: AccountId },
+    /// `POST|PUT …/credential/token[/{name}]`; the name is checked by the handler, in
+    /// Elasticsearch's order.
     CreateToken {
-        account: String,
+        account: AccountId,
         name: Option<String>,
     },
     /// `DELETE …/credential/token/{name}`
-    DeleteToken { account: String, name: String },
+    DeleteToken { account: AccountId, name: String },
     /// `POST …/credential/token/{names}/_clear_cache`
-    ClearCache { account: String, names: String },
+    ClearCache { account: AccountId, names: String },
     /// `GET /_security/_authenticate`
     Authenticate,
 }
@@ -54,7 +56,7 @@ pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, 
         .collect();
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let owned = |v: &str| v.to_owned();
-    let account = |ns: &str, svc: &str| format!("{ns}/{svc}");
+    let account = |ns: &str, svc: &str| AccountId::new(ns, svc);
     let (allowed, endpoint) = match s.as_slice() {
         ["_security", "_authenticate"] => (GET, Endpoint::Authenticate),
         ["_security", "service"] => (
@@ -136,7 +138,6 @@ pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, 
 pub struct Call<'a> {
     pub state: &'a State,
     pub principal: &'a Principal,
-    pub headers: &'a HeaderMap,
     pub params: Params,
     /// The request path, for Elasticsearch's parameter messages.
     pub path: &'a str,
@@ -145,10 +146,10 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// 403 unless the principal holds a token-management privilege.
     fn require_manage(&self, action: &'static str) -> Result<(), ApiError> {
-        if self.state.auth.can_manage_tokens(self.principal) {
+        if auth::can_manage_tokens(self.principal, &self.state.config.security.admin_roles) {
             return Ok(());
         }
-        let (user, roles) = auth::describe(self.principal, self.headers);
+        let (user, roles) = self.principal.describe();
         Err(ApiError::Unauthorized {
             action,
             user,
@@ -158,14 +159,23 @@ impl Call<'_> {
     }
 
     /// 400 unless `account` is a service account the gateway knows.
-    fn require_account(&self, account: &str) -> Result<(), ApiError> {
-        if self.state.auth.accounts.contains(account) {
+    fn require_account(&self, account: &AccountId) -> Result<(), ApiError> {
+        if self
+            .state
+            .accounts
+            .contains(account.namespace(), account.service())
+        {
             Ok(())
         } else {
             Err(ApiError::IllegalArgument(format!(
                 "service account [{account}] does not exist"
             )))
         }
+    }
+
+    /// The token name a path gave, checked against Elasticsearch's rule (400 when it fails).
+    fn token_name(name: &str) -> Result<TokenName, ApiError> {
+        TokenName::new(name).map_err(|invalid| ApiError::Validation(invalid.to_string()))
     }
 
     /// A 200 (or other status) JSON answer, indented under `?pretty`.
@@ -184,7 +194,6 @@ pub async fn handle(
     let call = Call {
         state,
         principal,
-        headers: &parts.headers,
         params: Params::parse(parts.uri.query()),
         path: parts.uri.path(),
     };

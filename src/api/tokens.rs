@@ -4,10 +4,11 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::Call;
-use crate::auth::token;
 use crate::error::ApiError;
+use crate::identity::AccountId;
 use crate::response::Body;
 use crate::store::StoreError;
+use crate::token;
 
 const CREATE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/create";
 const DELETE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/delete";
@@ -17,20 +18,17 @@ const CLEAR_CACHE_ACTION: &str = "cluster:admin/xpack/security/service_account/t
 /// The 200 goes out only after the store has fsynced the token.
 pub async fn create(
     call: &Call<'_>,
-    account: &str,
+    account: &AccountId,
     name: Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &["refresh"])?;
     call.params.check_refresh()?;
-    let name = name.unwrap_or_else(token::generate_name);
-    if !token::is_valid_name(&name) {
-        return Err(ApiError::Validation(token::invalid_name_reason(&name)));
-    }
+    let name = Call::token_name(&name.unwrap_or_else(token::generate_name))?;
     call.require_manage(CREATE_ACTION)?;
     call.require_account(account)?;
     let value = token::encode(account, &name, &token::generate_secret());
-    let qualified = format!("{account}/{name}");
-    match call.state.auth.store.create(&qualified, &value).await {
+    let qualified = account.qualify(&name);
+    match call.state.store.create(&qualified, &value).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::VersionConflict(format!(
@@ -45,33 +43,25 @@ pub async fn create(
     tracing::info!(token = %qualified, "service token created");
     Ok(call.reply(
         StatusCode::OK,
-        &json!({"created": true, "token": {"name": name, "value": value}}),
+        &json!({"created": true, "token": {"name": name.as_str(), "value": value}}),
     ))
 }
 
 /// Removes a token durably; `{"found":false}` with 404 when it was not there.
 pub async fn delete(
     call: &Call<'_>,
-    account: &str,
+    account: &AccountId,
     name: &str,
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &["refresh"])?;
     call.params.check_refresh()?;
-    if !token::is_valid_name(name) {
-        return Err(ApiError::Validation(token::invalid_name_reason(name)));
-    }
+    let name = Call::token_name(name)?;
     call.require_manage(DELETE_ACTION)?;
-    let qualified = format!("{account}/{name}");
-    let found = call
-        .state
-        .auth
-        .store
-        .delete(&qualified)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, token = %qualified, "token deletion not persisted");
-            ApiError::StoreUnavailable
-        })?;
+    let qualified = account.qualify(&name);
+    let found = call.state.store.delete(&qualified).await.map_err(|error| {
+        tracing::error!(%error, token = %qualified, "token deletion not persisted");
+        ApiError::StoreUnavailable
+    })?;
     if found {
         tracing::info!(token = %qualified, "service token deleted");
     }
@@ -87,14 +77,12 @@ pub async fn delete(
 /// shape of a one-node cluster's so clients that call it carry on.
 pub fn clear_cache(
     call: &Call<'_>,
-    account: &str,
+    account: &AccountId,
     names: &str,
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
     for name in names.split(',').filter(|n| *n != "*") {
-        if !token::is_valid_name(name) {
-            return Err(ApiError::Validation(token::invalid_name_reason(name)));
-        }
+        Call::token_name(name)?;
     }
     call.require_manage(CLEAR_CACHE_ACTION)?;
     call.require_account(account)?;

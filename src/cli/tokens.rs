@@ -7,10 +7,11 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::auth::accounts::Accounts;
-use crate::auth::token;
+use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::identity::is_valid_token_name;
 use crate::store::{StoreOptions, TokenStore};
+use crate::token;
 
 use super::{EXIT_CONFIG, EXIT_START};
 
@@ -91,9 +92,9 @@ fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, String)>, Vec<String>
             problems.push(format!("{number}: not a service token value"));
             continue;
         };
-        if !token::is_valid_name(decoded.name) {
+        if !is_valid_token_name(decoded.name) {
             problems.push(format!("{number}: invalid token name [{}]", decoded.name));
-        } else if !accounts.contains(decoded.account) {
+        } else if !accounts.contains(decoded.namespace, decoded.service) {
             problems.push(format!(
                 "{number}: service account [{}] does not exist",
                 decoded.account
@@ -133,8 +134,8 @@ mod tests {
 
     #[test]
     fn parse_reports_every_bad_line_with_its_number() {
-        let good = token::encode("elastic/fleet-server", "t1", "secret");
-        let other = token::encode("nobody/here", "t2", "secret");
+        let good = token::encode_raw("elastic/fleet-server", "t1", "secret");
+        let other = token::encode_raw("nobody/here", "t2", "secret");
         let text = format!("# comment\n{good}\n\nnot-a-token\n{other}\n");
         let (tokens, problems) = parse(&text, &Accounts::new(&[]));
         assert_eq!(tokens.len(), 1);

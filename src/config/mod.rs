@@ -14,6 +14,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 
+use crate::identity::AccountId;
 use reader::Reader;
 
 /// The whole gateway configuration.
@@ -54,6 +55,23 @@ pub struct ServerConfig {
     pub workers: Option<usize>,
 }
 
+impl ServerConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
+    pub const DEFAULT_DATA_DIR: &'static str = "data";
+    pub const DEFAULT_CLUSTER_NAME: &'static str = "tokengate";
+    pub const DEFAULT_NODE_NAME: &'static str = "tokengate-1";
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// Long enough for clients' keep-alive pools (see `header_timeout`).
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// HTTP/2 streams one connection may have open; what a busy client pipelines, not more.
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 256;
+    /// HTTP/2 PINGs on an idle connection, so dead peers are noticed behind NAT and load balancers.
+    pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+    /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+    pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+}
+
 /// The cluster behind the gateway.
 #[derive(Clone)]
 pub struct UpstreamConfig {
@@ -75,6 +93,17 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// How an `https://` upstream is trusted.
     pub tls: UpstreamTls,
+}
+
+impl UpstreamConfig {
+    pub const DEFAULT_URL: &'static str = "http://127.0.0.1:9200";
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Longer than a cluster's own idle timeout would be pointless; shorter costs handshakes.
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
+    /// TCP keep-alive probes on upstream connections, so a silently dropped one is noticed.
+    pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 }
 
 /// Trust settings towards an `https://` upstream.
@@ -109,6 +138,15 @@ pub struct TlsConfig {
     pub client_auth: ClientAuth,
     /// How often the certificate files are checked for replacement.
     pub reload_interval: Duration,
+}
+
+impl TlsConfig {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8443";
+    pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+    /// Deadline for a client to finish the TLS handshake.
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Sessions kept for resumption (a few hundred bytes each).
+    pub const SESSION_CACHE_SIZE: usize = 4096;
 }
 
 /// Client-certificate policy, as Elasticsearch's `ssl.client_authentication`.
@@ -149,11 +187,14 @@ pub struct SecurityConfig {
     pub users_reload_interval: Duration,
 }
 
+impl SecurityConfig {
+    pub const DEFAULT_USERS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+}
+
 /// A service account declared in the configuration.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
-    /// `namespace/service`.
-    pub account: String,
+    pub account: AccountId,
     /// Reported by `GET /_security/service`; the gateway does not interpret it.
     pub role_descriptor: serde_json::Value,
 }
@@ -163,6 +204,10 @@ pub struct AccountConfig {
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `tokengate=debug`.
     pub level: String,
+}
+
+impl LogConfig {
+    pub const DEFAULT_LEVEL: &'static str = "info";
 }
 
 /// Command-line values that replace keys of the file.

@@ -13,12 +13,7 @@ use super::{
     AccountConfig, Config, ConfigError, LogConfig, Overrides, SecurityConfig, ServerConfig,
     UpstreamConfig,
 };
-use crate::auth::accounts::is_valid_account_part;
-
-/// Embedded defaults: `cargo run --release` with no file serves these.
-pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub(super) const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:9200";
-pub(super) const DEFAULT_DATA_DIR: &str = "data";
+use crate::identity::AccountId;
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
@@ -52,7 +47,7 @@ impl<'a> Reader<'a> {
 
         // A command-line value wins over the file's, which is still consumed so it is not
         // reported as an unknown key.
-        let file_listen = self.string(&mut server, "listen", DEFAULT_LISTEN);
+        let file_listen = self.string(&mut server, "listen", ServerConfig::DEFAULT_LISTEN);
         let listen_text = self.overrides.listen.clone().unwrap_or(file_listen);
         let listen_off = listen_text.is_empty();
         let listen = match listen_text.as_str() {
@@ -64,23 +59,40 @@ impl<'a> Reader<'a> {
                 "an address like 127.0.0.1:8080, or \"\" for HTTPS only",
             ),
         };
-        let file_dir = PathBuf::from(self.string(&mut server, "data_dir", DEFAULT_DATA_DIR));
+        let file_dir =
+            PathBuf::from(self.string(&mut server, "data_dir", ServerConfig::DEFAULT_DATA_DIR));
         let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
         let server_config = ServerConfig {
             listen,
             data_dir,
-            cluster_name: self.string(&mut server, "cluster_name", "tokengate"),
-            node_name: self.string(&mut server, "node_name", "tokengate-1"),
-            max_connections: self.count(&mut server, "max_connections", 10_000),
-            header_timeout: self.duration(&mut server, "header_timeout", Duration::from_secs(60)),
-            shutdown_grace: self.duration(&mut server, "shutdown_grace", Duration::from_secs(10)),
+            cluster_name: self.string(
+                &mut server,
+                "cluster_name",
+                ServerConfig::DEFAULT_CLUSTER_NAME,
+            ),
+            node_name: self.string(&mut server, "node_name", ServerConfig::DEFAULT_NODE_NAME),
+            max_connections: self.positive_count(
+                &mut server,
+                "max_connections",
+                ServerConfig::DEFAULT_MAX_CONNECTIONS,
+            ),
+            header_timeout: self.duration(
+                &mut server,
+                "header_timeout",
+                ServerConfig::DEFAULT_HEADER_TIMEOUT,
+            ),
+            shutdown_grace: self.duration(
+                &mut server,
+                "shutdown_grace",
+                ServerConfig::DEFAULT_SHUTDOWN_GRACE,
+            ),
             workers: match self.count(&mut server, "workers", 0) {
                 0 => None,
                 n => Some(n),
             },
         };
 
-        let file_url = self.string(&mut upstream, "url", DEFAULT_UPSTREAM);
+        let file_url = self.string(&mut upstream, "url", UpstreamConfig::DEFAULT_URL);
         let url = self.overrides.upstream.clone().unwrap_or(file_url);
         let target = self.upstream_url(&url);
         let authorization = self
@@ -110,15 +122,19 @@ impl<'a> Reader<'a> {
             connect_timeout: self.duration(
                 &mut upstream,
                 "connect_timeout",
-                Duration::from_secs(5),
+                UpstreamConfig::DEFAULT_CONNECT_TIMEOUT,
             ),
-            timeout: self.duration(&mut upstream, "timeout", Duration::from_secs(60)),
+            timeout: self.duration(&mut upstream, "timeout", UpstreamConfig::DEFAULT_TIMEOUT),
             pool_idle_timeout: self.duration(
                 &mut upstream,
                 "pool_idle_timeout",
-                Duration::from_secs(90),
+                UpstreamConfig::DEFAULT_POOL_IDLE_TIMEOUT,
             ),
-            pool_max_idle: self.count(&mut upstream, "pool_max_idle", 256),
+            pool_max_idle: self.count(
+                &mut upstream,
+                "pool_max_idle",
+                UpstreamConfig::DEFAULT_POOL_MAX_IDLE,
+            ),
             tls: self.upstream_tls(&mut upstream),
         };
         let tls = self.listener_tls();
@@ -136,10 +152,10 @@ impl<'a> Reader<'a> {
             users_reload_interval: self.duration(
                 &mut security,
                 "users_reload_interval",
-                Duration::from_secs(5),
+                SecurityConfig::DEFAULT_USERS_RELOAD_INTERVAL,
             ),
         };
-        let level = self.string(&mut log, "level", "info");
+        let level = self.string(&mut log, "level", LogConfig::DEFAULT_LEVEL);
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
             self.problem(
                 "log",
@@ -264,6 +280,22 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A count where 0 would make the gateway useless (`max_connections = 0` serves nobody).
+    pub(super) fn positive_count(
+        &mut self,
+        section: &mut Section,
+        key: &str,
+        default: usize,
+    ) -> usize {
+        match self.count(section, key, default) {
+            0 => {
+                self.problem(section.name, key, "must be at least 1, found 0");
+                default
+            }
+            n => n,
+        }
+    }
+
     pub(super) fn duration(
         &mut self,
         section: &mut Section,
@@ -358,13 +390,13 @@ impl<'a> Reader<'a> {
                 continue;
             };
             let mut section = Section { name, table };
-            let account = self.string(&mut section, "account", "");
-            let valid = matches!(account.split('/').collect::<Vec<_>>()[..], [ns, svc] if is_valid_account_part(ns) && is_valid_account_part(svc));
-            if !valid {
+            let text = self.string(&mut section, "account", "");
+            let account = AccountId::parse(&text);
+            if account.is_none() {
                 self.problem(
                     name,
                     &format!("#{i}.account"),
-                    &format!("expected \"namespace/service\", found \"{account}\""),
+                    &format!("expected \"namespace/service\", found \"{text}\""),
                 );
             }
             let role_descriptor = match section.table.remove("role_descriptor") {
@@ -372,10 +404,12 @@ impl<'a> Reader<'a> {
                 Some(v) => serde_json::to_value(v).unwrap_or_else(|_| serde_json::json!({})),
             };
             self.finish(&section);
-            accounts.push(AccountConfig {
-                account,
-                role_descriptor,
-            });
+            if let Some(account) = account {
+                accounts.push(AccountConfig {
+                    account,
+                    role_descriptor,
+                });
+            }
         }
         accounts
     }
@@ -389,6 +423,7 @@ mod tests {
     fn empty_text_gives_embedded_defaults() {
         let config = Config::from_toml("t", "", &Overrides::default()).unwrap();
         assert_eq!(config.server.listen.unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.max_connections, 10_000);
         assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9200");
         assert_eq!(config.server.data_dir, PathBuf::from("data"));
     }
@@ -399,7 +434,7 @@ mod tests {
             bogus = 1
             [server]
             listen = "nope"
-            max_connections = -1
+            max_connections = 0
             [upstream]
             url = "ftp://x"
             timeout = "soon"

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::reader::{Reader, Section};
 use super::{ClientAuth, TlsConfig, UpstreamTls};
@@ -14,7 +13,7 @@ impl Reader<'_> {
         if tls.table.is_empty() {
             return None;
         }
-        let listen_text = self.string(&mut tls, "listen", "127.0.0.1:8443");
+        let listen_text = self.string(&mut tls, "listen", TlsConfig::DEFAULT_LISTEN);
         let listen = self.parse::<SocketAddr>(
             "tls",
             "listen",
@@ -39,7 +38,11 @@ impl Reader<'_> {
                 ClientAuth::Required
             }
         };
-        let reload_interval = self.duration(&mut tls, "reload_interval", Duration::from_secs(10));
+        let reload_interval = self.duration(
+            &mut tls,
+            "reload_interval",
+            TlsConfig::DEFAULT_RELOAD_INTERVAL,
+        );
         self.finish(&tls);
         match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsConfig {

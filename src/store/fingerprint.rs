@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::auth::token;
+use crate::token;
 
 pub(crate) const PEPPER_LEN: usize = 16;
 pub(crate) const FINGERPRINT_LEN: usize = 32;

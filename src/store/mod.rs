@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::token;
+use crate::identity::AccountId;
+use crate::token;
 use fingerprint::Pepper;
 use maps::Maps;
 use writer::{Op, Request, WriterInit};
@@ -49,6 +50,7 @@ pub enum StoreError {
     Locked { path: PathBuf },
 }
 
+/// Tuning of the journal writer.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// The journal is never compacted below this size.
@@ -57,11 +59,19 @@ pub struct StoreOptions {
     pub max_batch: usize,
 }
 
+impl StoreOptions {
+    /// Below 4 MiB a rewrite is not worth its fsyncs, whatever the share of dead records.
+    pub const DEFAULT_COMPACT_MIN_BYTES: u64 = 4 << 20;
+    /// Enough to absorb a burst of concurrent creates in one fsync while keeping one batch's
+    /// write (about 70 bytes a token) well under a megabyte.
+    pub const DEFAULT_MAX_BATCH: usize = 1024;
+}
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            compact_min_bytes: 4 << 20,
-            max_batch: 1024,
+            compact_min_bytes: Self::DEFAULT_COMPACT_MIN_BYTES,
+            max_batch: Self::DEFAULT_MAX_BATCH,
         }
     }
 }
@@ -246,9 +256,9 @@ impl TokenStore {
         Ok(applied.first().copied().unwrap_or(false))
     }
 
-    /// Token names (the last path part) of account "ns/svc", sorted.
-    pub fn names_of(&self, account: &str) -> Vec<String> {
-        self.inner.shared.maps.names_of(account)
+    /// Token names of `account`, sorted.
+    pub fn names_of(&self, account: &AccountId) -> Vec<String> {
+        self.inner.shared.maps.names_of(account.as_str())
     }
 
     pub fn len(&self) -> usize {

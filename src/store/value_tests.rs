@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::journal::{HEADER_LEN, JOURNAL_FILE};
-use super::tests::{create, value, value_with, verifies, wait_sent};
+use super::tests::{account, create, value, value_with, verifies, wait_sent};
 use super::{StoreError, StoreOptions, TokenStore};
 
 fn open(dir: &Path) -> TokenStore {
@@ -89,7 +89,7 @@ async fn a_value_is_stored_under_one_name_only() {
         .await
         .unwrap();
     assert_eq!(skipped, ["ns/svc/d"]);
-    assert_eq!(store.names_of("ns/svc"), ["a"]);
+    assert_eq!(store.names_of(&account("ns/svc")), ["a"]);
     // Freed by a delete, the value can be stored again.
     assert!(store.delete("ns/svc/a").await.unwrap());
     assert!(!store.verify_value(shared.as_bytes()));
@@ -147,7 +147,7 @@ async fn one_batch_sees_its_own_claims_and_releases() {
     assert_eq!(syncs_now, syncs + 1, "one batch");
     drop(store);
     let store = open(dir.path());
-    assert_eq!(store.names_of("ns/svc"), ["new", "x"]);
+    assert_eq!(store.names_of(&account("ns/svc")), ["new", "x"]);
     assert!(store.verify_value(fresh.as_bytes()));
     assert!(store.verify_value(old.as_bytes()));
 }
@@ -184,7 +184,7 @@ async fn the_pepper_survives_reopen_and_compaction() {
     assert!(bytes.len() < 200, "not compacted: {} bytes", bytes.len());
     assert_eq!(pepper(dir.path()), first);
     let store = TokenStore::open(dir.path(), options).unwrap();
-    assert_eq!(store.names_of("ns/svc"), ["after", "kept"]);
+    assert_eq!(store.names_of(&account("ns/svc")), ["after", "kept"]);
     assert!(verifies(&store, "ns/svc/kept"));
     assert!(verifies(&store, "ns/svc/after"));
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -93,7 +93,8 @@ impl ServerTls {
         // offered is AEAD with forward secrecy, but the pick should not be the client's.
         server_config.ignore_client_order = true;
         // Resumption keeps reconnecting clients off the full handshake.
-        server_config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+        server_config.session_storage =
+            rustls::server::ServerSessionMemoryCache::new(TlsConfig::SESSION_CACHE_SIZE);
         if let Ok(ticketer) = rustls::crypto::ring::Ticketer::new() {
             server_config.ticketer = ticketer;
         }
@@ -134,55 +135,19 @@ impl ServerTls {
             != self.resolver.stamps()
     }
 
-    /// Reloads when the files change (checked every `interval`) or on SIGHUP, until aborted.
-    pub fn watch(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let tls = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut hangup = hangup_signal();
-            loop {
-                let forced = tokio::select! {
-                    _ = ticker.tick() => false,
-                    Some(()) = next_hangup(&mut hangup) => true,
-                };
-                if !forced && !tls.changed() {
-                    continue;
-                }
-                match tls.reload() {
-                    Ok(()) => {
-                        tracing::info!(cert = %tls.resolver.cert_path.display(), "tls certificate reloaded")
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "new tls certificate refused; the previous one keeps serving")
-                    }
-                }
+    /// One step of the certificate watcher: reloads when the files changed, or in any case when
+    /// `forced` (SIGHUP). A broken new pair is logged and the previous one keeps serving.
+    pub fn refresh(&self, forced: bool) {
+        if !forced && !self.changed() {
+            return;
+        }
+        match self.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %self.resolver.cert_path.display(), "tls certificate reloaded")
             }
-        })
+            Err(error) => {
+                tracing::error!(%error, "new tls certificate refused; the previous one keeps serving")
+            }
+        }
     }
-}
-
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = Option<()>;
-
-fn hangup_signal() -> Hangup {
-    #[cfg(unix)]
-    {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
-
-async fn next_hangup(hangup: &mut Hangup) -> Option<()> {
-    #[cfg(unix)]
-    if let Some(signal) = hangup {
-        return signal.recv().await;
-    }
-    let _ = hangup;
-    std::future::pending().await
 }

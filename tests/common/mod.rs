@@ -1,9 +1,11 @@
-//! The shared harness: a `TestGateway` running the real server in-process on a pre-bound
-//! ephemeral port, a `FakeUpstream` cluster behind it, and helpers to talk to both.
+//! The shared harness: a `TestGateway` running the real gateway (`tokengate::app::Gateway`, as
+//! the binary does) in-process on ephemeral ports, plain HTTP, HTTPS or both, a `FakeUpstream`
+//! cluster behind it, and helpers to talk to both.
 //!
 //! One gateway per test, no fixed ports, nothing global; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod raw;
 pub mod upstream;
 
@@ -15,9 +17,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 use tempfile::TempDir;
+use tokengate::app::Gateway;
 use tokengate::config::{Config, Overrides};
-use tokengate::server::{self, Listener};
 use tokengate::state::State;
+use tokengate::tls::server::ServerTls;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,12 +50,18 @@ pub struct TestGatewayBuilder {
     data_dir: Option<PathBuf>,
     users: Vec<TestUser>,
     bootstrap: bool,
+    https_only: bool,
 }
 
 /// A gateway serving on `127.0.0.1:<ephemeral>` inside the test's runtime.
 pub struct TestGateway {
+    /// The plain-HTTP listener, or the HTTPS one for a gateway built with
+    /// [`TestGatewayBuilder::https_only`].
     pub addr: SocketAddr,
+    /// The HTTPS listener, when the configuration has a `[tls]` section.
+    pub https_addr: Option<SocketAddr>,
     pub state: State,
+    tls: Option<ServerTls>,
     /// A client without proxies, so the environment cannot reroute test traffic.
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
@@ -97,6 +106,13 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Serves HTTPS only (the configuration must hold a `[tls]` section); `addr` is then the
+    /// HTTPS listener.
+    pub fn https_only(mut self) -> Self {
+        self.https_only = true;
+        self
+    }
+
     /// Lets `State::open` create `elastic` itself, as on a first start, instead of the harness
     /// writing a cheaply hashed users file.
     pub fn bootstrap(mut self) -> Self {
@@ -116,26 +132,28 @@ impl TestGatewayBuilder {
         if !self.bootstrap && !data_dir.join("users").exists() {
             write_users(&data_dir, &self.users);
         }
+        let listen = if self.https_only { "" } else { "127.0.0.1:0" };
         let overrides = Overrides {
-            listen: Some("127.0.0.1:0".into()),
+            listen: Some(listen.into()),
             upstream: self.upstream,
             data_dir: Some(data_dir.clone()),
         };
         let config = Config::from_toml("test", &self.config, &overrides).unwrap();
-        let (state, _generated) = State::open(config, Some(ELASTIC_PASSWORD)).unwrap();
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
+        let gateway = Gateway::start(config, Some(ELASTIC_PASSWORD))
+            .await
+            .unwrap();
+        let https_addr = gateway.https_addr();
+        let addr = gateway.http_addr().or(https_addr).unwrap();
+        let (state, tls) = (gateway.state().clone(), gateway.tls().cloned());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(
-            vec![Listener::plain(tcp)],
-            state.clone(),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        let task = tokio::spawn(gateway.run(async move {
+            let _ = stop_rx.await;
+        }));
         TestGateway {
             addr,
+            https_addr,
             state,
+            tls,
             client: client(),
             data_dir,
             _tmp: tmp,
@@ -169,6 +187,24 @@ pub fn client() -> reqwest::Client {
 impl TestGateway {
     pub fn builder() -> TestGatewayBuilder {
         TestGatewayBuilder::default()
+    }
+
+    /// An HTTPS-only gateway from `toml` (which holds the `[tls]` section) in front of the
+    /// upstream at `upstream_url`.
+    pub async fn https(toml: &str, upstream_url: &str) -> TestGateway {
+        Self::builder()
+            .upstream_url(upstream_url)
+            .config(toml)
+            .https_only()
+            .build()
+            .await
+    }
+
+    /// The HTTPS listener's certificate holder, to reload it by hand.
+    pub fn tls(&self) -> &ServerTls {
+        self.tls
+            .as_ref()
+            .expect("this gateway has no [tls] listener")
     }
 
     /// A gateway in front of `upstream` with the default configuration.
@@ -209,8 +245,8 @@ impl TestGateway {
         body["token"]["value"].as_str().unwrap().to_owned()
     }
 
-    /// Stops gracefully: shutdown signal, join the server, close the store (its journal writer
-    /// thread flushes and exits) so the data directory can be reopened.
+    /// Stops gracefully as the binary does on SIGTERM: drain, stop the tasks, close the store
+    /// (its journal writer thread flushes and exits), so the data directory can be reopened.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop_tx.take() {
             let _ = stop.send(());
@@ -221,7 +257,15 @@ impl TestGateway {
                 .expect("gateway did not stop in time")
                 .unwrap();
         }
-        self.state.auth.store.close();
+    }
+}
+
+impl Drop for TestGateway {
+    /// A test that ends without `stop` (or panics) must not leave the server running.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The TLS harness: a PKI made with rcgen at test time (no key is ever committed), a gateway with
-//! an HTTPS listener on a pre-bound ephemeral port, rustls test clients ([`client`]) and a
-//! TLS-speaking fake cluster ([`upstream`]).
+//! The TLS harness: a PKI made with rcgen at test time (no key is ever committed), rustls test
+//! clients ([`client`]) and a TLS-speaking fake cluster ([`upstream`]). HTTPS gateways are the
+//! common [`TestGateway`] with a `[tls]` section ([`TestGateway::https`]).
 //!
 //! Test files pull it in with `#[path = "common/tls.rs"] mod tls_support;` next to `mod common;`.
 #![allow(dead_code)]
@@ -10,7 +10,6 @@ pub mod client;
 #[path = "tls_upstream.rs"]
 pub mod upstream;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -23,16 +22,8 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use tempfile::TempDir;
-use tokengate::config::{Config, Overrides};
-use tokengate::server::{self, Listener};
-use tokengate::state::State;
-use tokengate::tls::server::ServerTls;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use crate::common::{basic_elastic, ELASTIC_PASSWORD};
+use crate::common::{basic_elastic, TestGateway};
 use client::TlsClient;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -247,71 +238,16 @@ pub fn tls_section(cert: &Path, key: &Path, extra: &str) -> String {
     )
 }
 
-/// A gateway serving HTTPS on `127.0.0.1:<ephemeral>` inside the test's runtime.
-pub struct HttpsGateway {
-    pub addr: SocketAddr,
-    /// The listener's TLS, to call `reload()` on.
-    pub tls: ServerTls,
-    pub state: State,
-    /// The data directory (users file, token journal), removed with the gateway.
-    _data: TempDir,
-    /// Dropping it is the shutdown signal.
-    _stop: oneshot::Sender<()>,
-    /// The server; aborted on drop in case the signal was not enough.
-    task: JoinHandle<()>,
-}
-
-impl HttpsGateway {
-    /// Starts a gateway from `toml` (which holds the `[tls]` section) in front of `upstream`.
-    pub async fn start(toml: &str, upstream: &str) -> HttpsGateway {
-        let data = tempfile::tempdir().unwrap();
-        // `elastic` as a superuser, hashed at bcrypt's cheapest cost to keep the tests quick.
-        let hash = bcrypt::hash(ELASTIC_PASSWORD, 4).unwrap();
-        std::fs::write(data.path().join("users"), format!("elastic:{hash}\n")).unwrap();
-        std::fs::write(data.path().join("users_roles"), "superuser:elastic\n").unwrap();
-        let overrides = Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            upstream: Some(upstream.to_owned()),
-            data_dir: Some(data.path().to_owned()),
-        };
-        let config = Config::from_toml("test", toml, &overrides).unwrap();
-        let tls = ServerTls::new(config.tls.as_ref().unwrap()).unwrap();
-        let (state, _) = State::open(config, Some(ELASTIC_PASSWORD)).unwrap();
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let listener = Listener {
-            tcp,
-            tls: Some(tls.acceptor()),
-        };
-        let task = tokio::spawn(server::run(vec![listener], state.clone(), async move {
-            let _ = stopped.await;
-        }));
-        HttpsGateway {
-            addr,
-            tls,
-            state,
-            _data: data,
-            _stop: stop,
-            task,
-        }
-    }
-
-    /// Creates an `elastic/fleet-server` token over HTTPS as `elastic`; returns its bearer value.
-    pub async fn create_token(&self, client: &TlsClient, name: &str) -> String {
-        let mut conn = client.connect(self.addr).await.unwrap();
-        let path = format!("/_security/service/elastic/fleet-server/credential/token/{name}");
-        let (status, body) = conn.send("POST", &path, &basic_elastic()).await.unwrap();
-        assert_eq!(status, 200, "creating token {name}: {body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        json["token"]["value"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for HttpsGateway {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Creates an `elastic/fleet-server` token over HTTPS as `elastic` at `gw`'s HTTPS listener;
+/// returns its bearer value.
+pub async fn create_token_over_tls(gw: &TestGateway, client: &TlsClient, name: &str) -> String {
+    let addr = gw.https_addr.expect("the gateway has no HTTPS listener");
+    let mut conn = client.connect(addr).await.unwrap();
+    let path = format!("/_security/service/elastic/fleet-server/credential/token/{name}");
+    let (status, body) = conn.send("POST", &path, &basic_elastic()).await.unwrap();
+    assert_eq!(status, 200, "creating token {name}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["token"]["value"].as_str().unwrap().to_owned()
 }
 
 /// Runs `command` (stdin closed, output captured) in its own process group, which is killed if

@@ -10,7 +10,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -18,8 +18,10 @@ use dashmap::DashMap;
 use rand::rngs::OsRng;
 use rand::RngCore;
 
-use super::secret::SecretHash;
+mod secret;
+
 use crate::atomic_file;
+use secret::SecretHash;
 
 /// bcrypt cost Elasticsearch uses for the file realm.
 const BCRYPT_COST: u32 = 10;
@@ -138,7 +140,8 @@ impl UserRealm {
         Ok(true)
     }
 
-    fn reload(&self) -> Result<(), RealmError> {
+    /// Re-reads both files unconditionally.
+    pub fn reload(&self) -> Result<(), RealmError> {
         let stamp = stamps(&self.inner.dir);
         let users = load(&self.inner.dir)?;
         *self.inner.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
@@ -148,23 +151,21 @@ impl UserRealm {
         Ok(())
     }
 
-    /// Checks the files every `interval` until the returned task is dropped or aborted.
-    pub fn watch(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let realm = self.clone();
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                match realm.reload_if_changed() {
-                    Ok(true) => tracing::info!(dir = %realm.inner.dir.display(), "users reloaded"),
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "users files not reloaded; previous users stay in force")
-                    }
-                }
+    /// One step of the users watcher: re-reads the files when they changed, or in any case when
+    /// `forced` (SIGHUP). A bad file is logged and the previous users stay in force.
+    pub fn refresh(&self, forced: bool) {
+        let outcome = if forced {
+            self.reload().map(|()| true)
+        } else {
+            self.reload_if_changed()
+        };
+        match outcome {
+            Ok(true) => tracing::info!(dir = %self.inner.dir.display(), "users reloaded"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "users files not reloaded; previous users stay in force")
             }
-        })
+        }
     }
 
     /// Authenticates the encoded part of a Basic header. `None` for anything that fails.

@@ -1,33 +1,61 @@
 //! Service accounts: Elasticsearch's three built-in ones plus those the configuration declares.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
 
 use serde_json::{json, Value};
 
 use crate::config::AccountConfig;
+use crate::identity::AccountId;
 
-/// Accounts known to the gateway, keyed `namespace/service`, in name order (as listings show them).
+/// Accounts known to the gateway, in principal order (as listings show them).
+///
+/// A handful of entries: a sorted vector searched in place beats any map, and lookups by the
+/// parts of a path or token never build the `namespace/service` string.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    by_name: BTreeMap<String, Value>,
+    sorted: Vec<(AccountId, Value)>,
 }
 
 impl Accounts {
     /// The built-in accounts, then configured ones (a configured account may replace a built-in
     /// account's role descriptor).
     pub fn new(configured: &[AccountConfig]) -> Self {
-        let mut by_name = BTreeMap::new();
+        let mut accounts = Accounts { sorted: Vec::new() };
         for (name, descriptor) in builtin() {
-            by_name.insert(name.to_owned(), descriptor);
+            if let Some(id) = AccountId::parse(name) {
+                accounts.insert(id, descriptor);
+            }
         }
         for account in configured {
-            by_name.insert(account.account.clone(), account.role_descriptor.clone());
+            accounts.insert(account.account.clone(), account.role_descriptor.clone());
         }
-        Accounts { by_name }
+        accounts
     }
 
-    pub fn contains(&self, account: &str) -> bool {
-        self.by_name.contains_key(account)
+    fn insert(&mut self, id: AccountId, descriptor: Value) {
+        match self.position(id.namespace(), id.service()) {
+            Ok(i) => {
+                if let Some(slot) = self.sorted.get_mut(i) {
+                    slot.1 = descriptor;
+                }
+            }
+            Err(i) => self.sorted.insert(i, (id, descriptor)),
+        }
+    }
+
+    fn position(&self, namespace: &str, service: &str) -> Result<usize, usize> {
+        self.sorted
+            .binary_search_by(|(id, _)| principal_order(id.as_str(), namespace, service))
+    }
+
+    /// The registry's own id of `namespace/service`: cloning it does not allocate.
+    pub fn get(&self, namespace: &str, service: &str) -> Option<&AccountId> {
+        let i = self.position(namespace, service).ok()?;
+        self.sorted.get(i).map(|(id, _)| id)
+    }
+
+    pub fn contains(&self, namespace: &str, service: &str) -> bool {
+        self.position(namespace, service).is_ok()
     }
 
     /// Accounts whose namespace (and service, when given) match, with their role descriptors.
@@ -35,19 +63,22 @@ impl Accounts {
         &'a self,
         namespace: Option<&'a str>,
         service: Option<&'a str>,
-    ) -> impl Iterator<Item = (&'a str, &'a Value)> + 'a {
-        self.by_name.iter().filter_map(move |(name, descriptor)| {
-            let (ns, svc) = name.split_once('/')?;
-            let wanted = namespace.is_none_or(|n| n == ns) && service.is_none_or(|s| s == svc);
-            wanted.then_some((name.as_str(), descriptor))
+    ) -> impl Iterator<Item = (&'a AccountId, &'a Value)> + 'a {
+        self.sorted.iter().filter_map(move |(id, descriptor)| {
+            let wanted = namespace.is_none_or(|n| n == id.namespace())
+                && service.is_none_or(|s| s == id.service());
+            wanted.then_some((id, descriptor))
         })
     }
 }
 
-/// A namespace or service name: what Elasticsearch accepts in the path (non-empty, no `/`,
-/// printable ASCII without spaces).
-pub fn is_valid_account_part(part: &str) -> bool {
-    !part.is_empty() && part.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+/// Orders `principal` against `namespace/service` as strings, without joining them.
+fn principal_order(principal: &str, namespace: &str, service: &str) -> Ordering {
+    let wanted = namespace
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(service.bytes());
+    principal.bytes().cmp(wanted)
 }
 
 /// The role descriptors Elasticsearch gives its built-in service accounts (abridged to the
@@ -119,15 +150,18 @@ mod tests {
     #[test]
     fn builtins_and_configured_accounts_are_known() {
         let accounts = Accounts::new(&[AccountConfig {
-            account: "acme/ingest".into(),
+            account: AccountId::parse("acme/ingest").unwrap(),
             role_descriptor: json!({"cluster": ["monitor"]}),
         }]);
-        assert!(accounts.contains("elastic/fleet-server"));
-        assert!(accounts.contains("acme/ingest"));
-        assert!(!accounts.contains("elastic/nope"));
+        assert!(accounts.contains("elastic", "fleet-server"));
+        assert!(accounts.contains("acme", "ingest"));
+        assert!(!accounts.contains("elastic", "nope"));
+        assert!(!accounts.contains("elastic/fleet-server", ""));
+        let id = accounts.get("elastic", "kibana").unwrap();
+        assert_eq!(id.as_str(), "elastic/kibana");
         let elastic: Vec<&str> = accounts
             .matching(Some("elastic"), None)
-            .map(|(n, _)| n)
+            .map(|(id, _)| id.as_str())
             .collect();
         assert_eq!(
             elastic,

@@ -1,0 +1,199 @@
+//! The gateway as one value: [`Gateway::start`] opens the state, builds TLS, binds every listener
+//! and spawns every background task; [`Gateway::run`] serves until told to stop, drains, stops
+//! the tasks and closes the store.
+//!
+//! The binary and the test harness both start gateways only through here, so a new listener or
+//! task is wired in one place and every caller gets it.
+
+mod runtime;
+pub mod signals;
+mod tasks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+pub use runtime::{init_logging, runtime};
+pub use tasks::Tasks;
+
+use crate::config::Config;
+use crate::proxy::Upstream;
+use crate::server::{self, Listener};
+use crate::service::GatewayService;
+use crate::state::{OpenError, State};
+use crate::tls::server::ServerTls;
+use crate::tls::TlsError;
+
+/// Why a gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("tls listener: {0}")]
+    ListenerTls(TlsError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// Whether the configuration names something unusable (a certificate, a key), as opposed
+    /// to a valid configuration meeting a busy port or an unreadable data directory.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            StartError::ListenerTls(_) | StartError::Open(OpenError::Tls(_))
+        )
+    }
+}
+
+/// A started gateway: state open, sockets bound, background tasks running.
+pub struct Gateway {
+    state: State,
+    listeners: Vec<Listener>,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    tls: Option<ServerTls>,
+    tasks: Tasks,
+    generated_password: Option<String>,
+}
+
+impl Gateway {
+    /// Checks what a start would load besides the configuration file itself (certificates,
+    /// keys, the upstream's trust settings) without opening or binding anything.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        if let Some(tls) = &config.tls {
+            ServerTls::new(tls).map_err(StartError::ListenerTls)?;
+        }
+        Upstream::new(&config.upstream).map_err(OpenError::from)?;
+        Ok(())
+    }
+
+    /// Opens the state under the data directory, binds the plain and HTTPS listeners (port 0
+    /// picks a free port; see [`Gateway::http_addr`]) and starts the background tasks.
+    /// `bootstrap_password` is the `elastic` user's password when there is no users file yet.
+    pub async fn start(
+        config: Config,
+        bootstrap_password: Option<&str>,
+    ) -> Result<Gateway, StartError> {
+        // First of all: from here on SIGHUP reloads instead of killing the process.
+        let (hangups, feed) = signals::hangups();
+        let tls = config
+            .tls
+            .as_ref()
+            .map(ServerTls::new)
+            .transpose()
+            .map_err(StartError::ListenerTls)?;
+        let (state, generated_password) = State::open(config, bootstrap_password)?;
+        let config = &state.config;
+
+        let mut listeners = Vec::new();
+        let http_addr = match config.server.listen {
+            Some(addr) => Some(bind(addr, None, &mut listeners).await?),
+            None => None,
+        };
+        let https_addr = match (&config.tls, &tls) {
+            (Some(settings), Some(tls)) => {
+                Some(bind(settings.listen, Some(tls), &mut listeners).await?)
+            }
+            _ => None,
+        };
+
+        let mut tasks = Tasks::default();
+        tasks.spawn("sighup", feed);
+        let users = state.users.clone();
+        tasks.spawn(
+            "users watcher",
+            tasks::every(
+                config.security.users_reload_interval,
+                hangups.clone(),
+                move |forced| users.refresh(forced),
+            ),
+        );
+        if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
+            let tls = tls.clone();
+            tasks.spawn(
+                "certificate watcher",
+                tasks::every(settings.reload_interval, hangups, move |forced| {
+                    tls.refresh(forced)
+                }),
+            );
+        }
+
+        // Last, so that a log reader who sees it can rely on everything above.
+        for (addr, https) in [(http_addr, false), (https_addr, true)] {
+            if let Some(addr) = addr {
+                tracing::info!(%addr, tls = https, upstream = %state.upstream.describe(), tokens = state.store.len(), "listening");
+            }
+        }
+        Ok(Gateway {
+            state,
+            listeners,
+            http_addr,
+            https_addr,
+            tls,
+            tasks,
+            generated_password,
+        })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The plain-HTTP listener's address as bound.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The HTTPS listener's address as bound.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
+    /// The HTTPS listener's certificate holder, to reload it by hand.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
+    }
+
+    /// The `elastic` password made up on a first start without one; returned once.
+    pub fn take_generated_password(&mut self) -> Option<String> {
+        self.generated_password.take()
+    }
+
+    /// Serves until `shutdown` resolves, drains open connections within the grace period, stops
+    /// the background tasks and closes the token store (its last writes are on disk when this
+    /// returns).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Gateway {
+            state,
+            listeners,
+            tasks,
+            ..
+        } = self;
+        let service = GatewayService::new(state.clone());
+        server::run(listeners, service, &state.config.server, shutdown).await;
+        tasks.stop().await;
+        state.store.close();
+        tracing::info!("token store closed; stopped");
+    }
+}
+
+/// Binds `addr` and adds it to `listeners`; returns the bound address.
+async fn bind(
+    addr: SocketAddr,
+    tls: Option<&ServerTls>,
+    listeners: &mut Vec<Listener>,
+) -> Result<SocketAddr, StartError> {
+    let bind_error = |source| StartError::Bind { addr, source };
+    let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = tcp.local_addr().map_err(bind_error)?;
+    listeners.push(Listener {
+        tcp,
+        tls: tls.map(ServerTls::acceptor),
+    });
+    Ok(bound)
+}
