@@ -4,6 +4,7 @@
 #
 #   HARNESS_DIR=/path/to/harness bash bench/compare.sh
 #   HARNESS_DIR=/path/to/harness PEERS=nginx DURATION=5 bash bench/compare.sh
+#   TOKENGATE_BIN=/path/to/other/tokengate HARNESS_DIR=... bash bench/compare.sh
 #
 # HARNESS_DIR (required) is the directory holding the harness's run.sh. It is
 # driven through its candidate interface: CANDIDATE_CMD starts
@@ -28,11 +29,16 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$BENCH/results/compare-$STAMP"
 mkdir -p "$OUT"
 
-if [[ "${BUILD:-1}" == 1 ]]; then
-  log "cargo build --release"
-  (cd "$PROJECT" && cargo build --release --quiet) || die "build failed"
+# TOKENGATE_BIN measures another build (e.g. the previous commit's) instead of this tree's.
+if [[ -n "${TOKENGATE_BIN:-}" ]]; then
+  GW_BIN="$TOKENGATE_BIN"
+else
+  if [[ "${BUILD:-1}" == 1 ]]; then
+    log "cargo build --release"
+    (cd "$PROJECT" && cargo build --release --quiet) || die "build failed"
+  fi
+  GW_BIN="$PROJECT/target/release/tokengate"
 fi
-GW_BIN="$PROJECT/target/release/tokengate"
 [[ -x "$GW_BIN" ]] || die "$GW_BIN missing"
 "$GW_BIN" tokens import --help >/dev/null 2>&1 || die "this tokengate has no 'tokens import' command"
 
