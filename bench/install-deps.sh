@@ -16,6 +16,7 @@ declare -A PKG=(
   [ps]=procps
   [ss]=iproute2
   [openssl]=openssl
+  [valgrind]=valgrind
 )
 
 missing=()

@@ -54,6 +54,16 @@ impl Accounts {
         self.sorted.get(i).map(|(id, _)| id)
     }
 
+    /// The registry's own id of `principal` (`namespace/service` as one string, as a token
+    /// value carries it): one comparison of whole strings per step, for the per-request check.
+    pub fn get_principal(&self, principal: &str) -> Option<&AccountId> {
+        let i = self
+            .sorted
+            .binary_search_by(|(id, _)| id.as_str().cmp(principal))
+            .ok()?;
+        self.sorted.get(i).map(|(id, _)| id)
+    }
+
     pub fn contains(&self, namespace: &str, service: &str) -> bool {
         self.position(namespace, service).is_ok()
     }
@@ -159,6 +169,12 @@ mod tests {
         assert!(!accounts.contains("elastic/fleet-server", ""));
         let id = accounts.get("elastic", "kibana").unwrap();
         assert_eq!(id.as_str(), "elastic/kibana");
+        assert_eq!(accounts.get_principal("elastic/kibana"), Some(id));
+        assert_eq!(
+            accounts.get_principal("acme/ingest").unwrap().service(),
+            "ingest"
+        );
+        assert!(accounts.get_principal("elastic/kibana/x").is_none());
         let elastic: Vec<&str> = accounts
             .matching(Some("elastic"), None)
             .map(|(id, _)| id.as_str())

@@ -88,7 +88,7 @@ pub fn verify_bearer(
         tracing::warn!("a stored token value does not decode; refused");
         return None;
     };
-    let account = match accounts.get(decoded.namespace, decoded.service) {
+    let account = match accounts.get_principal(decoded.account) {
         Some(id) => id.clone(),
         None => AccountId::new(decoded.namespace, decoded.service),
     };

@@ -5,8 +5,9 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies still meet.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies still meet and
+/// `HTTP2-Settings`, which only means something on the connection that carried it.
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,7 +17,16 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
+
+/// WebSocket handshake fields travel with `Upgrade`, which is never forwarded: without it they
+/// would only confuse a server that speaks WebSocket.
+const WEBSOCKET_PREFIX: &str = "sec-websocket-";
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str().starts_with(WEBSOCKET_PREFIX)
+}
 
 /// Asks Elasticsearch to run the request as another user; with the gateway's credential upstream
 /// that would be a privilege escalation, so clients never get to send it.
@@ -26,10 +36,21 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop fields and every field the `Connection` header names.
+///
+/// One pass over the names present finds them: a message rarely carries any, and removing each
+/// known name by lookup would hash every custom one on every request, both ways.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Connection-listed names are read before `Connection` itself goes. Nearly every request
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    // Connection-listed names are read before `Connection` itself goes. Nearly every message
     // lists nothing or only `keep-alive`/`close`, which need no extra work.
-    let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(text) = value.to_str() else { continue };
         for token in text.split(',').map(str::trim) {
@@ -40,14 +61,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                listed.push(name);
+                doomed.push(name);
             }
         }
     }
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in &HOP_BY_HOP {
+    for name in doomed {
         headers.remove(name);
     }
 }
@@ -131,6 +149,9 @@ mod tests {
             ("trailer", "x-checksum"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+            ("http2-settings", "AAMAAABkAAQAAP__"),
             ("x-opaque-id", "abc"),
         ]);
         remove_hop_by_hop(&mut headers);

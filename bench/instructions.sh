@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: a repeatable A/B of the gateway's
+# own work per request, where wall-clock runs on a shared 2-core VM move by ±15 %.
+#
+#   bash bench/instructions.sh                         # this tree's release build
+#   bash bench/instructions.sh OLD_BIN [NEW_BIN]       # two builds side by side
+#
+# KEEP_DIR=<dir> keeps the callgrind profiles (callgrind_annotate shows where the work is).
+# For each build and scenario it runs the gateway under callgrind twice, with N1 and N2
+# sequential keep-alive requests (h2load --h1 -c1), and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
+# start-up, token replay and shutdown cancel out. Scenarios: `get` (valid token, forwarded to a
+# local nginx) and `deny` (wrong secret, the 401 path). 127.0.0.1 only; every process is started
+# here and stopped by PID.
+set -euo pipefail
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROJECT="$(cd "$BENCH/.." && pwd)"
+N1="${N1:-500}"
+N2="${N2:-2500}"
+GW_PORT="${GW_PORT:-18180}"
+UPSTREAM_PORT="${UPSTREAM_PORT:-19280}"
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+for t in valgrind h2load nginx python3 curl; do
+  command -v "$t" >/dev/null || die "$t missing (bash bench/install-deps.sh; apt-get install valgrind)"
+done
+
+BINS=("$@")
+if ((${#BINS[@]} == 0)); then
+  (cd "$PROJECT" && cargo build --release --quiet) || die "build failed"
+  BINS=("$PROJECT/target/release/tokengate")
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-instr.XXXXXX")"
+declare -a STARTED=()
+cleanup() {
+  local pid
+  for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() {  # port seconds
+  local i
+  for i in $(seq $(( $2 * 10 ))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+mkdir -p "$WORK/up/logs" "$WORK/up/tmp"
+cat >"$WORK/up/nginx.conf" <<EOF
+worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        location / { default_type application/json; return 200 '{"name":"bench-node-1","tagline":"You Know, for Search"}'; }
+    }
+}
+EOF
+nginx -e stderr -p "$WORK/up/" -c "$WORK/up/nginx.conf" -g 'daemon off;' >"$WORK/up/out" 2>&1 &
+STARTED+=("$!")
+wait_port "$UPSTREAM_PORT" 10 || die "nginx did not start"
+
+# 100 tokens of elastic/fleet-server, imported into a template data directory per build.
+python3 - "$WORK/tokens.txt" <<'EOF'
+import base64, os, sys
+with open(sys.argv[1], "w") as out:
+    for i in range(100):
+        raw = b"\x00\x01\x00\x01" + f"elastic/fleet-server/instr-{i}:".encode() + base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=")
+        out.write(base64.b64encode(raw).decode().rstrip("=") + "\n")
+EOF
+VALID="$(head -1 "$WORK/tokens.txt")"
+DENY="${VALID%?????}AAAAA"
+
+write_config() {  # data_dir -> config path
+  cat >"$1.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+data_dir = "$1"
+workers = 1
+[upstream]
+url = "http://127.0.0.1:$UPSTREAM_PORT"
+[log]
+level = "error"
+EOF
+  echo "$1.toml"
+}
+
+# run BIN TOKEN N -> total Ir of the gateway process
+run() {
+  local bin=$1 token=$2 n=$3 dir out pid
+  dir="$(mktemp -d "$WORK/data.XXXXXX")"
+  ELASTIC_PASSWORD=instr-bench-pw "$bin" --config "$(write_config "$dir")" tokens import "$WORK/tokens.txt" >/dev/null
+  out="$dir.callgrind"
+  ELASTIC_PASSWORD=instr-bench-pw valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$bin" --config "$dir.toml" >"$dir.log" 2>&1 &
+  pid=$!; STARTED+=("$pid")
+  wait_port "$GW_PORT" 120 || die "gateway did not start under valgrind (see $dir.log)"
+  h2load --h1 -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
+    || die "h2load failed (see $dir.h2load)"
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  [[ -n "${KEEP_DIR:-}" ]] && mkdir -p "$KEEP_DIR" && cp "$out" "$KEEP_DIR/$(basename "$bin").$n.$token_label.callgrind"
+  awk '/^(summary|totals):/ {print $2; exit}' "$out"
+}
+
+printf '| build | scenario | instructions per request |\n|---|---|---:|\n'
+for bin in "${BINS[@]}"; do
+  [[ -x "$bin" ]] || die "$bin is not an executable"
+  for scenario in get deny; do
+    token=$VALID; [[ $scenario == deny ]] && token=$DENY
+    token_label=$scenario
+    a=$(run "$bin" "$token" "$N1")
+    b=$(run "$bin" "$token" "$N2")
+    printf '| %s | %s | %d |\n' "$bin" "$scenario" $(( (b - a) / (N2 - N1) ))
+  done
+done
