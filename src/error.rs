@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -63,6 +63,10 @@ pub enum ApiError {
     StoreUnavailable,
     /// A fault inside the gateway, already logged.
     Internal,
+    /// A limit on what one client (or everyone) may make the gateway spend was hit; the client
+    /// may retry after `retry_after` seconds. Elasticsearch answers an overloaded thread pool
+    /// with this status and type, which its clients already retry with backoff.
+    TooManyRequests { reason: String, retry_after: u64 },
 }
 
 /// How a kind renders: status, Elasticsearch `type`.
@@ -96,6 +100,10 @@ impl ApiError {
                 "store_unavailable_exception",
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
+            Self::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "es_rejected_execution_exception",
+            ),
         };
         Kind { status, es_type }
     }
@@ -139,6 +147,7 @@ impl ApiError {
             Self::UpstreamTimeout => "the upstream cluster did not answer in time".to_owned(),
             Self::StoreUnavailable => "the token store could not persist the change".to_owned(),
             Self::Internal => "internal error in the gateway".to_owned(),
+            Self::TooManyRequests { reason, .. } => reason.clone(),
         }
     }
 
@@ -184,6 +193,9 @@ impl ApiError {
             for challenge in &*CHALLENGE_VALUES {
                 headers.append(WWW_AUTHENTICATE, challenge.clone());
             }
+        }
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         if let Self::MethodNotAllowed { allowed, .. } = &self {
             let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
@@ -244,6 +256,22 @@ mod tests {
              user [bob] with effective roles [viewer,x], this action is granted by the cluster \
              privileges [manage_service_account,manage_security,all]"
         );
+    }
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let error = ApiError::TooManyRequests {
+            reason: "slow down".into(),
+            retry_after: 7,
+        };
+        assert_eq!(
+            error.to_json(),
+            json!({"error": {"root_cause": [{"type": "es_rejected_execution_exception", "reason": "slow down"}],
+                   "type": "es_rejected_execution_exception", "reason": "slow down"}, "status": 429})
+        );
+        let response = error.into_response(false);
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
     }
 
     #[test]

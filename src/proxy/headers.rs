@@ -73,6 +73,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// What the gateway knows about the client connection, computed once per connection.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
+    /// The connection's remote address: the unit of every per-client limit.
+    pub peer: std::net::SocketAddr,
     /// The peer's IP as a header value, ready to put in `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
@@ -83,6 +85,7 @@ impl ClientInfo {
     pub fn new(peer: std::net::SocketAddr, tls: bool) -> Self {
         let ip = peer.ip().to_string();
         ClientInfo {
+            peer,
             peer_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
         }
