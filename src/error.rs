@@ -6,7 +6,7 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -67,6 +67,18 @@ pub enum ApiError {
     /// may retry after `retry_after` seconds. Elasticsearch answers an overloaded thread pool
     /// with this status and type, which its clients already retry with backoff.
     TooManyRequests { reason: String, retry_after: u64 },
+    /// The request line is longer than the configured limit (414).
+    UriTooLong { limit: usize },
+    /// The header block is larger than the configured limit (431).
+    HeadersTooLarge { limit: usize },
+    /// A body larger than the gateway's own API reads (413).
+    PayloadTooLarge { limit: usize },
+    /// A request whose framing a proxy must not pass on (400); the connection is closed after.
+    BadFraming(&'static str),
+    /// Every connection to the upstream is busy and the wait queue is full or timed out (503).
+    UpstreamBusy,
+    /// The client stopped sending its request body (408).
+    ClientTimeout,
 }
 
 /// How a kind renders: status, Elasticsearch `type`.
@@ -104,6 +116,20 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "es_rejected_execution_exception",
             ),
+            Self::UriTooLong { .. } => (StatusCode::URI_TOO_LONG, "too_long_http_line_exception"),
+            Self::HeadersTooLarge { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too_long_http_header_exception",
+            ),
+            Self::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "content_too_long_exception")
+            }
+            Self::BadFraming(_) => (StatusCode::BAD_REQUEST, "illegal_argument_exception"),
+            Self::UpstreamBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "es_rejected_execution_exception",
+            ),
+            Self::ClientTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout_exception"),
         };
         Kind { status, es_type }
     }
@@ -148,7 +174,32 @@ impl ApiError {
             Self::StoreUnavailable => "the token store could not persist the change".to_owned(),
             Self::Internal => "internal error in the gateway".to_owned(),
             Self::TooManyRequests { reason, .. } => reason.clone(),
+            // Netty's wording, as a node answers.
+            Self::UriTooLong { limit } => format!("An HTTP line is larger than {limit} bytes."),
+            Self::HeadersTooLarge { limit } => {
+                format!("HTTP header is larger than {limit} bytes.")
+            }
+            Self::PayloadTooLarge { limit } => {
+                format!("request body is larger than the limit of [{limit}] bytes")
+            }
+            Self::BadFraming(what) => format!("malformed request: {what}"),
+            Self::UpstreamBusy => {
+                "every connection to the upstream cluster is busy; retry later".to_owned()
+            }
+            Self::ClientTimeout => "the request body stopped arriving".to_owned(),
         }
+    }
+
+    /// Whether the connection must close after this answer.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::UriTooLong { .. }
+                | Self::HeadersTooLarge { .. }
+                | Self::PayloadTooLarge { .. }
+                | Self::BadFraming(_)
+                | Self::ClientTimeout
+        )
     }
 
     /// The status this error is answered with.
@@ -196,6 +247,11 @@ impl ApiError {
         }
         if let Self::TooManyRequests { retry_after, .. } = &self {
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if self.closes_connection() {
+            // What came after this request on the connection cannot be trusted to be framed
+            // as the client meant it.
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         if let Self::MethodNotAllowed { allowed, .. } = &self {
             let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();

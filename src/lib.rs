@@ -11,7 +11,7 @@
 //! | start | [`cli`] → [`app`] | command line; the gateway as one value: state, listeners, background tasks, signals |
 //! | configure | [`config`] | typed and validated configuration, every default as a named constant |
 //! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
-//! | route | [`service`] | the gateway's handler: security-path rule, API vs. forwarding, errors to responses |
+//! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
 //! | authenticate | [`auth`] | `Authorization` parsing, the bearer check naming its token, privileges |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate` |
 //! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 |
@@ -29,10 +29,13 @@ pub mod api;
 pub mod app;
 pub mod atomic_file;
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod identity;
+pub mod path;
 pub mod proxy;
 pub mod response;
 pub mod server;

@@ -10,8 +10,10 @@ use http::{HeaderName, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::body::Guarded;
+
 /// The body type of every response the gateway sends.
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<Guarded<Incoming>, Full<Bytes>>;
 
 /// Elasticsearch clients (the official ones check it) refuse a server without this header.
 pub static X_ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product");

@@ -63,7 +63,7 @@ pub async fn run<H: Handler>(
     let builder = http_builder(config);
     tokio::select! {
         () = shutdown => {}
-        () = accept_loop(&listeners, &handler, &limit, &builder, &graceful) => {}
+        () = accept_loop(&listeners, config, &handler, &limit, &builder, &graceful) => {}
     }
     drop(listeners);
     let open = graceful.count();
@@ -81,10 +81,13 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.http.read_buffer())
         .keep_alive(true);
+    let header_list = u32::try_from(config.http.max_header_size).unwrap_or(u32::MAX);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_header_list_size(header_list)
         .max_concurrent_streams(ServerConfig::H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(ServerConfig::H2_KEEP_ALIVE_INTERVAL));
     builder
@@ -94,6 +97,7 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
 /// permit of `limit` for its lifetime and a watcher of `graceful` for the drain.
 async fn accept_loop<H: Handler>(
     listeners: &[Listener],
+    config: &ServerConfig,
     handler: &H,
     limit: &Arc<Semaphore>,
     builder: &auto::Builder<TokioExecutor>,
@@ -120,6 +124,7 @@ async fn accept_loop<H: Handler>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let trusted = is_trusted(&config.trusted_proxies, peer);
         let (handler, builder, watcher, tls) = (
             handler.clone(),
             builder.clone(),
@@ -129,7 +134,7 @@ async fn accept_loop<H: Handler>(
         let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
         tokio::spawn(
             async move {
-                serve(stream, peer, tls, handler, builder, watcher).await;
+                serve(stream, peer, trusted, tls, handler, builder, watcher).await;
                 drop(permit);
             }
             .instrument(span),
@@ -157,22 +162,29 @@ async fn accept_any(
     .await
 }
 
+/// Whether `peer` is one of the configured proxies whose forwarding headers are believed.
+fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
+    let ip = peer.ip().to_canonical();
+    trusted.iter().any(|network| network.contains(&ip))
+}
+
 async fn serve<H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
+    trusted: bool,
     tls: Option<TlsAcceptor>,
     handler: H,
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) {
     let Some(acceptor) = tls else {
-        let client = ClientInfo::new(peer, false);
+        let client = ClientInfo::new(peer, false, trusted);
         return serve_http(stream, client, handler, &builder, watcher).await;
     };
     let deadline = TlsConfig::HANDSHAKE_TIMEOUT;
     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let client = ClientInfo::new(peer, true);
+            let client = ClientInfo::new(peer, true, trusted);
             serve_http(stream, client, handler, &builder, watcher).await
         }
         Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),

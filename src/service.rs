@@ -1,26 +1,28 @@
 //! The hyper service: route a request, authenticate it, answer it or forward it; and the ONE place
 //! errors become responses.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::Uri;
 use http::{Request, Response};
-use http_body_util::Either;
+use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
-use percent_encoding::percent_decode_str;
 
 use crate::api::{self, params::Params};
 use crate::auth::{self, Principal};
+use crate::body::{BodyError, Guarded};
+use crate::config::HttpLimits;
 use crate::error::ApiError;
+use crate::framing;
+use crate::path::{self, PathError, PathKind};
 use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
 use crate::server::Handler;
 use crate::state::State;
 
 /// Security administration reached through the upstream credential would let any token holder
-/// administer the cluster's security; only token managers may pass.
-const SECURITY_PREFIXES: [&str; 2] = ["_security", "_xpack/security"];
+/// administer the cluster's security; only token managers may pass (see [`crate::path`]).
 const SECURITY_ACTION: &str = "cluster:admin/xpack/security/*";
 const SECURITY_PRIVILEGES: &str = "manage_security,all";
 
@@ -67,8 +69,16 @@ async fn dispatch(
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let path = normalise(request.uri().path());
-    let security = is_security_path(&path);
+    framing::check(&request, &state.config.server.http)?;
+    let security = match path::classify(request.uri().path()) {
+        Ok(kind) => kind == PathKind::Security,
+        Err(PathError::DotSegment) => {
+            return Err(ApiError::IllegalArgument(format!(
+                "invalid path [{}]: dot segments are not allowed",
+                request.uri().path()
+            )))
+        }
+    };
     if !security {
         // The hot path: authenticate, forward.
         let principal = authenticate(state, &request).await?;
@@ -82,7 +92,8 @@ async fn dispatch(
     let uri = origin_form(request.uri());
     if let Some(route) = api::route(request.method(), request.uri().path(), uri) {
         let endpoint = route?;
-        let (parts, _body) = request.into_parts();
+        let (parts, body) = request.into_parts();
+        drain_api_body(body, &state.config.server.http).await?;
         let principal = auth::authenticate(state, &parts.headers, origin_form(&parts.uri)).await?;
         return api::handle(state, endpoint, &parts, &principal).await;
     }
@@ -104,6 +115,25 @@ async fn dispatch(
     })
 }
 
+/// Reads the body of a call to the gateway's own API to its end before acting on the call: the
+/// API takes none, a small one (`{}`) is tolerated, a larger one is refused (413) rather than
+/// acted on while it is still arriving, and a stalled one times out (408).
+async fn drain_api_body(body: Incoming, limits: &HttpLimits) -> Result<(), ApiError> {
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    let limit = limits.max_api_body;
+    let guarded = Guarded::new(body, limits.client_body_timeout, None);
+    match Limited::new(guarded, limit).collect().await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(error) => match error.downcast_ref::<BodyError>() {
+            Some(BodyError::Idle(_)) => Err(ApiError::ClientTimeout),
+            _ => Err(ApiError::BadFraming("the request body could not be read")),
+        },
+    }
+}
+
 async fn authenticate(state: &State, request: &Request<Incoming>) -> Result<Principal, ApiError> {
     auth::authenticate(state, request.headers(), origin_form(request.uri())).await
 }
@@ -120,46 +150,4 @@ async fn forward(
 /// The request target as the client wrote it (path and query), as Elasticsearch quotes it.
 fn origin_form(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |pq| pq.as_str())
-}
-
-/// The path as the upstream will understand it: percent-decoded, without leading slashes, so
-/// `//_security` or `/%5Fsecurity` cannot slip past the security check.
-fn normalise(path: &str) -> Cow<'_, str> {
-    let decoded: Cow<str> = if path.contains('%') {
-        Cow::Owned(percent_decode_str(path).decode_utf8_lossy().into_owned())
-    } else {
-        Cow::Borrowed(path)
-    };
-    match decoded {
-        Cow::Borrowed(p) => Cow::Borrowed(p.trim_start_matches('/')),
-        Cow::Owned(p) => Cow::Owned(p.trim_start_matches('/').to_owned()),
-    }
-}
-
-fn is_security_path(path: &str) -> bool {
-    SECURITY_PREFIXES.iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn security_paths_are_recognised_however_spelled() {
-        for path in [
-            "/_security",
-            "/_security/user",
-            "//_security/role",
-            "/%5Fsecurity/user",
-            "/_xpack/security/user",
-        ] {
-            assert!(is_security_path(&normalise(path)), "{path}");
-        }
-        for path in ["/", "/_securityx", "/_cluster/health", "/index/_security"] {
-            assert!(!is_security_path(&normalise(path)), "{path}");
-        }
-    }
 }

@@ -56,7 +56,7 @@ impl State {
         config: Config,
         bootstrap_password: Option<&str>,
     ) -> Result<(State, Option<String>), OpenError> {
-        let upstream = Upstream::new(&config.upstream)?;
+        let upstream = Upstream::new(&config.upstream, config.server.http.client_body_timeout)?;
         let dir = &config.server.data_dir;
         let store = TokenStore::open(dir, StoreOptions::default())?;
         let (users, generated) = UserRealm::open(dir, bootstrap_password)?;

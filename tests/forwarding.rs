@@ -183,10 +183,30 @@ async fn forwarding_headers_are_added() {
     assert_eq!(seen[0].header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen[0].header("x-forwarded-host"), Some(gateway.as_str()));
     assert_eq!(seen[0].header("host"), Some(upstream_addr.as_str()));
-    assert_eq!(
-        seen[1].header("x-forwarded-for"),
-        Some("192.0.2.1, 127.0.0.1")
-    );
+    // Not from a trusted proxy: the client's claim is replaced by what the gateway saw.
+    assert_eq!(seen[1].header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_forwarding_chain_is_extended() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .build()
+        .await;
+    let value = gw.create_token(FLEET, "t1").await;
+    gw.with_token(Method::GET, "/", &value)
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("x-forwarded-proto", "https")
+        .header("x-real-ip", "192.0.2.1")
+        .send()
+        .await
+        .unwrap();
+    let seen = upstream.single_request();
+    assert_eq!(seen.header("x-forwarded-for"), Some("192.0.2.1, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(seen.header("x-real-ip"), Some("192.0.2.1"));
 }
 
 #[tokio::test]

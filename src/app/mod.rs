@@ -68,7 +68,8 @@ impl Gateway {
         if let Some(tls) = &config.tls {
             ServerTls::new(tls).map_err(StartError::ListenerTls)?;
         }
-        Upstream::new(&config.upstream).map_err(OpenError::from)?;
+        Upstream::new(&config.upstream, config.server.http.client_body_timeout)
+            .map_err(OpenError::from)?;
         Ok(())
     }
 

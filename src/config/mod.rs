@@ -3,6 +3,7 @@
 //! [`Config::load`] takes the TOML text (or none: the embedded defaults) and the command-line
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
+mod boundary_reader;
 mod reader;
 mod tls_reader;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
+use ipnet::IpNet;
 
 use crate::identity::AccountId;
 use reader::Reader;
@@ -53,6 +55,40 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Runtime worker threads; `None` means one per core.
     pub workers: Option<usize>,
+    /// What one request may make the gateway read, and how slowly.
+    pub http: HttpLimits,
+    /// Peers whose `X-Forwarded-*`/`Forwarded` headers are believed (load balancers in front).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Per-request limits at the client side, as Elasticsearch's `http.*` settings bound them.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Longest request line (method, target, version) in bytes; longer gets 414.
+    pub max_request_line: usize,
+    /// Largest header block in bytes; larger gets 431.
+    pub max_header_size: usize,
+    /// Largest body the gateway's own API reads; larger gets 413.
+    pub max_api_body: usize,
+    /// Longest silence while a client sends a request body; then the request fails.
+    pub client_body_timeout: Duration,
+}
+
+impl HttpLimits {
+    /// Elasticsearch's `http.max_initial_line_length`.
+    pub const DEFAULT_MAX_REQUEST_LINE: usize = 4 * 1024;
+    /// Elasticsearch's `http.max_header_size`.
+    pub const DEFAULT_MAX_HEADER_SIZE: usize = 16 * 1024;
+    /// The token API takes no body; a small one (`{}`) is tolerated, as clients send it.
+    pub const DEFAULT_MAX_API_BODY: usize = 1024;
+    /// As nginx's `client_body_timeout`.
+    pub const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+    /// hyper's read buffer must hold a whole request head before the gateway sees it: room for
+    /// both limits plus slack, so the exact limits are applied by the gateway with its own
+    /// answers, while a head past this is refused (431) without being buffered further.
+    pub fn read_buffer(&self) -> usize {
+        (self.max_request_line + self.max_header_size + 4096).max(8192)
+    }
 }
 
 impl ServerConfig {
@@ -93,6 +129,12 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     /// How an `https://` upstream is trusted.
     pub tls: UpstreamTls,
+    /// Requests in flight to the upstream at once (each holds one connection); more wait.
+    pub max_connections: usize,
+    /// Requests that may wait for one of those; more get 503 at once.
+    pub max_pending: usize,
+    /// Longest silence while the upstream sends a response body; then the response is cut.
+    pub body_timeout: Duration,
 }
 
 impl UpstreamConfig {
@@ -102,6 +144,11 @@ impl UpstreamConfig {
     /// Longer than a cluster's own idle timeout would be pointless; shorter costs handshakes.
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
+    /// Enough for a busy cluster of a few nodes; an h2 client alone could otherwise open one
+    /// upstream connection per stream.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+    pub const DEFAULT_MAX_PENDING: usize = 1024;
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// TCP keep-alive probes on upstream connections, so a silently dropped one is noticed.
     pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 }
@@ -172,6 +219,9 @@ impl fmt::Debug for UpstreamConfig {
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("pool_max_idle", &self.pool_max_idle)
             .field("tls", &self.tls)
+            .field("max_connections", &self.max_connections)
+            .field("max_pending", &self.max_pending)
+            .field("body_timeout", &self.body_timeout)
             .finish()
     }
 }

@@ -90,6 +90,8 @@ impl<'a> Reader<'a> {
                 0 => None,
                 n => Some(n),
             },
+            http: self.http_limits(&mut server),
+            trusted_proxies: self.trusted_proxies(&mut server),
         };
 
         let file_url = self.string(&mut upstream, "url", UpstreamConfig::DEFAULT_URL);
@@ -136,6 +138,21 @@ impl<'a> Reader<'a> {
                 UpstreamConfig::DEFAULT_POOL_MAX_IDLE,
             ),
             tls: self.upstream_tls(&mut upstream),
+            max_connections: self.positive_count(
+                &mut upstream,
+                "max_connections",
+                UpstreamConfig::DEFAULT_MAX_CONNECTIONS,
+            ),
+            max_pending: self.count(
+                &mut upstream,
+                "max_pending",
+                UpstreamConfig::DEFAULT_MAX_PENDING,
+            ),
+            body_timeout: self.duration(
+                &mut upstream,
+                "body_timeout",
+                UpstreamConfig::DEFAULT_BODY_TIMEOUT,
+            ),
         };
         let tls = self.listener_tls();
         if listen_off && tls.is_none() {

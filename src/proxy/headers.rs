@@ -35,14 +35,29 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Where a client may claim to be someone or somewhere else. Believed only from a trusted
+/// proxy; from anyone else they are dropped (`X-Forwarded-For`, `-Host` and `-Proto` are then
+/// set by the gateway itself).
+static CLIENT_CLAIMS: [HeaderName; 3] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+];
+
 /// Removes hop-by-hop fields and every field the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, |_| false);
+}
+
+/// Removes hop-by-hop fields, every field the `Connection` header names, and those `also`
+/// picks.
 ///
 /// One pass over the names present finds them: a message rarely carries any, and removing each
 /// known name by lookup would hash every custom one on every request, both ways.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if is_hop_by_hop(name) {
+        if is_hop_by_hop(name) || also(name) {
             doomed.push(name.clone());
         }
     }
@@ -79,39 +94,57 @@ pub struct ClientInfo {
     pub peer_ip: HeaderValue,
     /// `http` or `https`, for `X-Forwarded-Proto`.
     pub proto: HeaderValue,
+    /// The peer is a configured trusted proxy: its forwarding headers are kept and extended.
+    pub trusted: bool,
 }
 
 impl ClientInfo {
-    pub fn new(peer: std::net::SocketAddr, tls: bool) -> Self {
-        let ip = peer.ip().to_string();
+    pub fn new(peer: std::net::SocketAddr, tls: bool, trusted: bool) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
         ClientInfo {
             peer,
             peer_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            trusted,
         }
     }
 }
 
-/// Rewrites a client request's headers for the upstream.
+/// Rewrites a client request's headers for the upstream. `authority` is the request target's
+/// (HTTP/2's `:authority`), which names the host before any `Host` field does.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     upstream_auth: Option<&HeaderValue>,
     authority: Option<&HeaderValue>,
 ) {
-    remove_hop_by_hop(headers);
+    if client.trusted {
+        remove_hop_by_hop(headers);
+    } else {
+        strip(headers, |name| CLIENT_CLAIMS.contains(name));
+    }
     headers.remove(header::AUTHORIZATION);
     headers.remove(&RUN_AS);
     // The client's Host names the gateway; the upstream gets its own authority from the URI.
-    let host = headers.remove(header::HOST).or_else(|| authority.cloned());
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
+    let host = headers.remove(header::HOST);
+    let host = authority.cloned().or(host);
+    let keep_claims = client.trusted && headers.contains_key(&X_FORWARDED_HOST);
+    match host {
+        _ if keep_claims => {}
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
     }
     if let Some(auth) = upstream_auth {
         headers.insert(header::AUTHORIZATION, auth.clone());
     }
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR) {
+    let prior = headers.get(&X_FORWARDED_FOR).filter(|_| client.trusted);
+    let forwarded_for = match prior {
         None => client.peer_ip.clone(),
+        // As nginx's `$proxy_add_x_forwarded_for`: the chain so far, then this peer.
         Some(prior) => {
             let mut joined = Vec::with_capacity(prior.len() + 2 + client.peer_ip.len());
             joined.extend_from_slice(prior.as_bytes());
@@ -121,7 +154,9 @@ pub fn rewrite_request(
         }
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
+    }
 }
 
 #[cfg(test)]
@@ -137,7 +172,11 @@ mod tests {
     }
 
     fn client() -> ClientInfo {
-        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false)
+        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false, false)
+    }
+
+    fn trusted_proxy() -> ClientInfo {
+        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false, true)
     }
 
     #[test]
@@ -207,16 +246,53 @@ mod tests {
         assert!(headers.get("authorization").is_none());
     }
 
-    #[test]
-    fn forwarding_headers_are_added_and_appended() {
-        let mut headers = map(&[
+    /// What a client might send to pass for someone else.
+    fn claims() -> HeaderMap {
+        map(&[
             ("host", "gw.example:8080"),
             ("x-forwarded-for", "192.0.2.1"),
-        ]);
+            ("x-forwarded-host", "admin.internal"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
+            ("x-real-ip", "192.0.2.1"),
+            ("forwarded", "for=192.0.2.1;proto=https"),
+        ])
+    }
+
+    #[test]
+    fn an_untrusted_clients_claims_are_replaced_by_what_the_gateway_saw() {
+        let mut headers = claims();
         rewrite_request(&mut headers, &client(), None, None);
-        assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "gw.example:8080");
+        for gone in ["host", "x-forwarded-port", "x-real-ip", "forwarded"] {
+            assert!(headers.get(gone).is_none(), "{gone}");
+        }
+        // Without any host to name, a client's X-Forwarded-Host does not survive either.
+        let mut headers = map(&[("x-forwarded-host", "admin.internal")]);
+        rewrite_request(&mut headers, &client(), None, None);
+        assert!(headers.get("x-forwarded-host").is_none());
+    }
+
+    #[test]
+    fn a_trusted_proxys_chain_is_kept_and_extended() {
+        let mut headers = claims();
+        rewrite_request(&mut headers, &trusted_proxy(), None, None);
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "admin.internal");
+        assert_eq!(headers["x-real-ip"], "192.0.2.1");
+        assert_eq!(headers["forwarded"], "for=192.0.2.1;proto=https");
         assert!(headers.get("host").is_none());
+    }
+
+    #[test]
+    fn the_request_targets_authority_names_the_host() {
+        // HTTP/2 carries the host as `:authority`; it wins over a Host field.
+        let mut headers = map(&[("host", "other.example")]);
+        let authority = HeaderValue::from_static("gw.example:8443");
+        rewrite_request(&mut headers, &client(), None, Some(&authority));
+        assert_eq!(headers["x-forwarded-host"], "gw.example:8443");
     }
 }

@@ -4,6 +4,10 @@
 
 pub mod headers;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -11,7 +15,9 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::body::{BodyError, Guarded};
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
 use crate::tls::{upstream::client_config, TlsError};
@@ -20,7 +26,17 @@ use headers::ClientInfo;
 /// The upstream cluster and the pooled client that reaches it.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Guarded<Incoming>>,
+    /// One permit per request in flight upstream, held until its response body ends: bounds
+    /// the connections the pool opens, whatever the clients multiplex onto the gateway.
+    slots: Arc<Semaphore>,
+    /// Requests waiting for a slot.
+    waiting: Arc<AtomicUsize>,
+    max_pending: usize,
+    /// How long a request may wait for a slot.
+    slot_wait: Duration,
+    client_body_timeout: Duration,
+    body_timeout: Duration,
     /// The upstream's `Host`, built once instead of per request.
     host: HeaderValue,
     scheme: Scheme,
@@ -31,8 +47,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the pooled client; fails only on unusable upstream TLS files.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
+    /// Builds the pooled client; fails only on unusable upstream TLS files. `client_body_timeout`
+    /// bounds the silences of a client's request body while it is streamed upstream.
+    pub fn new(config: &UpstreamConfig, client_body_timeout: Duration) -> Result<Self, TlsError> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -56,6 +73,12 @@ impl Upstream {
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Upstream {
             client,
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_pending: config.max_pending,
+            slot_wait: config.connect_timeout,
+            client_body_timeout,
+            body_timeout: config.body_timeout,
             host,
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
@@ -71,13 +94,16 @@ impl Upstream {
     }
 
     /// Sends `request` upstream and returns its response with hop-by-hop fields removed.
-    /// Refused/reset connections become 502, a missed response deadline 504.
+    /// Refused/reset connections become 502, a missed response deadline 504, no free upstream
+    /// slot 503; a client body that breaks off or stalls is the client's 400 or 408.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
-    ) -> Result<Response<Incoming>, ApiError> {
+    ) -> Result<Response<Guarded<Incoming>>, ApiError> {
+        let slot = self.slot().await?;
         let (mut parts, body) = request.into_parts();
+        let body = Guarded::new(body, self.client_body_timeout, None);
         let authority = parts
             .uri
             .authority()
@@ -93,19 +119,60 @@ impl Upstream {
         parts.headers.insert(http::header::HOST, self.host.clone());
         let pending = self.client.request(Request::from_parts(parts, body));
         match tokio::time::timeout(self.timeout, pending).await {
+            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
+                tracing::warn!("upstream switched protocols unasked; refused");
+                Err(ApiError::UpstreamUnavailable)
+            }
             Ok(Ok(mut response)) => {
                 headers::remove_hop_by_hop(response.headers_mut());
                 // The client's connection is ours, not the upstream's: answer in our version.
                 *response.version_mut() = Version::HTTP_11;
-                Ok(response)
+                Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
             }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, connect = error.is_connect(), "upstream request failed");
-                Err(ApiError::UpstreamUnavailable)
-            }
+            Ok(Err(error)) => match client_body_fault(&error) {
+                Some(fault) => {
+                    tracing::debug!(%fault, "client request body failed");
+                    Err(match fault {
+                        BodyError::Idle(_) => ApiError::ClientTimeout,
+                        BodyError::Source(_) => {
+                            ApiError::BadFraming("the request body could not be read")
+                        }
+                    })
+                }
+                None => {
+                    tracing::warn!(%error, connect = error.is_connect(), "upstream request failed");
+                    Err(ApiError::UpstreamUnavailable)
+                }
+            },
             Err(_) => {
                 tracing::warn!(timeout = ?self.timeout, "upstream response deadline passed");
                 Err(ApiError::UpstreamTimeout)
+            }
+        }
+    }
+
+    /// A slot for one request upstream: at once when one is free, else after waiting in a
+    /// bounded queue for up to the connect timeout; 503 when the queue is full or the wait ends.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(
+                max_pending = self.max_pending,
+                "upstream wait queue full; request refused"
+            );
+            return Err(ApiError::UpstreamBusy);
+        }
+        let waited = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!(wait = ?self.slot_wait, "no upstream slot in time; request refused");
+                Err(ApiError::UpstreamBusy)
             }
         }
     }
@@ -129,4 +196,17 @@ impl Upstream {
             .build()
             .map_err(|_| ApiError::Internal)
     }
+}
+
+/// The client's own body failure behind an upstream request error, if that is what it was: the
+/// pooled client reports a request body that broke off as its own failure.
+fn client_body_fault(error: &hyper_util::client::legacy::Error) -> Option<&BodyError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(fault) = cause.downcast_ref::<BodyError>() {
+            return Some(fault);
+        }
+        source = cause.source();
+    }
+    None
 }

@@ -1,0 +1,120 @@
+//! The request path as any normalising hop would read it, for the one decision that depends on
+//! it: whether a request reaches the cluster's security APIs.
+//!
+//! The gateway forwards the path as the client wrote it, and a proxy, load balancer or the
+//! cluster itself behind it may percent-decode it, resolve dot segments or collapse slashes. If
+//! the gateway judged the raw text while a later hop acted on the normalised one,
+//! `/x/../_security/user` would pass as an ordinary path and arrive as a security call made with
+//! the gateway's own credential. So the check reads the path the way the most liberal hop would,
+//! and a path with dot segments, which no Elasticsearch API uses and which hops resolve
+//! differently, is refused outright.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// The security API prefixes, as path segments.
+const SECURITY_PREFIXES: [&[&str]; 2] = [&["_security"], &["_xpack", "security"]];
+
+/// What the path means for routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Under `/_security` or `/_xpack/security`, however spelled.
+    Security,
+    /// Anything else.
+    Other,
+}
+
+/// Why a path is refused before anything else looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// A `.` or `..` segment, literal or percent-encoded.
+    DotSegment,
+}
+
+/// Classifies a request path (without the query).
+pub fn classify(raw: &str) -> Result<PathKind, PathError> {
+    // The common path has nothing to decode or resolve: judge the text as it is.
+    if !raw.contains('%') && !raw.contains("/.") && !raw.contains("//") {
+        let segments = raw.split('/').filter(|s| !s.is_empty());
+        return Ok(kind_of(&segments));
+    }
+    let decoded: Cow<'_, str> = percent_decode_str(raw).decode_utf8_lossy();
+    // A decoded `%2F` separates segments too: some hops decode before they split.
+    let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(PathError::DotSegment);
+    }
+    Ok(kind_of(&segments.into_iter()))
+}
+
+fn kind_of<'a, I: Iterator<Item = &'a str> + Clone>(segments: &I) -> PathKind {
+    let security = SECURITY_PREFIXES.iter().any(|prefix| {
+        segments
+            .clone()
+            .take(prefix.len())
+            .eq(prefix.iter().copied())
+    });
+    if security {
+        PathKind::Security
+    } else {
+        PathKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_paths_are_recognised_however_spelled() {
+        for path in [
+            "/_security",
+            "/_security/",
+            "/_security/user",
+            "//_security/role",
+            "/%5Fsecurity/user",
+            "/%5fsecurity",
+            "/_xpack/security/user",
+            "/_xpack//security",
+            "/_xpack%2Fsecurity/user",
+            "///_xpack/security",
+        ] {
+            assert_eq!(classify(path), Ok(PathKind::Security), "{path}");
+        }
+    }
+
+    #[test]
+    fn other_paths_pass() {
+        for path in [
+            "/",
+            "",
+            "/_securityx",
+            "/_cluster/health",
+            "/index/_security",
+            "/_xpack",
+            "/_xpack/usage",
+            "/logs-%2A/_search",
+            "/a.b/_doc/1",
+            "/.kibana/_search",
+            "/..kibana",
+        ] {
+            assert_eq!(classify(path), Ok(PathKind::Other), "{path}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused_literal_or_encoded() {
+        for path in [
+            "/x/../_security/user",
+            "/./_security",
+            "/%2e/_security",
+            "/%2E%2E/_security",
+            "/index/./_search",
+            "/index/..",
+            "/a%2F..%2F_security",
+        ] {
+            assert_eq!(classify(path), Err(PathError::DotSegment), "{path}");
+        }
+    }
+}
