@@ -20,8 +20,9 @@
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies |
 //!
 //! [`state`] owns the parts a request needs (store, users, accounts, upstream, configuration) in
-//! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely. Dependencies point
-//! down this table and never back: `tests/layout.rs` fails on an import cycle.
+//! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely and keeps the data
+//! directory owner-only. Dependencies point down this table and never back: `tests/layout.rs`
+//! fails on an import cycle.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;

@@ -224,6 +224,83 @@ async fn a_second_gateway_cannot_open_a_data_directory_in_use() {
     assert!(authenticates(&gw, &value).await);
 }
 
+/// Creates a token, lets `tamper` do something to the journal while the gateway runs, creates
+/// another: that one must be acknowledged, and both must survive a restart.
+async fn survives_tampering_while_running(tamper: impl FnOnce(&Path)) {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&upstream, dir.path()).await;
+    let first = gw.create_token(FLEET, "t1").await;
+    tamper(&dir.path().join(JOURNAL));
+    let second = gw.create_token(FLEET, "t2").await;
+    gw.stop().await;
+
+    let gw = start(&upstream, dir.path()).await;
+    assert!(authenticates(&gw, &first).await);
+    assert!(authenticates(&gw, &second).await);
+    assert_eq!(gw.state.store.len(), 2);
+}
+
+#[tokio::test]
+async fn a_journal_deleted_while_running_loses_no_token() {
+    survives_tampering_while_running(|journal| std::fs::remove_file(journal).unwrap()).await;
+}
+
+#[tokio::test]
+async fn a_journal_replaced_while_running_loses_no_token() {
+    survives_tampering_while_running(|journal| {
+        let other = journal.with_file_name("other");
+        std::fs::write(&other, b"some other file").unwrap();
+        std::fs::rename(&other, journal).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_lock_needs_no_lock_file() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(&upstream, dir.path()).await;
+    let value = gw.create_token(FLEET, "t1").await;
+    // Nothing in the directory can be deleted to let a second gateway in.
+    assert!(!dir.path().join(".lock").exists());
+    let Err(error) = try_start(&upstream, dir.path()).await else {
+        panic!("a second gateway opened a data directory in use");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "{}: the data directory is in use",
+            dir.path().display()
+        )),
+        "{message}"
+    );
+    assert!(authenticates(&gw, &value).await);
+    gw.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_first_start_creates_owner_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let upstream = FakeUpstream::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .data_dir(&dir)
+        .bootstrap()
+        .build()
+        .await;
+    gw.create_token(FLEET, "t1").await;
+    gw.stop().await;
+    assert_eq!(mode(&dir), 0o700, "data directory");
+    for file in [JOURNAL, "users", "users_roles"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_all_succeed_and_survive_a_restart() {
     let upstream = FakeUpstream::start().await;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::fingerprint::{self, Fingerprint, Pepper, FINGERPRINT_LEN, PEPPER_LEN};
 use super::maps::Maps;
 use super::StoreError;
+use crate::atomic_file;
 
 pub(crate) const JOURNAL_FILE: &str = "tokens.journal";
 pub(crate) const TMP_FILE: &str = "tokens.journal.tmp";
@@ -100,14 +101,45 @@ fn decode(payload: &[u8]) -> Result<Record<'_>, String> {
     }
 }
 
+/// Which file a handle or a path refers to. Device and inode number suffice: the kernel does not
+/// reuse an inode while a handle keeps it open, so an open file that still matches the path is the
+/// one the path names, and an unlinked one can never match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId(u64, u64);
+
+impl FileId {
+    pub fn of(meta: &fs::Metadata) -> FileId {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileId(meta.dev(), meta.ino())
+        }
+        // Without inode numbers only a removed journal is noticed, not a replaced one.
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            FileId(0, 0)
+        }
+    }
+}
+
 /// The replayed state handed to the writer.
 pub(crate) struct Replayed {
     pub maps: Maps,
     pub pepper: Pepper,
     /// Appending handle positioned at the end of the valid data.
     pub file: File,
+    pub file_id: FileId,
     pub file_len: u64,
     pub live_bytes: u64,
+}
+
+/// A journal written from the maps and renamed into place.
+pub(crate) struct Rewritten {
+    /// Appending handle at its end.
+    pub file: File,
+    pub file_id: FileId,
+    pub len: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -141,6 +173,8 @@ pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
         .append(true)
         .open(&path)
         .map_err(io_err(&path))?;
+    let meta = file.metadata().map_err(io_err(&path))?;
+    atomic_file::warn_if_shared(&path, &meta);
     if scan.end < data.len() {
         let dropped = data.len() - scan.end;
         tracing::warn!(
@@ -156,6 +190,7 @@ pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
         maps,
         pepper,
         file,
+        file_id: FileId::of(&meta),
         file_len: scan.end as u64,
         live_bytes: scan.live_bytes,
     })
@@ -218,15 +253,16 @@ fn corrupt(path: &Path, offset: u64, reason: String) -> StoreError {
 
 fn create_fresh(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
     let pepper = fingerprint::new_pepper().map_err(io_err(path))?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
+    let mut file = atomic_file::private_file(OpenOptions::new().write(true).create(true))
         .truncate(true)
         .open(path)
         .map_err(io_err(path))?;
+    // A half-created journal is reused, and keeps the mode it was created with.
+    let meta = file.metadata().map_err(io_err(path))?;
+    atomic_file::warn_if_shared(path, &meta);
     file.write_all(&header(&pepper)).map_err(io_err(path))?;
     file.sync_all().map_err(io_err(path))?;
-    sync_dir(dir).map_err(io_err(dir))?;
+    atomic_file::sync_dir(dir).map_err(io_err(dir))?;
     let file = OpenOptions::new()
         .append(true)
         .open(path)
@@ -235,6 +271,7 @@ fn create_fresh(dir: &Path, path: &Path) -> Result<Replayed, StoreError> {
         maps: Maps::with_capacity(0),
         pepper,
         file,
+        file_id: FileId::of(&meta),
         file_len: HEADER_LEN,
         live_bytes: 0,
     })
@@ -328,38 +365,42 @@ fn replay(data: &[u8], maps: &Maps) -> Result<Scan, (u64, String)> {
     })
 }
 
-/// Writes every live entry to the tmp file and renames it over the journal.
-/// Returns the new appending handle and its length. On error the old journal
-/// is untouched unless the rename already happened, in which case the new
-/// file is complete and still the right one to use.
+/// Writes every live entry to the tmp file and renames it over the journal, whatever is at that
+/// path now: compaction replaces the journal this way, and so does the writer when the journal it
+/// holds open was removed or replaced. On error the old journal is untouched unless the rename
+/// already happened, in which case the new file is complete and still the right one to use.
+///
+/// The rename is durable only once the directory is synced, which is left to the caller: a
+/// compaction can afford to lose it (the old journal is complete), a rewrite of a removed journal
+/// cannot.
 pub(crate) fn compact(
     dir: &Path,
     pepper: &Pepper,
     maps: &Maps,
-) -> Result<(File, u64), (PathBuf, io::Error)> {
+) -> Result<Rewritten, (PathBuf, io::Error)> {
     let tmp = dir.join(TMP_FILE);
     let path = dir.join(JOURNAL_FILE);
     let file = write_snapshot(&tmp, pepper, maps).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         (tmp.clone(), e)
     })?;
-    let len = file.metadata().map_err(|e| (tmp.clone(), e))?.len();
+    let meta = file.metadata().map_err(|e| (tmp.clone(), e))?;
     fs::rename(&tmp, &path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         (path.clone(), e)
     })?;
-    // Without this the rename may be lost on power failure, which is harmless
-    // (the old journal is complete), so failure here is only reported.
-    if let Err(e) = sync_dir(dir) {
-        tracing::error!(dir = %dir.display(), error = %e, "fsync of directory after compaction failed");
-    }
-    Ok((file, len))
+    Ok(Rewritten {
+        file,
+        file_id: FileId::of(&meta),
+        len: meta.len(),
+    })
 }
 
 /// The pepper is copied: every stored fingerprint was made with it.
 fn write_snapshot(tmp: &Path, pepper: &Pepper, maps: &Maps) -> io::Result<File> {
     // Append mode so that later batches go to the end without explicit seeks.
-    let file = OpenOptions::new().append(true).create_new(true).open(tmp)?;
+    let file =
+        atomic_file::private_file(OpenOptions::new().append(true).create_new(true)).open(tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, &file);
     out.write_all(&header(pepper))?;
     let mut buf = Vec::with_capacity(MAX_RECORD);
@@ -372,12 +413,4 @@ fn write_snapshot(tmp: &Path, pepper: &Pepper, maps: &Maps) -> io::Result<File> 
     drop(out);
     file.sync_all()?;
     Ok(file)
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }

@@ -10,6 +10,8 @@ mod maps;
 mod writer;
 
 #[cfg(test)]
+mod safety_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod value_tests;
@@ -113,22 +115,20 @@ struct Inner {
     lock: Mutex<Option<fs::File>>,
 }
 
-/// Takes the data directory's lock file, refusing when another process holds it.
+/// Locks the data directory itself, refusing when another process holds it. A lock file can be
+/// deleted while the gateway runs, which lets a second one share the journal; removing the
+/// directory instead takes the journal with it, and the writer then refuses every write.
 fn lock_dir(dir: &Path) -> Result<fs::File, StoreError> {
-    let path = dir.join(".lock");
     let io = |source| StoreError::Io {
-        path: path.clone(),
+        path: dir.to_path_buf(),
         source,
     };
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+    let handle = fs::File::open(dir).map_err(io)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(handle),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: dir.to_path_buf(),
+        }),
         Err(fs::TryLockError::Error(source)) => Err(io(source)),
     }
 }
@@ -137,7 +137,7 @@ impl TokenStore {
     /// Opens (creating the dir if needed) `<dir>/tokens.journal`, replays it
     /// into memory, starts the writer thread.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<TokenStore, StoreError> {
-        fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        crate::atomic_file::create_private_dir(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -160,6 +160,7 @@ impl TokenStore {
         let init = WriterInit {
             dir: dir.to_path_buf(),
             file: replayed.file,
+            file_id: replayed.file_id,
             file_len: replayed.file_len,
             live_bytes: replayed.live_bytes,
             shared: Arc::clone(&shared),

@@ -4,9 +4,14 @@
 //! Each batch is written with one `write_all` and made durable with one
 //! `sync_data` before it touches the maps, so they never hold a token whose
 //! creation could still be lost, and concurrent callers share one fsync.
+//!
+//! Durable in the open file is not enough when that file is no longer the
+//! journal (deleted or replaced while the gateway runs): the next start would
+//! never read it. So before a batch is acknowledged the writer checks that the
+//! path still names its file, and otherwise rewrites the journal from the maps.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,9 +20,10 @@ use std::thread::{self, JoinHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint::{self, Fingerprint};
-use super::journal::{self, put_record_len, HEADER_LEN};
+use super::journal::{self, put_record_len, FileId, HEADER_LEN};
 use super::maps::Maps;
 use super::{Shared, StoreError, StoreOptions};
+use crate::atomic_file;
 
 pub(crate) enum Op {
     Put(Box<str>, Fingerprint),
@@ -45,6 +51,8 @@ pub(crate) struct Request {
 pub(crate) struct WriterInit {
     pub dir: PathBuf,
     pub file: File,
+    /// Identity of `file`, kept current whenever the writer switches files.
+    pub file_id: FileId,
     pub file_len: u64,
     pub live_bytes: u64,
     pub shared: Arc<Shared>,
@@ -61,6 +69,10 @@ struct Writer {
     /// Set when a failed batch could not be rolled back: appending after
     /// leftover bytes would turn a torn tail into mid-file corruption.
     broken: Option<String>,
+    /// Set when the directory fsync after a rename failed: until one succeeds,
+    /// a power failure may bring back the file the rename replaced, without
+    /// anything written since.
+    dir_unsynced: bool,
     buf: Vec<u8>,
 }
 
@@ -71,6 +83,7 @@ pub(crate) fn spawn(init: WriterInit) -> io::Result<JoinHandle<()>> {
         path,
         compact_floor: 0,
         broken: None,
+        dir_unsynced: false,
         buf: Vec::new(),
     };
     thread::Builder::new()
@@ -98,6 +111,13 @@ impl Writer {
             self.commit(&mut batch);
             self.maybe_compact();
         }
+        // A journal removed after the last batch would otherwise take every
+        // token with it at the next start.
+        if let Some(what) = self.displaced() {
+            if let Err(e) = self.rewrite(&what) {
+                tracing::error!(file = %self.path.display(), error = %e, "token journal was {what} and could not be rewritten at shutdown; its tokens are lost at the next start");
+            }
+        }
     }
 
     fn commit(&mut self, batch: &mut Vec<Request>) {
@@ -109,16 +129,43 @@ impl Writer {
         self.buf.clear();
         let outcomes = plan(batch, &self.init.shared.maps, &mut self.buf);
         if !self.buf.is_empty() {
-            if let Err(e) = self.write_buf() {
-                tracing::error!(file = %self.path.display(), error = %e, "token journal write failed; batch rejected");
+            if let Err(e) = self.make_durable() {
                 self.rollback();
                 self.fail_all(batch, e.kind(), &e.to_string());
                 return;
             }
+            self.init.file_len += self.buf.len() as u64;
         }
         self.apply(batch, outcomes);
     }
 
+    /// Writes the batch so that the next start reads it: synced, in the file
+    /// the journal path names, under a directory entry that is itself synced.
+    /// One `metadata` call per batch checks the path.
+    fn make_durable(&mut self) -> io::Result<()> {
+        self.write_buf().inspect_err(|e| {
+            tracing::error!(file = %self.path.display(), error = %e, "token journal write failed; batch rejected");
+        })?;
+        if self.dir_unsynced {
+            self.sync_dir().inspect_err(|e| {
+                tracing::error!(dir = %self.init.dir.display(), error = %e, "fsync of data directory failed again; batch rejected");
+            })?;
+        }
+        let Some(what) = self.displaced() else {
+            return Ok(());
+        };
+        // The batch went into a file no start will read. The maps hold every
+        // acknowledged token, so a journal written from them and followed by
+        // this batch is complete.
+        self.rewrite(&what).inspect_err(|e| {
+            tracing::error!(file = %self.path.display(), error = %e, "token journal was {what} and could not be rewritten from memory; batch rejected");
+        })?;
+        self.write_buf().inspect_err(|e| {
+            tracing::error!(file = %self.path.display(), error = %e, "write to the rewritten token journal failed; batch rejected");
+        })
+    }
+
+    /// Appends the batch at the end of the open file and syncs it.
     fn write_buf(&mut self) -> io::Result<()> {
         self.init.file.write_all(&self.buf)?;
         self.init.file.sync_data()?;
@@ -127,8 +174,51 @@ impl Writer {
             .shared
             .syncs
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.init.file_len += self.buf.len() as u64;
         Ok(())
+    }
+
+    /// `None` while the journal path still names the open file; otherwise what
+    /// became of it. An unlinked file can never match (its inode stays taken
+    /// while it is open), so one `stat` of the path covers removal and
+    /// replacement alike.
+    fn displaced(&self) -> Option<String> {
+        match fs::metadata(&self.path) {
+            Ok(meta) if FileId::of(&meta) == self.init.file_id => None,
+            Ok(_) => Some("replaced by another file".to_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("removed".to_owned()),
+            Err(e) => Some(format!("unreachable ({e})")),
+        }
+    }
+
+    /// Writes the journal afresh from the maps and makes it the open file.
+    /// `what` says what became of the previous one, for the log.
+    fn rewrite(&mut self, what: &str) -> io::Result<()> {
+        let shared = &self.init.shared;
+        let fresh = journal::compact(&self.init.dir, &shared.pepper, &shared.maps)
+            .map_err(|(path, e)| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        self.adopt(fresh);
+        self.sync_dir()?;
+        tracing::warn!(
+            file = %self.path.display(),
+            tokens = self.init.shared.maps.len(),
+            "token journal was {what} while the gateway was running; rewrote it from memory"
+        );
+        Ok(())
+    }
+
+    /// Switches to a journal that `journal::compact` just renamed into place.
+    fn adopt(&mut self, fresh: journal::Rewritten) {
+        self.init.file = fresh.file;
+        self.init.file_id = fresh.file_id;
+        self.init.file_len = fresh.len;
+    }
+
+    /// Makes the last rename durable; remembers a failure so that no batch is
+    /// acknowledged before a later attempt succeeds.
+    fn sync_dir(&mut self) -> io::Result<()> {
+        let synced = atomic_file::sync_dir(&self.init.dir);
+        self.dir_unsynced = synced.is_err();
+        synced
     }
 
     /// Cuts the file back to its length before the failed batch. The handle is
@@ -197,11 +287,16 @@ impl Writer {
         let before = self.init.file_len;
         let shared = &self.init.shared;
         match journal::compact(&self.init.dir, &shared.pepper, &shared.maps) {
-            Ok((file, len)) => {
-                tracing::info!(file = %self.path.display(), before, after = len, "compacted token journal");
-                self.init.file = file;
-                self.init.file_len = len;
+            Ok(fresh) => {
+                tracing::info!(file = %self.path.display(), before, after = fresh.len, "compacted token journal");
+                self.adopt(fresh);
                 self.compact_floor = 0;
+                // Losing this rename to a power failure would bring back the
+                // old journal, complete up to now; the next batch retries the
+                // sync before it is acknowledged.
+                if let Err(e) = self.sync_dir() {
+                    tracing::error!(dir = %self.init.dir.display(), error = %e, "fsync of directory after compaction failed");
+                }
             }
             Err((path, e)) => {
                 tracing::error!(file = %path.display(), error = %e, "token journal compaction failed; continuing with the old journal");

@@ -106,7 +106,7 @@ impl UserRealm {
         dir: &Path,
         password: Option<&str>,
     ) -> Result<(UserRealm, Option<String>), RealmError> {
-        fs::create_dir_all(dir).map_err(io_error(dir))?;
+        atomic_file::create_private_dir(dir).map_err(io_error(dir))?;
         let mut generated = None;
         if !users_path(dir).exists() {
             let password = match password {
@@ -114,6 +114,11 @@ impl UserRealm {
                 None => generated.insert(generate_password()).clone(),
             };
             bootstrap(dir, &password)?;
+        }
+        for path in [users_path(dir), roles_path(dir)] {
+            if let Ok(meta) = fs::metadata(&path) {
+                atomic_file::warn_if_shared(&path, &meta);
+            }
         }
         let realm = UserRealm {
             inner: Arc::new(Inner {
@@ -291,12 +296,11 @@ fn bootstrap(dir: &Path, password: &str) -> Result<(), RealmError> {
         atomic_file::replace(
             &roles_file,
             format!("superuser:{BOOTSTRAP_USER}\n").as_bytes(),
-            false,
         )
         .map_err(io_error(&roles_file))?;
     }
     let path = users_path(dir);
-    atomic_file::replace(&path, users.as_bytes(), true).map_err(io_error(&path))
+    atomic_file::replace(&path, users.as_bytes()).map_err(io_error(&path))
 }
 
 /// Replaces the password of an existing user, keeping every other line as it was.
@@ -319,7 +323,7 @@ pub fn set_password(dir: &Path, user: &str, password: &str) -> Result<(), RealmE
     if !found {
         return Err(RealmError::UnknownUser(user.to_owned()));
     }
-    atomic_file::replace(&path, out.as_bytes(), true).map_err(io_error(&path))
+    atomic_file::replace(&path, out.as_bytes()).map_err(io_error(&path))
 }
 
 #[cfg(test)]
@@ -381,6 +385,31 @@ mod tests {
             set_password(dir.path(), "elastic", "12"),
             Err(RealmError::ShortPassword)
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn first_start_files_are_owner_only_and_shared_ones_reported_not_changed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let (_realm, _) = UserRealm::open(&dir, Some("changeme")).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&users_path(&dir)), 0o600);
+        assert_eq!(mode(&roles_path(&dir)), 0o600);
+        set_password(&dir, "elastic", "another-one").unwrap();
+        assert_eq!(mode(&users_path(&dir)), 0o600);
+
+        fs::set_permissions(roles_path(&dir), fs::Permissions::from_mode(0o644)).unwrap();
+        let (opened, log) = atomic_file::logged_during(|| UserRealm::open(&dir, None));
+        let (_realm, generated) = opened.unwrap();
+        assert!(generated.is_none());
+        assert_eq!(mode(&roles_path(&dir)), 0o644);
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{log}");
+        assert!(warnings[0].contains(&roles_path(&dir).display().to_string()));
+        assert!(warnings[0].contains("0644"), "{log}");
     }
 
     #[test]
