@@ -45,6 +45,36 @@ pub async fn send(addr: SocketAddr, head: &str) -> RawResponse {
     parse(&bytes)
 }
 
+/// Writes `bytes` as they are (a request head and whatever body a test needs, well-formed or
+/// not) and reads the answer to EOF: the gateway must close the connection by itself.
+pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
+    let answer = exchange_bytes(addr, bytes).await;
+    parse(&answer)
+}
+
+/// [`exchange`] for a request the gateway may cut short: the raw answer, possibly empty when
+/// the connection was reset before anything could be read.
+pub async fn exchange_bytes(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // A peer that refuses a request early may close while it is still being written.
+        let _ = stream.write_all(bytes).await;
+        let mut answer = Vec::new();
+        // A peer that closes with unread request bytes resets the connection; what arrived
+        // before the reset is the answer.
+        let _ = stream.read_to_end(&mut answer).await;
+        answer
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("raw exchange did not finish in time")
+}
+
+/// Parses raw answer bytes.
+pub fn parse_answer(bytes: &[u8]) -> RawResponse {
+    parse(bytes)
+}
+
 fn parse(bytes: &[u8]) -> RawResponse {
     let split = bytes
         .windows(4)
