@@ -175,8 +175,13 @@ fn write_users(dir: &Path, extra: &[TestUser]) {
             roles.push_str(&format!("{role}:{}\n", user.name));
         }
     }
-    std::fs::write(dir.join("users"), users).unwrap();
-    std::fs::write(dir.join("users_roles"), roles).unwrap();
+    // Owner-only, as the gateway writes them itself (it warns about anything wider).
+    for (name, text) in [("users", users), ("users_roles", roles)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
 }
 
 /// An HTTP client that never goes through a proxy.
