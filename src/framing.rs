@@ -3,10 +3,21 @@
 //! proxy, ambiguous or missing `Host`, and request lines and header blocks past the limits.
 //!
 //! hyper has already parsed the request; these rules close what its parser allows but a
-//! gateway in front of a cluster must not pass on.
+//! gateway in front of a cluster must not pass on. One of them needs bytes hyper does not pass
+//! on: a head with both `Content-Length` and `Transfer-Encoding` (the classic smuggling shape)
+//! reaches the service with `Content-Length` already removed, so [`ScanIo`] watches the raw
+//! HTTP/1 bytes for it and [`check`] refuses such a request (400, connection closed), as
+//! nginx does, instead of hyper's RFC-allowed reading by `Transfer-Encoding` alone.
 
-use http::header::HOST;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HOST, TRANSFER_ENCODING};
 use http::{Method, Request, Version};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::HttpLimits;
 use crate::error::ApiError;
@@ -28,8 +39,20 @@ const HEADER_LINE_OVERHEAD: usize = 4;
 /// `" HTTP/1.1\r\n"` after the request target.
 const REQUEST_LINE_OVERHEAD: usize = 11;
 
-/// Checks what must hold before the request is routed.
-pub fn check<B>(request: &Request<B>, limits: &HttpLimits) -> Result<(), ApiError> {
+/// Checks what must hold before the request is routed. `ambiguous` is the connection's
+/// [`ScanIo`] flag (`None` for HTTP/2, which has no such framing).
+pub fn check<B>(
+    request: &Request<B>,
+    limits: &HttpLimits,
+    ambiguous: Option<&AtomicBool>,
+) -> Result<(), ApiError> {
+    if request.headers().contains_key(TRANSFER_ENCODING)
+        && ambiguous.is_some_and(|flag| flag.load(Ordering::Acquire))
+    {
+        return Err(ApiError::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
     let method = request.method();
     if method == Method::TRACE || method == Method::CONNECT {
         return Err(ApiError::MethodNotAllowed {
@@ -69,6 +92,157 @@ fn target<B>(request: &Request<B>) -> &str {
     request.uri().path_and_query().map_or("/", |pq| pq.as_str())
 }
 
+/// Longest field-name prefix the scan needs to see: `transfer-encoding:`.
+const LONGEST_NAME: usize = 18;
+
+/// Watches an HTTP/1 byte stream for a block of lines (a head) that carries both
+/// `Content-Length` and `Transfer-Encoding`, and raises `flag` when one ends.
+///
+/// It looks only at the first bytes of each line (found with `memchr`), so bodies cost a few
+/// instructions per line. Body text can only raise the flag for its own connection, and only
+/// with lines that start with both field names followed by an empty line; a real head with both
+/// is always seen, since hyper reads every byte through here before it parses the head.
+#[derive(Debug, Default)]
+pub struct LengthScan {
+    /// Lowercased start of the current line.
+    start: [u8; LONGEST_NAME],
+    start_len: usize,
+    /// Bytes of the current line so far (an empty line is 0, or 1 for a lone `\r`).
+    line_len: usize,
+    /// Last byte of the current line, to tell `\r\n` from `x\n`.
+    last: u8,
+    content_length: bool,
+    transfer_encoding: bool,
+}
+
+impl LengthScan {
+    /// Feeds bytes as read; true once a head with both fields has ended.
+    pub fn feed(&mut self, mut data: &[u8]) -> bool {
+        let mut found = false;
+        while !data.is_empty() {
+            // Collect the start of the line.
+            while self.start_len < LONGEST_NAME {
+                let Some((&byte, rest)) = data.split_first() else {
+                    return found;
+                };
+                if byte == b'\n' {
+                    break;
+                }
+                self.start[self.start_len] = byte.to_ascii_lowercase();
+                self.start_len += 1;
+                self.line_len += 1;
+                self.last = byte;
+                data = rest;
+            }
+            match memchr::memchr(b'\n', data) {
+                None => {
+                    self.line_len += data.len();
+                    if let Some(&byte) = data.last() {
+                        self.last = byte;
+                    }
+                    return found;
+                }
+                Some(at) => {
+                    if at > 0 {
+                        self.line_len += at;
+                        self.last = data[at - 1];
+                    }
+                    found |= self.end_line();
+                    data = &data[at + 1..];
+                }
+            }
+        }
+        found
+    }
+
+    fn end_line(&mut self) -> bool {
+        let empty = self.line_len == 0 || (self.line_len == 1 && self.last == b'\r');
+        let line = &self.start[..self.start_len];
+        let mut found = false;
+        if empty {
+            found = self.content_length && self.transfer_encoding;
+            self.content_length = false;
+            self.transfer_encoding = false;
+        } else if line.starts_with(b"content-length:") {
+            self.content_length = true;
+        } else if line.starts_with(b"transfer-encoding:") {
+            self.transfer_encoding = true;
+        }
+        self.start_len = 0;
+        self.line_len = 0;
+        self.last = 0;
+        found
+    }
+}
+
+/// An HTTP/1 connection's byte stream with a [`LengthScan`] on what is read.
+pub struct ScanIo<IO> {
+    inner: IO,
+    scan: LengthScan,
+    flag: Arc<AtomicBool>,
+}
+
+impl<IO> ScanIo<IO> {
+    /// Wraps `inner`; `flag` is raised for good once an ambiguous head went by.
+    pub fn new(inner: IO, flag: Arc<AtomicBool>) -> Self {
+        ScanIo {
+            inner,
+            scan: LengthScan::default(),
+            flag,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for ScanIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            if let Some(new) = buf.filled().get(before..) {
+                if this.scan.feed(new) {
+                    this.flag.store(true, Ordering::Release);
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for ScanIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,35 +265,60 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_sees_both_length_fields_in_one_head_however_split() {
+        let smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for split in 0..smuggle.len() {
+            let mut scan = LengthScan::default();
+            let found = scan.feed(&smuggle[..split]) | scan.feed(&smuggle[split..]);
+            assert!(found, "missed when split at {split}");
+        }
+        let mut scan = LengthScan::default();
+        assert!(smuggle.iter().any(|b| scan.feed(std::slice::from_ref(b))));
+        let upper = b"GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\ncontent-length:5\r\n\r\n";
+        assert!(LengthScan::default().feed(upper));
+    }
+
+    #[test]
+    fn the_scan_leaves_ordinary_traffic_alone() {
+        let mut scan = LengthScan::default();
+        let traffic = b"POST /_bulk HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\n{\"index\":{}}\n{\"transfer-encoding:\":1}\n\
+            POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert!(!scan.feed(traffic));
+        // The fields in two different heads are not one head.
+        let mut scan = LengthScan::default();
+        assert!(!scan.feed(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    }
+
+    #[test]
     fn trace_and_connect_are_refused() {
         for method in [Method::TRACE, Method::CONNECT] {
-            let error = check(&request(method, "/", &["h"]), &limits()).unwrap_err();
+            let error = check(&request(method, "/", &["h"]), &limits(), None).unwrap_err();
             assert_eq!(error.status(), 405);
         }
-        assert!(check(&request(Method::GET, "/", &["h"]), &limits()).is_ok());
+        assert!(check(&request(Method::GET, "/", &["h"]), &limits(), None).is_ok());
     }
 
     #[test]
     fn host_must_be_there_once() {
-        let error = check(&request(Method::GET, "/", &[]), &limits()).unwrap_err();
+        let error = check(&request(Method::GET, "/", &[]), &limits(), None).unwrap_err();
         assert_eq!(error, ApiError::BadFraming("missing Host header"));
-        let error = check(&request(Method::GET, "/", &["a", "b"]), &limits()).unwrap_err();
+        let error = check(&request(Method::GET, "/", &["a", "b"]), &limits(), None).unwrap_err();
         assert_eq!(error, ApiError::BadFraming("more than one Host header"));
         let mut old = request(Method::GET, "/", &[]);
         *old.version_mut() = Version::HTTP_10;
-        assert!(check(&old, &limits()).is_ok());
+        assert!(check(&old, &limits(), None).is_ok());
         let mut h2 = request(Method::GET, "https://gw.example/", &[]);
         *h2.version_mut() = Version::HTTP_2;
-        assert!(check(&h2, &limits()).is_ok());
+        assert!(check(&h2, &limits(), None).is_ok());
     }
 
     #[test]
     fn long_lines_and_header_blocks_are_refused_with_their_statuses() {
         let long = format!("/{}", "a".repeat(60));
-        let error = check(&request(Method::GET, &long, &["h"]), &limits()).unwrap_err();
+        let error = check(&request(Method::GET, &long, &["h"]), &limits(), None).unwrap_err();
         assert_eq!(error.status(), 414);
         let big = "v".repeat(100);
-        let error = check(&request(Method::GET, "/", &[&big]), &limits()).unwrap_err();
+        let error = check(&request(Method::GET, "/", &[&big]), &limits(), None).unwrap_err();
         assert_eq!(error.status(), 431);
     }
 }

@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ServerConfig, TlsConfig};
+use crate::framing::ScanIo;
 use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
 
@@ -177,14 +179,17 @@ async fn serve<H: Handler>(
     builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
 ) {
+    let ambiguous = Arc::new(AtomicBool::new(false));
     let Some(acceptor) = tls else {
-        let client = ClientInfo::new(peer, false, trusted);
+        let client = ClientInfo::new(peer, false, trusted, ambiguous.clone());
+        let stream = ScanIo::new(stream, ambiguous);
         return serve_http(stream, client, handler, &builder, watcher).await;
     };
     let deadline = TlsConfig::HANDSHAKE_TIMEOUT;
     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let client = ClientInfo::new(peer, true, trusted);
+            let client = ClientInfo::new(peer, true, trusted, ambiguous.clone());
+            let stream = ScanIo::new(stream, ambiguous);
             serve_http(stream, client, handler, &builder, watcher).await
         }
         Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),

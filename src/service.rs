@@ -69,7 +69,9 @@ async fn dispatch(
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    framing::check(&request, &state.config.server.http)?;
+    let http1 = request.version() < http::Version::HTTP_2;
+    let ambiguous = http1.then_some(&*client.ambiguous_length);
+    framing::check(&request, &state.config.server.http, ambiguous)?;
     let security = match path::classify(request.uri().path()) {
         Ok(kind) => kind == PathKind::Security,
         Err(PathError::DotSegment) => {

@@ -329,3 +329,30 @@ async fn an_h2_requests_authority_names_the_host() {
         Some(gw.addr.to_string().as_str())
     );
 }
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_refused_and_the_connection_closed() {
+    let upstream = FakeUpstream::start().await;
+    let (gw, token) = gateway_with_token(&upstream, "").await;
+    for fields in [
+        "Content-Length: 4\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 4",
+    ] {
+        // A smuggling attempt: what one hop reads as the body, another reads as a request.
+        let request = format!(
+            "POST /logs/_doc HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n{fields}\r\n\r\n\
+             0\r\n\r\nGET /_security/user HTTP/1.1\r\nHost: gw\r\n\r\n"
+        );
+        let response = raw::exchange(gw.addr, request.as_bytes()).await;
+        assert_eq!(response.status, 400, "{fields}");
+        assert_eq!(response.values("connection"), ["close"]);
+    }
+    assert!(upstream.requests().is_empty());
+    // An honest chunked request still passes.
+    let request = format!(
+        "POST /logs/_doc HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+    );
+    assert_eq!(raw::exchange(gw.addr, request.as_bytes()).await.status, 200);
+    assert_eq!(upstream.single_request().body_len, 2);
+}

@@ -96,16 +96,25 @@ pub struct ClientInfo {
     pub proto: HeaderValue,
     /// The peer is a configured trusted proxy: its forwarding headers are kept and extended.
     pub trusted: bool,
+    /// Raised by the connection's byte scan when a head carried both `Content-Length` and
+    /// `Transfer-Encoding` (see `framing::ScanIo`).
+    pub ambiguous_length: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClientInfo {
-    pub fn new(peer: std::net::SocketAddr, tls: bool, trusted: bool) -> Self {
+    pub fn new(
+        peer: std::net::SocketAddr,
+        tls: bool,
+        trusted: bool,
+        ambiguous_length: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         let ip = peer.ip().to_canonical().to_string();
         ClientInfo {
             peer,
             peer_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             trusted,
+            ambiguous_length,
         }
     }
 }
@@ -172,11 +181,21 @@ mod tests {
     }
 
     fn client() -> ClientInfo {
-        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false, false)
+        ClientInfo::new(
+            "10.1.2.3:5555".parse().unwrap(),
+            false,
+            false,
+            Default::default(),
+        )
     }
 
     fn trusted_proxy() -> ClientInfo {
-        ClientInfo::new("10.1.2.3:5555".parse().unwrap(), false, true)
+        ClientInfo::new(
+            "10.1.2.3:5555".parse().unwrap(),
+            false,
+            true,
+            Default::default(),
+        )
     }
 
     #[test]
