@@ -98,80 +98,97 @@ const LONGEST_NAME: usize = 18;
 /// Watches an HTTP/1 byte stream for a block of lines (a head) that carries both
 /// `Content-Length` and `Transfer-Encoding`, and raises `flag` when one ends.
 ///
-/// It looks only at the first bytes of each line (found with `memchr`), so bodies cost a few
-/// instructions per line. Body text can only raise the flag for its own connection, and only
-/// with lines that start with both field names followed by an empty line; a real head with both
-/// is always seen, since hyper reads every byte through here before it parses the head.
-#[derive(Debug, Default)]
+/// It looks only at the first bytes of each line (lines found with `memchr`), so bodies cost a
+/// few instructions per line. Body text can only raise the flag for its own connection, and
+/// only with lines that start with both field names followed by an empty line; a real head with
+/// both is always seen, since hyper reads every byte through here before it parses the head.
+#[derive(Debug)]
 pub struct LengthScan {
-    /// Lowercased start of the current line.
-    start: [u8; LONGEST_NAME],
-    start_len: usize,
-    /// Bytes of the current line so far (an empty line is 0, or 1 for a lone `\r`).
-    line_len: usize,
-    /// Last byte of the current line, to tell `\r\n` from `x\n`.
-    last: u8,
+    /// The first bytes of a line whose start was split between two reads.
+    carry: [u8; LONGEST_NAME],
+    carry_len: usize,
+    /// At the start of a line (or within its first bytes, kept in `carry`).
+    at_start: bool,
     content_length: bool,
     transfer_encoding: bool,
+}
+
+impl Default for LengthScan {
+    fn default() -> Self {
+        LengthScan {
+            carry: [0; LONGEST_NAME],
+            carry_len: 0,
+            at_start: true,
+            content_length: false,
+            transfer_encoding: false,
+        }
+    }
 }
 
 impl LengthScan {
     /// Feeds bytes as read; true once a head with both fields has ended.
     pub fn feed(&mut self, mut data: &[u8]) -> bool {
         let mut found = false;
-        while !data.is_empty() {
-            // Collect the start of the line.
-            while self.start_len < LONGEST_NAME {
-                let Some((&byte, rest)) = data.split_first() else {
-                    return found;
+        loop {
+            if self.at_start {
+                let room = LONGEST_NAME - self.carry_len;
+                let window = data.get(..room.min(data.len())).unwrap_or_default();
+                let mut start = [0u8; LONGEST_NAME];
+                // At most 18 bytes: a plain search beats memchr's set-up.
+                let (taken, line_ended) = match window.iter().position(|&b| b == b'\n') {
+                    Some(at) => (at, true),
+                    None => (window.len(), false),
                 };
-                if byte == b'\n' {
-                    break;
+                if !line_ended && self.carry_len + taken < LONGEST_NAME {
+                    // The read ended inside the line's first bytes: keep them for the next one.
+                    self.carry[self.carry_len..self.carry_len + taken]
+                        .copy_from_slice(&window[..taken]);
+                    self.carry_len += taken;
+                    return found;
                 }
-                self.start[self.start_len] = byte.to_ascii_lowercase();
-                self.start_len += 1;
-                self.line_len += 1;
-                self.last = byte;
-                data = rest;
+                let len = self.carry_len + taken;
+                start[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
+                start[self.carry_len..len].copy_from_slice(&window[..taken]);
+                self.carry_len = 0;
+                found |= self.classify(&start[..len]);
+                if line_ended {
+                    data = &data[taken + 1..];
+                    continue;
+                }
+                data = &data[taken..];
+                self.at_start = false;
             }
             match memchr::memchr(b'\n', data) {
-                None => {
-                    self.line_len += data.len();
-                    if let Some(&byte) = data.last() {
-                        self.last = byte;
-                    }
-                    return found;
-                }
                 Some(at) => {
-                    if at > 0 {
-                        self.line_len += at;
-                        self.last = data[at - 1];
-                    }
-                    found |= self.end_line();
                     data = &data[at + 1..];
+                    self.at_start = true;
                 }
+                None => return found,
             }
         }
-        found
     }
 
-    fn end_line(&mut self) -> bool {
-        let empty = self.line_len == 0 || (self.line_len == 1 && self.last == b'\r');
-        let line = &self.start[..self.start_len];
-        let mut found = false;
-        if empty {
-            found = self.content_length && self.transfer_encoding;
+    /// Takes in the first bytes of a line (all of it when shorter); true when it is the empty
+    /// line ending a head that had both fields.
+    fn classify(&mut self, start: &[u8]) -> bool {
+        if start.is_empty() || start == b"\r" {
+            let both = self.content_length && self.transfer_encoding;
             self.content_length = false;
             self.transfer_encoding = false;
-        } else if line.starts_with(b"content-length:") {
-            self.content_length = true;
-        } else if line.starts_with(b"transfer-encoding:") {
-            self.transfer_encoding = true;
+            return both;
         }
-        self.start_len = 0;
-        self.line_len = 0;
-        self.last = 0;
-        found
+        let is = |name: &[u8]| {
+            start
+                .get(..name.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(name))
+        };
+        // Most lines start with neither letter: one comparison each.
+        match start.first().map(u8::to_ascii_lowercase) {
+            Some(b'c') if is(b"content-length:") => self.content_length = true,
+            Some(b't') if is(b"transfer-encoding:") => self.transfer_encoding = true,
+            _ => {}
+        }
+        false
     }
 }
 

@@ -35,7 +35,7 @@ pub enum PathError {
 /// Classifies a request path (without the query).
 pub fn classify(raw: &str) -> Result<PathKind, PathError> {
     // The common path has nothing to decode or resolve: judge the text as it is.
-    if !raw.contains('%') && !raw.contains("/.") && !raw.contains("//") {
+    if is_plain(raw.as_bytes()) {
         let segments = raw.split('/').filter(|s| !s.is_empty());
         return Ok(kind_of(&segments));
     }
@@ -46,6 +46,18 @@ pub fn classify(raw: &str) -> Result<PathKind, PathError> {
         return Err(PathError::DotSegment);
     }
     Ok(kind_of(&segments.into_iter()))
+}
+
+/// No `%`, no `//` and no `/.`: one pass over the bytes, as paths are short.
+fn is_plain(path: &[u8]) -> bool {
+    let mut after_slash = false;
+    for &byte in path {
+        if byte == b'%' || (after_slash && (byte == b'/' || byte == b'.')) {
+            return false;
+        }
+        after_slash = byte == b'/';
+    }
+    true
 }
 
 fn kind_of<'a, I: Iterator<Item = &'a str> + Clone>(segments: &I) -> PathKind {
