@@ -133,7 +133,6 @@ impl LengthScan {
             if self.at_start {
                 let room = LONGEST_NAME - self.carry_len;
                 let window = data.get(..room.min(data.len())).unwrap_or_default();
-                let mut start = [0u8; LONGEST_NAME];
                 // At most 18 bytes: a plain search beats memchr's set-up.
                 let (taken, line_ended) = match window.iter().position(|&b| b == b'\n') {
                     Some(at) => (at, true),
@@ -146,11 +145,16 @@ impl LengthScan {
                     self.carry_len += taken;
                     return found;
                 }
-                let len = self.carry_len + taken;
-                start[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
-                start[self.carry_len..len].copy_from_slice(&window[..taken]);
-                self.carry_len = 0;
-                found |= self.classify(&start[..len]);
+                if self.carry_len == 0 {
+                    found |= self.classify(&window[..taken]);
+                } else {
+                    let len = self.carry_len + taken;
+                    let mut start = [0u8; LONGEST_NAME];
+                    start[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
+                    start[self.carry_len..len].copy_from_slice(&window[..taken]);
+                    self.carry_len = 0;
+                    found |= self.classify(&start[..len]);
+                }
                 if line_ended {
                     data = &data[taken + 1..];
                     continue;

@@ -36,8 +36,18 @@ pub enum PathError {
 pub fn classify(raw: &str) -> Result<PathKind, PathError> {
     // The common path has nothing to decode or resolve: judge the text as it is.
     if is_plain(raw.as_bytes()) {
-        let segments = raw.split('/').filter(|s| !s.is_empty());
-        return Ok(kind_of(&segments));
+        // No `//` here, so at most one slash leads.
+        let path = raw.strip_prefix('/').unwrap_or(raw);
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        let security = under("_security") || under("_xpack/security");
+        return Ok(if security {
+            PathKind::Security
+        } else {
+            PathKind::Other
+        });
     }
     let decoded: Cow<'_, str> = percent_decode_str(raw).decode_utf8_lossy();
     // A decoded `%2F` separates segments too: some hops decode before they split.
