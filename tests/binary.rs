@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::process::{field, tokengate, GatewayProcess};
-use common::{basic, FakeUpstream};
+use common::FakeUpstream;
 
 const PASSWORD: &str = "bin-elastic-pw";
 
@@ -36,21 +36,11 @@ async fn the_binary_serves_tokens_and_forwards() {
 
     let client = common::client();
     let url = |path: &str| format!("http://{addr}{path}");
-    let response = client
-        .post(url(
-            "/_security/service/elastic/fleet-server/credential/token/bin1",
-        ))
-        .header("authorization", basic("elastic", PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    let value = body["token"]["value"].as_str().unwrap();
+    let value = child.create_token("bin1", PASSWORD).await;
 
     let response = client
         .get(url("/_cluster/health"))
-        .bearer_auth(value)
+        .bearer_auth(&value)
         .send()
         .await
         .unwrap();

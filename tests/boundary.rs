@@ -310,11 +310,7 @@ async fn upstream_slots_are_bounded_and_excess_gets_503() {
 async fn an_h2_requests_authority_names_the_host() {
     let upstream = FakeUpstream::start().await;
     let (gw, token) = gateway_with_token(&upstream, "").await;
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = common::h2c_client();
     let response = h2
         .get(gw.url("/"))
         .bearer_auth(&token)

@@ -337,11 +337,7 @@ async fn h2c_clients_are_forwarded_over_http1() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::start(&upstream).await;
     let value = gw.create_token(FLEET, "t1").await;
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = common::h2c_client();
     let response = h2
         .get(gw.url("/_cluster/health?local=true"))
         .bearer_auth(&value)

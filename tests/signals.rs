@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::process::{tokengate, GatewayProcess};
-use common::{basic, FakeUpstream, TestGateway, FLEET};
+use common::{FakeUpstream, TestGateway};
 use tokio::sync::Notify;
 
 const PASSWORD: &str = "signal-elastic-pw";
@@ -27,23 +27,6 @@ async fn spawn(upstream: &FakeUpstream, dir: &Path) -> GatewayProcess {
             .env("ELASTIC_PASSWORD", PASSWORD),
     )
     .await
-}
-
-/// Creates `elastic/fleet-server/<name>` through the process's API; returns the value.
-async fn create_token(gw: &GatewayProcess, name: &str) -> String {
-    let url = format!(
-        "http://{}/_security/service/{FLEET}/credential/token/{name}",
-        gw.addr
-    );
-    let response = common::client()
-        .post(url)
-        .header("authorization", basic("elastic", PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::json_of(response).await;
-    assert_eq!(status, 200, "{body}");
-    body["token"]["value"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -66,7 +49,7 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let mut gw = spawn(&upstream, dir.path()).await;
-    let token = create_token(&gw, "before-term").await;
+    let token = gw.create_token("before-term", PASSWORD).await;
 
     let addr = gw.addr;
     let in_flight = tokio::spawn({
@@ -141,7 +124,7 @@ async fn sighup_reloads_a_plain_http_gateway_and_it_keeps_serving() {
     let upstream = FakeUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut gw = spawn(&upstream, dir.path()).await;
-    let token = create_token(&gw, "before-hup").await;
+    let token = gw.create_token("before-hup", PASSWORD).await;
 
     for _ in 0..2 {
         gw.signal("HUP");
@@ -157,7 +140,7 @@ async fn sighup_reloads_a_plain_http_gateway_and_it_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let after = create_token(&gw, "after-hup").await;
+    let after = gw.create_token("after-hup", PASSWORD).await;
     assert_ne!(after, token);
     assert!(gw.running());
 }

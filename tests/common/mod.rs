@@ -189,6 +189,15 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// A client speaking HTTP/2 over plain TCP from the first byte (h2c, prior knowledge).
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
 impl TestGateway {
     pub fn builder() -> TestGatewayBuilder {
         TestGatewayBuilder::default()

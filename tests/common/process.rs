@@ -106,6 +106,24 @@ impl GatewayProcess {
         }
     }
 
+    /// Creates token `name` of `elastic/fleet-server` through the process's API as `elastic`
+    /// with `password`; returns the token's value.
+    pub async fn create_token(&self, name: &str, password: &str) -> String {
+        let url = format!(
+            "http://{}/_security/service/elastic/fleet-server/credential/token/{name}",
+            self.addr
+        );
+        let response = super::client()
+            .post(url)
+            .header("authorization", super::basic("elastic", password))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = super::json_of(response).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"]["value"].as_str().unwrap().to_owned()
+    }
+
     /// Sends signal `name` (`TERM`, `HUP`, …) to the process by its PID.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
