@@ -30,7 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
@@ -135,8 +135,8 @@ impl Limits {
 enum Admission {
     /// One was free.
     Now(OwnedSemaphorePermit),
-    /// The longest-idle connection was told to close; its slot is on the way.
-    AfterEviction(Arc<Semaphore>),
+    /// The longest-idle connection was told to close; its permit comes here when it has.
+    AfterEviction(oneshot::Receiver<OwnedSemaphorePermit>),
 }
 
 /// An admitted connection on its way to its task.
@@ -189,15 +189,16 @@ async fn accept_loop<H: Handler>(
         let admission = match limits.slots.clone().try_acquire_owned() {
             Ok(permit) => Admission::Now(permit),
             Err(TryAcquireError::Closed) => return,
-            Err(TryAcquireError::NoPermits) if limits.registry.evict_idlest() => {
-                Admission::AfterEviction(limits.slots.clone())
-            }
-            Err(TryAcquireError::NoPermits) => {
-                limits
-                    .refusals
-                    .refuse(stream, tls.is_some(), Refusal::Full, peer.ip());
-                continue;
-            }
+            Err(TryAcquireError::NoPermits) => match limits.registry.evict_idlest() {
+                Some(succession) => Admission::AfterEviction(succession),
+                None => {
+                    let why = Refusal::Full;
+                    limits
+                        .refusals
+                        .refuse(stream, tls.is_some(), why, peer.ip());
+                    continue;
+                }
+            },
         };
         let _ = stream.set_nodelay(true);
         let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
@@ -255,21 +256,24 @@ async fn serve<H: Handler>(
     } = accepted;
     let permit = match admission {
         Admission::Now(permit) => permit,
-        Admission::AfterEviction(slots) => {
-            let freed = tokio::select! {
-                freed = tokio::time::timeout_at(deadline, slots.acquire_owned()) => freed,
+        Admission::AfterEviction(succession) => {
+            let handed = tokio::select! {
+                handed = tokio::time::timeout_at(deadline, succession) => handed,
                 _ = task.wait_for(|draining| *draining) => return,
             };
-            let Ok(Ok(permit)) = freed else {
-                tracing::debug!("no slot freed before the first-request deadline");
+            let Ok(Ok(permit)) = handed else {
+                tracing::debug!(
+                    "the evicted connection did not end before the first-request deadline"
+                );
                 return;
             };
             permit
         }
     };
     let slot = registry.slot(ClientInfo::new(peer, tls.is_some()));
-    // Dropped in this order when the task ends: out of the registry, slot and share given back.
-    let _held = (registry.register(slot.clone()), permit, address);
+    // Held until the task ends: then out of the registry, the permit passed on or given back,
+    // the address's share given back.
+    let _held = (registry.register(slot.clone(), permit), address);
     let Some(acceptor) = tls else {
         return serve_http(stream, &slot, handler, &builder, deadline).await;
     };

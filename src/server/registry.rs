@@ -1,5 +1,5 @@
 //! Every live connection with its idle state, so that at the connection limit the longest-idle
-//! one can be asked to make room.
+//! one can be asked to make room, and its slot handed to the connection that asked.
 //!
 //! A request touches only its own connection's [`Slot`] (two atomic read-modify-writes and a
 //! store, no lock); the registry's lock is taken when a connection opens or closes and when
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
 use crate::proxy::headers::ClientInfo;
 
@@ -26,11 +26,23 @@ pub(super) struct Registry {
 
 #[derive(Default)]
 struct Table {
-    slots: Vec<Option<Arc<Slot>>>,
+    entries: Vec<Option<Entry>>,
     free: Vec<usize>,
     /// Shutting down: every connection, including one registered from now on, is told to close.
     closing: bool,
 }
+
+struct Entry {
+    slot: Arc<Slot>,
+    /// Where this connection's permit goes when it ends, once it was asked to make room.
+    heir: Option<Succession>,
+}
+
+/// The permit of an evicted connection, sent to the connection it made room for.
+///
+/// Handing it over directly, rather than releasing it to the semaphore, keeps the accept loop
+/// from giving it to a later connection before the one that evicted for it is ready to wait.
+pub(super) type Succession = oneshot::Sender<OwnedSemaphorePermit>;
 
 /// One connection as its requests and the accept loop see it.
 ///
@@ -44,15 +56,15 @@ pub(super) struct Slot {
     last_active: AtomicU64,
     /// Whether the client has spoken: a request head arrived, or an HTTP/2 preface.
     greeted: AtomicBool,
-    /// Set once, by the accept loop, when it asks this connection to make room.
-    evicting: AtomicBool,
     close: Notify,
 }
 
-/// Keeps a slot in the registry; removes it when the connection task ends.
+/// Keeps a slot and its permit in the registry; when the connection task ends, removes it and
+/// gives the permit back, or to the connection it made room for.
 pub(super) struct Registered {
     registry: Arc<Registry>,
     index: usize,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// One request in flight on a slot; marks the connection active again when dropped, which the
@@ -77,65 +89,70 @@ impl Registry {
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(0),
             greeted: AtomicBool::new(false),
-            evicting: AtomicBool::new(false),
             close: Notify::new(),
         };
         slot.touch();
         Arc::new(slot)
     }
 
-    /// Makes `slot` a candidate for eviction until the returned guard is dropped.
-    pub(super) fn register(self: &Arc<Self>, slot: Arc<Slot>) -> Registered {
+    /// Makes `slot`, holding `permit`, a candidate for eviction until the returned guard is
+    /// dropped.
+    pub(super) fn register(
+        self: &Arc<Self>,
+        slot: Arc<Slot>,
+        permit: OwnedSemaphorePermit,
+    ) -> Registered {
         let mut table = self.lock();
         if table.closing {
             slot.close.notify_one();
         }
+        let entry = Entry { slot, heir: None };
         let index = match table.free.pop() {
             Some(index) => {
-                if let Some(entry) = table.slots.get_mut(index) {
-                    *entry = Some(slot);
+                if let Some(free) = table.entries.get_mut(index) {
+                    *free = Some(entry);
                 }
                 index
             }
             None => {
-                table.slots.push(Some(slot));
-                table.slots.len() - 1
+                table.entries.push(Some(entry));
+                table.entries.len() - 1
             }
         };
         Registered {
             registry: self.clone(),
             index,
+            permit: Some(permit),
         }
     }
 
     /// Asks the connection idle the longest (no request in flight, not already asked) to close;
-    /// `false` when every connection is busy.
+    /// its permit arrives on the returned receiver when it has. `None` when every connection
+    /// is busy.
     ///
     /// A linear scan: it runs only when every slot is taken, and visiting ten thousand slots
     /// costs tens of microseconds, against keeping an ordered index up to date on every request.
-    pub(super) fn evict_idlest(&self) -> bool {
-        let table = self.lock();
+    pub(super) fn evict_idlest(&self) -> Option<oneshot::Receiver<OwnedSemaphorePermit>> {
+        let mut table = self.lock();
         let idlest = table
-            .slots
-            .iter()
+            .entries
+            .iter_mut()
             .flatten()
-            .filter(|slot| slot.is_idle() && !slot.evicting.load(Ordering::Relaxed))
-            .min_by_key(|slot| slot.last_active.load(Ordering::Relaxed));
-        let Some(slot) = idlest else {
-            return false;
-        };
-        slot.evicting.store(true, Ordering::Relaxed);
+            .filter(|entry| entry.heir.is_none() && entry.slot.is_idle())
+            .min_by_key(|entry| entry.slot.last_active.load(Ordering::Relaxed))?;
+        let (heir, permit) = oneshot::channel();
+        idlest.heir = Some(heir);
         // A stored permit if the task is not waiting yet: the request cannot be lost.
-        slot.close.notify_one();
-        true
+        idlest.slot.close.notify_one();
+        Some(permit)
     }
 
     /// Tells every connection, now and registered later, to close gracefully.
     pub(super) fn close_all(&self) {
         let mut table = self.lock();
         table.closing = true;
-        for slot in table.slots.iter().flatten() {
-            slot.close.notify_one();
+        for entry in table.entries.iter().flatten() {
+            entry.slot.close.notify_one();
         }
     }
 
@@ -143,7 +160,7 @@ impl Registry {
     #[cfg(test)]
     fn len(&self) -> usize {
         let table = self.lock();
-        table.slots.len() - table.free.len()
+        table.entries.len() - table.free.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -154,10 +171,17 @@ impl Registry {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let mut table = self.registry.lock();
-        if let Some(entry) = table.slots.get_mut(self.index) {
-            *entry = None;
+        // Under the lock, so an eviction either sees this entry (and its heir is found here)
+        // or does not see it at all.
+        let heir = {
+            let mut table = self.registry.lock();
+            let entry = table.entries.get_mut(self.index).and_then(Option::take);
             table.free.push(self.index);
+            entry.and_then(|entry| entry.heir)
+        };
+        if let (Some(heir), Some(permit)) = (heir, self.permit.take()) {
+            // An heir that gave up waiting returns the permit to the semaphore.
+            let _ = heir.send(permit);
         }
     }
 }
@@ -206,10 +230,16 @@ impl Drop for Active<'_> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::Semaphore;
+
     use super::*;
 
     fn client() -> ClientInfo {
         ClientInfo::new("127.0.0.1:1".parse().unwrap(), false)
+    }
+
+    fn permit() -> OwnedSemaphorePermit {
+        Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap()
     }
 
     /// A slot whose last request ended `ms` after the registry's epoch.
@@ -223,27 +253,36 @@ mod tests {
     fn the_longest_idle_connection_is_asked_first_and_only_once() {
         let registry = Registry::new();
         let (old, young) = (idle_since(&registry, 1), idle_since(&registry, 5));
-        let _kept = (
-            registry.register(old.clone()),
-            registry.register(young.clone()),
-        );
-        assert!(registry.evict_idlest());
-        assert!(old.evicting.load(Ordering::Relaxed));
-        assert!(!young.evicting.load(Ordering::Relaxed));
-        assert!(registry.evict_idlest());
-        assert!(young.evicting.load(Ordering::Relaxed));
-        assert!(!registry.evict_idlest(), "both were asked already");
+        let old_registered = registry.register(old, permit());
+        let _young_registered = registry.register(young, permit());
+        let mut heir = registry.evict_idlest().unwrap();
+        assert!(registry.evict_idlest().is_some(), "the younger one next");
+        assert!(registry.evict_idlest().is_none(), "both were asked already");
+        assert!(heir.try_recv().is_err(), "nothing before the old one ends");
+        drop(old_registered);
+        assert!(heir.try_recv().is_ok(), "its permit went to the heir");
     }
 
     #[test]
     fn busy_connections_are_never_asked() {
         let registry = Registry::new();
         let slot = idle_since(&registry, 1);
-        let _registered = registry.register(slot.clone());
+        let _registered = registry.register(slot.clone(), permit());
         let active = slot.begin();
-        assert!(!registry.evict_idlest());
+        assert!(registry.evict_idlest().is_none());
         drop(active);
-        assert!(registry.evict_idlest());
+        assert!(registry.evict_idlest().is_some());
+    }
+
+    #[test]
+    fn a_permit_whose_heir_gave_up_returns_to_its_semaphore() {
+        let registry = Registry::new();
+        let semaphore = Arc::new(Semaphore::new(1));
+        let permit = semaphore.clone().try_acquire_owned().unwrap();
+        let registered = registry.register(registry.slot(client()), permit);
+        drop(registry.evict_idlest().unwrap());
+        drop(registered);
+        assert_eq!(semaphore.available_permits(), 1);
     }
 
     #[test]
@@ -261,16 +300,16 @@ mod tests {
     #[test]
     fn closed_connections_leave_and_their_index_is_reused() {
         let registry = Registry::new();
-        let first = registry.register(registry.slot(client()));
-        let second = registry.register(registry.slot(client()));
+        let first = registry.register(registry.slot(client()), permit());
+        let second = registry.register(registry.slot(client()), permit());
         assert_eq!(registry.len(), 2);
         let index = first.index;
         drop(first);
         assert_eq!(registry.len(), 1);
-        let third = registry.register(registry.slot(client()));
+        let third = registry.register(registry.slot(client()), permit());
         assert_eq!(third.index, index);
         drop((second, third));
         assert_eq!(registry.len(), 0);
-        assert!(!registry.evict_idlest());
+        assert!(registry.evict_idlest().is_none());
     }
 }
