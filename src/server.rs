@@ -212,8 +212,8 @@ async fn accept_loop<H: Handler>(
         };
         let (handler, builder, registry) =
             (handler.clone(), builder.clone(), limits.registry.clone());
-        let task = tasks.subscribe();
-        tokio::spawn(serve(accepted, handler, builder, registry, task).instrument(span));
+        let drain = tasks.subscribe();
+        tokio::spawn(serve(accepted, handler, builder, registry, drain).instrument(span));
     }
 }
 
@@ -244,7 +244,7 @@ async fn serve<H: Handler>(
     handler: H,
     builder: auto::Builder<TokioExecutor>,
     registry: Arc<Registry>,
-    mut task: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
 ) {
     let Accepted {
         stream,
@@ -259,7 +259,7 @@ async fn serve<H: Handler>(
         Admission::AfterEviction(succession) => {
             let handed = tokio::select! {
                 handed = tokio::time::timeout_at(deadline, succession) => handed,
-                _ = task.wait_for(|draining| *draining) => return,
+                _ = drain.wait_for(|draining| *draining) => return,
             };
             let Ok(Ok(permit)) = handed else {
                 tracing::debug!(

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +14,8 @@ use std::time::Duration;
 use common::upstream::default_response;
 use common::{basic_elastic, FakeUpstream, TestGateway, DEADLINE};
 use futures_util::future::select_all;
+use tls_support::client::TlsClient;
+use tls_support::{tls_section, Ca};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -321,4 +325,37 @@ async fn at_the_limit_with_every_connection_busy_a_new_one_is_refused_at_once() 
         let answer = timeout(DEADLINE, read_response(stream)).await.unwrap();
         assert_eq!(answer, Some(200));
     }
+}
+
+#[tokio::test]
+async fn over_tls_a_refused_or_silent_connection_is_closed_without_a_word() {
+    let upstream = FakeUpstream::start().await;
+    let ca = Ca::root("connection limits test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.server().write(dir.path(), "server");
+    let limits = "[server]\nmax_connections_per_ip = 1\nfirst_request_timeout = \"1s\"\n";
+    let config = format!("{}{limits}", tls_section(&cert, &key, ""));
+    let gw = TestGateway::https(&config, &format!("http://{}", upstream.addr)).await;
+
+    // Accepted in connect order: the first holds the address's only slot.
+    let mut silent = connect_from("127.0.0.1", gw.addr).await;
+    let mut over = connect_from("127.0.0.1", gw.addr).await;
+    // Plaintext on a TLS port would only confuse the client: a refusal is a bare close.
+    assert!(until_closed(&mut over, DEADLINE).await.is_empty());
+    // A handshake never started is cut at the first-request deadline.
+    assert!(until_closed(&mut silent, Duration::from_secs(5))
+        .await
+        .is_empty());
+
+    // The slot comes back once the gateway has seen its connection end.
+    let client = TlsClient::trusting(&ca.cert);
+    let served = timeout(DEADLINE, async {
+        loop {
+            if let Ok(status) = client.get(gw.addr, "/", &basic_elastic()).await {
+                return status;
+            }
+        }
+    })
+    .await;
+    assert_eq!(served.ok(), Some(200));
 }
