@@ -42,17 +42,21 @@ struct Entry {
 ///
 /// Handing it over directly, rather than releasing it to the semaphore, keeps the accept loop
 /// from giving it to a later connection before the one that evicted for it is ready to wait.
-pub(super) type Succession = oneshot::Sender<OwnedSemaphorePermit>;
+type Succession = oneshot::Sender<OwnedSemaphorePermit>;
 
 /// One connection as its requests and the accept loop see it.
 ///
 /// Relaxed atomics throughout: eviction only needs a recent picture, and acting on a stale one
-/// is harmless, since a connection told to close finishes what it has in flight first.
+/// is harmless, since a connection told to close finishes what it has in flight first. For
+/// the same reason a request counts as in flight only while its handler runs: a response body
+/// still streaming after that does not protect its connection from being chosen, but the
+/// connection then closes after that response, not during it.
 pub(super) struct Slot {
     pub(super) client: Arc<ClientInfo>,
     epoch: Instant,
     in_flight: AtomicU32,
-    /// Milliseconds from `epoch` to the end of the last request (to the accept before one).
+    /// Milliseconds from `epoch` to the end of the last request (before the first: to when the
+    /// connection got its slot).
     last_active: AtomicU64,
     /// Whether the client has spoken: a request head arrived, or an HTTP/2 preface.
     greeted: AtomicBool,
