@@ -1,26 +1,38 @@
-//! The accept loop: connection limit, TLS handshake deadline, HTTP/1.1 and HTTP/2 on one port,
+//! The accept loop: connection limits, TLS handshake deadline, HTTP/1.1 and HTTP/2 on one port,
 //! graceful drain on shutdown.
 //!
 //! It serves whatever [`Handler`] it is given, so every kind of listener (the gateway's own, an
 //! admin port) shares one loop and one set of limits.
+//!
+//! The limits keep one client's idle sockets from locking everyone else out, as a front proxy
+//! does: an address holds at most `max_connections_per_ip` connections; a new connection must
+//! deliver its first request within `first_request_timeout`; and at `max_connections` the loop
+//! keeps accepting, giving a newcomer the place of the longest-idle connection, or refusing it
+//! at once when every connection is busy. Nothing waits unaccepted in the kernel's backlog.
+
+mod greeting;
+mod limits;
+mod registry;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -28,6 +40,9 @@ use crate::config::{ServerConfig, TlsConfig};
 use crate::framing::ScanIo;
 use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
+use greeting::Greeting;
+use limits::{AddressGuard, PerAddress, Refusal, Refusals};
+use registry::{Registry, Slot};
 
 /// What a listener serves: a request in, a response out. Failures are the handler's to render,
 /// so the connection never sees an error.
@@ -60,18 +75,21 @@ pub async fn run<H: Handler>(
     config: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let limits = Limits::new(config);
     let builder = http_builder(config);
+    // Each connection task holds a receiver until it ends: the drain waits for them all.
+    let (tasks, _) = watch::channel(false);
     tokio::select! {
         () = shutdown => {}
-        () = accept_loop(&listeners, config, &handler, &limit, &builder, &graceful) => {}
+        () = accept_loop(&listeners, config, &handler, &limits, &builder, &tasks) => {}
     }
     drop(listeners);
-    let open = graceful.count();
+    let open = tasks.receiver_count();
     let grace = config.shutdown_grace;
     tracing::info!(open, ?grace, "stopped accepting; draining connections");
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
+    tasks.send_replace(true);
+    limits.registry.close_all();
+    match tokio::time::timeout(grace, tasks.closed()).await {
         Ok(()) => tracing::info!("all connections drained"),
         Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
     }
@@ -95,21 +113,63 @@ fn http_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts from every listener until the caller stops polling it; each connection holds a
-/// permit of `limit` for its lifetime and a watcher of `graceful` for the drain.
+/// What the accept loop enforces, shared with the connection tasks.
+struct Limits {
+    /// One permit per connection served, `max_connections` in all.
+    slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    registry: Arc<Registry>,
+    refusals: Refusals,
+    first_request_timeout: Duration,
+}
+
+impl Limits {
+    fn new(config: &ServerConfig) -> Self {
+        let connections = &config.connections;
+        Limits {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            per_address: PerAddress::new(connections.per_ip),
+            registry: Registry::new(),
+            refusals: Refusals::new(connections.per_ip, config.max_connections),
+            first_request_timeout: connections.first_request_timeout,
+        }
+    }
+}
+
+/// How an admitted connection gets its slot.
+enum Admission {
+    /// One was free.
+    Now(OwnedSemaphorePermit),
+    /// The longest-idle connection was told to close; its permit comes here when it has.
+    AfterEviction(oneshot::Receiver<OwnedSemaphorePermit>),
+}
+
+/// An admitted connection on its way to its task.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    /// By when the first request head must have arrived.
+    deadline: Instant,
+    admission: Admission,
+    address: AddressGuard,
+    /// The peer is a trusted proxy (`server.trusted_proxies`).
+    trusted: bool,
+}
+
+/// Accepts from every listener until the caller stops polling it. Never waits for a slot: a
+/// connection is admitted (holding its address's share and a slot for its lifetime), admitted
+/// in an evicted connection's place, or refused at once.
 async fn accept_loop<H: Handler>(
     listeners: &[Listener],
     config: &ServerConfig,
     handler: &H,
-    limit: &Arc<Semaphore>,
+    limits: &Limits,
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    tasks: &watch::Sender<bool>,
 ) {
     let mut first = 0;
     loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
         let (index, accepted) = accept_any(listeners, first).await;
         // The next round starts at the following listener, so a busy one cannot starve another.
         first = index + 1;
@@ -125,22 +185,44 @@ async fn accept_loop<H: Handler>(
                 continue;
             }
         };
+        let deadline = Instant::now() + limits.first_request_timeout;
+        let tls = listener.tls.clone();
+        let Some(address) = limits.per_address.admit(peer.ip()) else {
+            let why = Refusal::PerAddress;
+            limits
+                .refusals
+                .refuse(stream, tls.is_some(), why, peer.ip());
+            continue;
+        };
+        let admission = match limits.slots.clone().try_acquire_owned() {
+            Ok(permit) => Admission::Now(permit),
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => match limits.registry.evict_idlest() {
+                Some(succession) => Admission::AfterEviction(succession),
+                None => {
+                    let why = Refusal::Full;
+                    limits
+                        .refusals
+                        .refuse(stream, tls.is_some(), why, peer.ip());
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
-        let trusted = is_trusted(&config.trusted_proxies, peer);
-        let (handler, builder, watcher, tls) = (
-            handler.clone(),
-            builder.clone(),
-            graceful.watcher(),
-            listener.tls.clone(),
-        );
         let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
-        tokio::spawn(
-            async move {
-                serve(stream, peer, trusted, tls, handler, builder, watcher).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        let accepted = Accepted {
+            stream,
+            peer,
+            tls,
+            deadline,
+            admission,
+            address,
+            trusted: is_trusted(&config.trusted_proxies, peer),
+        };
+        let (handler, builder, registry) =
+            (handler.clone(), builder.clone(), limits.registry.clone());
+        let drain = tasks.subscribe();
+        tokio::spawn(serve(accepted, handler, builder, registry, drain).instrument(span));
     }
 }
 
@@ -170,52 +252,118 @@ fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
     trusted.iter().any(|network| network.contains(&ip))
 }
 
+/// Serves one connection: waits for its slot if it took an evicted connection's, registers
+/// it, completes the TLS handshake, then runs HTTP until the connection ends or is closed.
 async fn serve<H: Handler>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    trusted: bool,
-    tls: Option<TlsAcceptor>,
+    accepted: Accepted,
     handler: H,
     builder: auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    registry: Arc<Registry>,
+    mut drain: watch::Receiver<bool>,
 ) {
-    let ambiguous = Arc::new(AtomicBool::new(false));
-    let Some(acceptor) = tls else {
-        let client = ClientInfo::new(peer, false, trusted, ambiguous.clone());
-        let stream = ScanIo::new(stream, ambiguous);
-        return serve_http(stream, client, handler, &builder, watcher).await;
-    };
-    let deadline = TlsConfig::HANDSHAKE_TIMEOUT;
-    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => {
-            let client = ClientInfo::new(peer, true, trusted, ambiguous.clone());
-            let stream = ScanIo::new(stream, ambiguous);
-            serve_http(stream, client, handler, &builder, watcher).await
+    let Accepted {
+        stream,
+        peer,
+        tls,
+        deadline,
+        admission,
+        address,
+        trusted,
+    } = accepted;
+    let permit = match admission {
+        Admission::Now(permit) => permit,
+        Admission::AfterEviction(succession) => {
+            let handed = tokio::select! {
+                handed = tokio::time::timeout_at(deadline, succession) => handed,
+                _ = drain.wait_for(|draining| *draining) => return,
+            };
+            let Ok(Ok(permit)) = handed else {
+                tracing::debug!(
+                    "the evicted connection did not end before the first-request deadline"
+                );
+                return;
+            };
+            permit
         }
-        Ok(Err(error)) => tracing::debug!(%error, "tls handshake failed"),
-        Err(_) => tracing::debug!(timeout = ?deadline, "tls handshake deadline passed"),
-    }
+    };
+    let ambiguous = Arc::new(AtomicBool::new(false));
+    let client = ClientInfo::new(peer, tls.is_some(), trusted, ambiguous.clone());
+    let slot = registry.slot(client);
+    // Held until the task ends: then out of the registry, the permit passed on or given back,
+    // the address's share given back.
+    let _held = (registry.register(slot.clone(), permit), address);
+    let Some(acceptor) = tls else {
+        let stream = ScanIo::new(stream, ambiguous);
+        return serve_http(stream, &slot, handler, &builder, deadline).await;
+    };
+    let handshake = deadline.min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
+    let stream = tokio::select! {
+        result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("tls handshake deadline passed");
+                return;
+            }
+        },
+        () = slot.told_to_close() => return,
+    };
+    let stream = ScanIo::new(stream, ambiguous);
+    serve_http(stream, &slot, handler, &builder, deadline).await
 }
 
+/// Runs HTTP on `io` until the connection ends. Before `deadline`, a connection whose client
+/// has not spoken (see [`Greeting`]) is closed when the deadline passes or it is told to
+/// close; after that, a close request is a graceful shutdown: an idle HTTP/1 connection closes
+/// at once, a busy one after its response, HTTP/2 sends GOAWAY and finishes its streams.
 async fn serve_http<IO, H>(
     io: IO,
-    client: ClientInfo,
+    slot: &Arc<Slot>,
     handler: H,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: Watcher,
+    deadline: Instant,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let client = Arc::new(client);
+    let requests = slot.clone();
     let service = service_fn(move |request| {
-        let (handler, client) = (handler.clone(), client.clone());
-        async move { Ok::<_, Infallible>(handler.handle(request, &client).await) }
+        let (handler, slot) = (handler.clone(), requests.clone());
+        async move {
+            let _active = slot.begin();
+            Ok::<_, Infallible>(handler.handle(request, &slot.client).await)
+        }
     });
-    let connection = builder
-        .serve_connection(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(error) = watcher.watch(connection).await {
-        tracing::debug!(%error, "connection ended with an error");
+    let io = TokioIo::new(Greeting::new(io, slot.clone()));
+    let mut connection = pin!(builder.serve_connection(io, service).into_owned());
+    let mut first_request = pin!(tokio::time::sleep_until(deadline));
+    let (mut waiting, mut closing) = (true, false);
+    loop {
+        tokio::select! {
+            biased;
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut first_request, if waiting => {
+                waiting = false;
+                if !slot.greeted() {
+                    tracing::debug!("no request within first_request_timeout; closed");
+                    return;
+                }
+            }
+            () = slot.told_to_close(), if !closing => {
+                closing = true;
+                if !slot.greeted() {
+                    return;
+                }
+                connection.as_mut().graceful_shutdown();
+            }
+        }
     }
 }

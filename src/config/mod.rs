@@ -4,6 +4,7 @@
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
 mod boundary_reader;
+mod connections_reader;
 mod reader;
 mod tls_reader;
 
@@ -45,8 +46,11 @@ pub struct ServerConfig {
     pub cluster_name: String,
     /// Reported as the node name in file-token and cache-clear answers.
     pub node_name: String,
-    /// Connections served at once; further ones wait in the kernel's accept queue.
+    /// Connections served at once. At the limit a new connection takes the place of the
+    /// longest-idle one, or is refused when none is idle.
     pub max_connections: usize,
+    /// What one client may hold and how soon a new connection must speak.
+    pub connections: ConnectionLimits,
     /// Deadline for a client to send a request's headers (slowloris guard). It runs from the end
     /// of the previous response, so it also bounds how long a keep-alive connection may idle:
     /// clients' connection pools (60 s and more) must not see their connections vanish.
@@ -106,6 +110,28 @@ impl ServerConfig {
     pub const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
     /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
     pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+}
+
+/// Limits that keep one client's idle sockets from locking everyone else out.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections one client address may hold at once (`server.max_connections_per_ip`).
+    pub per_ip: usize,
+    /// Deadline, from accept, for a new connection's first request head: HTTPS includes the
+    /// handshake, HTTP/2 needs only its connection preface and SETTINGS
+    /// (`server.first_request_timeout`). Afterwards `header_timeout` bounds the idle time.
+    pub first_request_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// Far above one host's client pool (Logstash's Elasticsearch output opens at most 100 per
+    /// node; Beats and the language clients keep fewer), with room for a few such hosts behind one NAT
+    /// address, yet a tenth of the default `max_connections`: one address cannot fill the gateway.
+    pub const DEFAULT_PER_IP: usize = 1_024;
+    /// A client that connects means to talk: 10 s covers a TLS handshake and the first request
+    /// over a slow link, while a silent socket gives its slot back six times sooner than under
+    /// the keep-alive `header_timeout`.
+    pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// The cluster behind the gateway.

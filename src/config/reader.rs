@@ -76,6 +76,7 @@ impl<'a> Reader<'a> {
                 "max_connections",
                 ServerConfig::DEFAULT_MAX_CONNECTIONS,
             ),
+            connections: self.connection_limits(&mut server),
             header_timeout: self.duration(
                 &mut server,
                 "header_timeout",
