@@ -83,6 +83,8 @@ pub enum RealmError {
     Hash(#[from] bcrypt::BcryptError),
     #[error("passwords must be at least 6 characters long")]
     ShortPassword,
+    #[error("cannot start the password threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// The parsed files.
@@ -160,7 +162,8 @@ impl UserRealm {
                     limits.failed_password_cache,
                     limits.failed_password_ttl,
                 ),
-                pool: PasswordPool::new(limits.workers(), limits.queue()),
+                pool: PasswordPool::new(limits.workers(), limits.queue())
+                    .map_err(RealmError::Threads)?,
                 flights: Flights::default(),
                 generation: AtomicU64::new(0),
                 stamp: RwLock::new((None, None)),

@@ -4,39 +4,53 @@
 //! once instead of waiting.
 //!
 //! The answers that need no bcrypt (an unknown user, a failure already seen) go through the same
-//! slots and last as long as a real check, so neither queueing nor latency tells them apart from
-//! a wrong password, and they cost no CPU.
+//! slots and last as long as a real check does now, so neither queueing nor latency tells them
+//! apart from a wrong password, and they cost no CPU.
 //!
-//! Real checks run on tokio's blocking threads, never on the async workers, so a bearer request
-//! never waits behind bcrypt; the semaphore keeps this pool's share of blocking threads at
-//! `workers`.
+//! Checks run on threads of their own, never on the async workers, at the lowest scheduling
+//! priority: a bearer request never waits behind bcrypt, not even for a core. The price is that
+//! on a core saturated by proxied traffic, password checks slow down and the bounded queue
+//! refuses the excess; the proxy path is what the gateway is for.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use thread_priority::ThreadPriority;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-/// Recent verification times kept for imitations to draw from.
+/// Recent check durations kept for imitations to draw from.
 const SAMPLES: usize = 32;
+/// How long a timed check stands for the ones to come. How long bcrypt takes depends on what
+/// else the machine is doing, so an old sample (taken under a flood, say) would make
+/// imitations stand out once it is over; with none this fresh, an imitation times a real hash
+/// again, which bounds that CPU to one hash per worker per this interval.
+const FRESH: Duration = Duration::from_secs(5);
 
 /// Every slot and queue place is taken; the caller answers 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many password verifications in progress")]
 pub struct Busy;
 
-/// A cheap-clone handle on the pool.
+/// A cheap-clone handle on the pool. Its threads end when the last handle is dropped.
 #[derive(Clone)]
 pub struct PasswordPool {
     inner: Arc<Inner>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 struct Inner {
-    /// One permit per worker: checks running (or being imitated) now.
+    /// One permit per worker thread: checks running (or being imitated) now.
     running: Arc<Semaphore>,
     /// Running plus waiting: a check that finds none left is refused.
     admitted: Arc<Semaphore>,
+    /// To the worker threads. A job holds its slot until it has run, so no more than
+    /// `workers` jobs are ever in here or running, and sending never blocks.
+    jobs: SyncSender<Job>,
     /// Durations of recent real checks, which imitations reproduce.
     timings: Mutex<Timings>,
     #[cfg(test)]
@@ -50,38 +64,42 @@ struct Slot {
 }
 
 impl PasswordPool {
-    /// A pool running at most `workers` checks (at least 1), with at most `queue` waiting.
-    pub fn new(workers: usize, queue: usize) -> Self {
+    /// A pool of `workers` threads (at least 1), with at most `queue` checks waiting.
+    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
         let workers = workers.clamp(1, Semaphore::MAX_PERMITS);
         let admitted = workers.saturating_add(queue).min(Semaphore::MAX_PERMITS);
-        PasswordPool {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(workers);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("password-{n}"))
+                .spawn(move || work(&receiver))?;
+        }
+        Ok(PasswordPool {
             inner: Arc::new(Inner {
                 running: Arc::new(Semaphore::new(workers)),
                 admitted: Arc::new(Semaphore::new(admitted)),
+                jobs,
                 timings: Mutex::new(Timings::default()),
                 #[cfg(test)]
                 counts: counts::Counts::default(),
             }),
-        }
+        })
     }
 
-    /// Whether `password` matches the bcrypt `hash`, checked on a blocking thread.
+    /// Whether `password` matches the bcrypt `hash`.
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, Busy> {
         let slot = self.admit().await?;
         #[cfg(test)]
         self.inner.counts.verified();
         let (password, hash) = (password.to_owned(), hash.to_owned());
-        let ok = self
-            .timed(slot, move || {
-                bcrypt::verify(password, &hash).unwrap_or(false)
-            })
-            .await;
-        Ok(ok.unwrap_or(false))
+        let job = move || bcrypt::verify(password, &hash).unwrap_or(false);
+        Ok(self.on_worker(slot, true, job).await?.unwrap_or(false))
     }
 
-    /// Takes a slot for as long as a check of the realm's passwords takes, without checking
-    /// anything. Before any real check was timed, it times one bcrypt hash at `cost` instead
-    /// (once, as a real check would cost).
+    /// Takes a slot for as long as a check of the realm's passwords takes now, without
+    /// checking anything. With no fresh timing, it times one bcrypt hash at `cost` instead.
     pub async fn imitate(&self, cost: u32) -> Result<(), Busy> {
         let slot = self.admit().await?;
         #[cfg(test)]
@@ -94,8 +112,8 @@ impl PasswordPool {
             None => {
                 let mut password = [0u8; 16];
                 OsRng.fill_bytes(&mut password);
-                self.timed(slot, move || bcrypt::hash(password, cost).is_ok())
-                    .await;
+                let job = move || bcrypt::hash(password, cost).is_ok();
+                self.on_worker(slot, true, job).await?;
             }
         }
         Ok(())
@@ -117,37 +135,45 @@ impl PasswordPool {
         })
     }
 
-    /// Runs `job` on a blocking thread holding `slot` until it returns (also when the request
-    /// waiting for it is gone), and records how long it took. `None` if the job panicked.
-    async fn timed<T: Send + 'static>(
+    /// Runs `job` on a worker thread, which holds `slot` until the job is done (also when the
+    /// request waiting for it is gone), and records how long it took when `timed`. `Ok(None)`
+    /// if the job panicked.
+    async fn on_worker<T: Send + 'static>(
         &self,
         slot: Slot,
+        timed: bool,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> Result<Option<T>, Busy> {
+        let (reply, outcome) = oneshot::channel();
         let inner = Arc::clone(&self.inner);
         let started = Instant::now();
-        tokio::task::spawn_blocking(move || {
+        let job: Job = Box::new(move || {
             let out = job();
-            inner.record(started.elapsed());
+            if timed {
+                inner.record(started.elapsed());
+            }
             drop(slot);
-            out
-        })
-        .await
-        .ok()
+            let _ = reply.send(out);
+        });
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => Ok(outcome.await.ok()),
+            Err(TrySendError::Full(_)) => Err(Busy),
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("password threads are gone; password checks refused");
+                Err(Busy)
+            }
+        }
     }
 
-    /// A recent real check's duration, at random, so imitations have the same spread.
+    /// A fresh check duration, at random, so imitations have the spread real checks have.
     fn sample(&self) -> Option<Duration> {
         let timings = self.inner.timings.lock().unwrap_or_else(|e| e.into_inner());
-        let len = timings.len.min(SAMPLES);
-        (len > 0)
-            .then(|| {
-                timings
-                    .samples
-                    .get(rand::thread_rng().gen_range(0..len))
-                    .copied()
-            })
-            .flatten()
+        let mut fresh = timings.fresh();
+        let count = fresh.clone().count();
+        if count == 0 {
+            return None;
+        }
+        fresh.nth(rand::thread_rng().gen_range(0..count))
     }
 
     /// What the pool did: (real verifications, imitations).
@@ -156,45 +182,64 @@ impl PasswordPool {
         self.inner.counts.get()
     }
 
-    /// Runs any `job` through the pool's admission, as a check would (to stall it in tests).
+    /// Runs any `job` through the pool as a check would, untimed (to stall it in tests).
     #[cfg(test)]
     pub(crate) async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let slot = self.admit().await?;
-        tokio::task::spawn_blocking(move || {
-            let out = job();
-            drop(slot);
-            out
-        })
-        .await
-        .map_err(|_| Busy)
+        self.on_worker(slot, false, job).await?.ok_or(Busy)
+    }
+}
+
+/// A worker thread: lowest priority, then jobs until the pool is gone. A panicking job is
+/// contained, so the pool never loses a thread.
+fn work(jobs: &Mutex<Receiver<Job>>) {
+    if let Err(error) = thread_priority::set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(?error, "password thread keeps normal priority");
+    }
+    loop {
+        let job = {
+            let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.recv()
+        };
+        let Ok(job) = job else { return };
+        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a password check panicked");
+        }
     }
 }
 
 impl Inner {
     fn record(&self, duration: Duration) {
         let mut timings = self.timings.lock().unwrap_or_else(|e| e.into_inner());
-        timings.push(duration);
+        timings.push(duration, Instant::now());
     }
 }
 
-/// A ring of the last [`SAMPLES`] check durations.
+/// A ring of the last [`SAMPLES`] check durations, with when each was taken.
 #[derive(Default)]
 struct Timings {
-    samples: [Duration; SAMPLES],
-    len: usize,
+    samples: [Option<(Duration, Instant)>; SAMPLES],
     next: usize,
 }
 
 impl Timings {
-    fn push(&mut self, duration: Duration) {
+    fn push(&mut self, duration: Duration, at: Instant) {
         if let Some(slot) = self.samples.get_mut(self.next) {
-            *slot = duration;
+            *slot = Some((duration, at));
         }
         self.next = (self.next + 1) % SAMPLES;
-        self.len = (self.len + 1).min(SAMPLES);
+    }
+
+    /// Durations taken within [`FRESH`].
+    fn fresh(&self) -> impl Iterator<Item = Duration> + Clone + '_ {
+        self.samples
+            .iter()
+            .flatten()
+            .filter(|(_, at)| at.elapsed() < FRESH)
+            .map(|(duration, _)| *duration)
     }
 }
 
@@ -240,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once_and_reopens_when_the_stalled_job_ends() {
-        let pool = PasswordPool::new(1, 1);
+        let pool = PasswordPool::new(1, 1).unwrap();
         let hash = hash();
         let (started_tx, started_rx) = oneshot::channel();
         let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -273,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn imitations_wait_in_the_same_slots_and_calibrate_once() {
-        let pool = PasswordPool::new(1, 0);
+        let pool = PasswordPool::new(1, 0).unwrap();
         // Nothing timed yet: the first imitation times one bcrypt of the realm's cost.
         assert_eq!(pool.sample(), None);
         pool.imitate(4).await.unwrap();
@@ -301,15 +346,31 @@ mod tests {
     }
 
     #[test]
-    fn timings_keep_the_most_recent_samples() {
+    fn timings_keep_the_most_recent_fresh_samples() {
         let mut timings = Timings::default();
+        let now = Instant::now();
         for ms in 0..(SAMPLES as u64 + 3) {
-            timings.push(Duration::from_millis(ms));
+            timings.push(Duration::from_millis(ms), now);
         }
-        assert_eq!(timings.len, SAMPLES);
-        assert!(!timings.samples.contains(&Duration::from_millis(2)));
-        assert!(timings
-            .samples
-            .contains(&Duration::from_millis(SAMPLES as u64 + 2)));
+        let fresh: Vec<Duration> = timings.fresh().collect();
+        assert_eq!(fresh.len(), SAMPLES);
+        assert!(!fresh.contains(&Duration::from_millis(2)));
+        assert!(fresh.contains(&Duration::from_millis(SAMPLES as u64 + 2)));
+        if let Some(stale) = now.checked_sub(FRESH) {
+            let mut timings = Timings::default();
+            timings.push(Duration::from_millis(80), stale);
+            assert_eq!(
+                timings.fresh().count(),
+                0,
+                "a stale sample stands for nothing"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_costs_neither_a_thread_nor_a_slot() {
+        let pool = PasswordPool::new(1, 0).unwrap();
+        assert_eq!(pool.run(|| -> bool { panic!("boom") }).await, Err(Busy));
+        assert_eq!(pool.run(|| true).await, Ok(true));
     }
 }
