@@ -172,3 +172,40 @@ async fn zero_limits_are_refused_at_start_naming_the_key() {
         ["gw.toml: [security] failed_auth_burst: must be at least 1, found 0"]
     );
 }
+
+#[tokio::test]
+async fn holding_the_password_pool_full_counts_against_the_address() {
+    let upstream = FakeUpstream::start().await;
+    let config = "[security]\nfailed_auth_burst = 3\nfailed_auth_per_minute = 1\n\
+                  password_workers = 1\npassword_queue = 1\n";
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config(config)
+        .user("bob", "bob-password", &["viewer"])
+        .build()
+        .await;
+    let attacker = client_from("127.0.0.1");
+    let guesses: Vec<String> = (0..30)
+        .map(|i| basic("bob", &format!("guess-{i}")))
+        .collect();
+    let responses =
+        futures_util::future::join_all(guesses.iter().map(|g| get(&attacker, &gw, "/", g))).await;
+    let mut unthrottled = 0;
+    for response in responses {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        match status {
+            401 => unthrottled += 1,
+            429 if !body.contains(THROTTLED) => unthrottled += 1,
+            429 => {}
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    // However the 30 interleave, wrong passwords and pool refusals share the burst of 3.
+    assert!(unthrottled <= 3, "{unthrottled} answers were not throttled");
+    let response = get(&attacker, &gw, "/", &basic("bob", "bob-password")).await;
+    assert_throttled(response).await;
+    let other = client_from("127.0.0.2");
+    let response = get(&other, &gw, "/", &basic("bob", "bob-password")).await;
+    assert_eq!(response.status(), 200);
+}

@@ -4,8 +4,9 @@
 //! successful bearer check names its token once, here, so nothing downstream reads the
 //! `Authorization` header again.
 //!
-//! Failures are what the per-address [`throttle`](crate::throttle) counts: an address over its
-//! limit gets 429 for anything it presents, before any credential is checked.
+//! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
+//! checks refused because the pool was full: an address over its limit gets 429 for anything it
+//! presents, before any credential is checked.
 
 pub mod credentials;
 
@@ -80,6 +81,11 @@ pub async fn authenticate(
             Ok(user) => return Ok(Principal::User(user)),
             Err(Denied::Busy) => {
                 tracing::debug!("password pool full; basic credentials not checked");
+                // Not a success, and keeping the pool full is what a guesser does: it counts
+                // like a failure, or one address could hold the pool for everyone.
+                if let Some(wait) = state.throttle.failed(peer) {
+                    return Err(throttled(wait));
+                }
                 return Err(ApiError::TooManyRequests {
                     reason: PASSWORD_POOL_FULL.to_owned(),
                     retry_after: 1,

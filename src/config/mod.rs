@@ -199,8 +199,9 @@ impl SecurityConfig {
 /// address, and password checks (bcrypt, slow by design) never take more than a fixed pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthThrottle {
-    /// Failed authentications per minute one client address may make, sustained. IPv6 clients
-    /// count per /64, since one host usually holds a whole /64.
+    /// Failed authentications per minute one client address may make, sustained (password
+    /// checks refused for a full pool count too). IPv6 clients count per /64, since one host
+    /// usually holds a whole /64.
     pub failed_per_minute: NonZeroU32,
     /// Failed authentications one address may make in a row before the rate applies.
     pub failed_burst: NonZeroU32,
