@@ -88,6 +88,17 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
+# Runs a bounded command in the background and waits for it: a trapped INT or TERM interrupts
+# `wait` at once (a foreground wrk under `timeout` sits in a process group of its own, never
+# sees Ctrl-C, and bash then skips the INT trap), so Ctrl-C stops the script and cleanup
+# stops the command by PID.
+run_bounded() {  # outfile command...
+  local out=$1 pid; shift
+  "$@" >"$out" 2>&1 &
+  pid=$!; STARTED+=("$pid")
+  wait "$pid" || true
+}
+
 wait_port() {  # port [seconds]
   local i
   for i in $(seq $(( ${2:-20} * 10 ))); do
@@ -178,6 +189,7 @@ flood_args() {  # phase -> flood arguments, empty for none
 
 run_phase() {
   local phase=$1 args flood_pid="" g0 g1 t0 t1
+  kill -0 "$GW_PID" 2>/dev/null || die "the gateway is gone (see $RESULTS_DIR/gateway.log)"
   args=$(flood_args "$phase")
   local fout="$RESULTS_DIR/$phase.flood" wout="$RESULTS_DIR/$phase.wrk"
   g0=$(cpu_ticks "$GW_PID"); t0=$EPOCHREALTIME
@@ -188,8 +200,8 @@ run_phase() {
     flood_pid=$!; STARTED+=("$flood_pid")
     sleep 1
   fi
-  TOKENS_FILE="$RESULTS_DIR/tokens.txt" timeout -k 5 "$KILL_AFTER" \
-    wrk -t1 -c4 -d"${PHASE}s" --timeout 5s --latency -s "$BENCH/bearer.lua" "$GW/" >"$wout" 2>&1 || true
+  run_bounded "$wout" env TOKENS_FILE="$RESULTS_DIR/tokens.txt" timeout -k 5 "$KILL_AFTER" \
+    wrk -t1 -c4 -d"${PHASE}s" --timeout 5s --latency -s "$BENCH/bearer.lua" "$GW/"
   [[ -n "$flood_pid" ]] && { wait "$flood_pid" 2>/dev/null || true; }
   g1=$(cpu_ticks "$GW_PID"); t1=$EPOCHREALTIME
   local -A w=() f=()
@@ -218,8 +230,8 @@ done
 TIMING=""
 if (( TIMING_SAMPLES > 0 )); then
   log "timing probe: $TIMING_SAMPLES wrong passwords vs $TIMING_SAMPLES unknown users"
-  timeout -k 5 120 python3 "$BENCH/flood.py" timing --port "$GW_PORT" --samples "$TIMING_SAMPLES" \
-    --sources "127.0.3.1-$(( 2 * TIMING_SAMPLES ))" >"$RESULTS_DIR/timing.out" 2>&1 || true
+  run_bounded "$RESULTS_DIR/timing.out" timeout -k 5 120 python3 "$BENCH/flood.py" timing \
+    --port "$GW_PORT" --samples "$TIMING_SAMPLES" --sources "127.0.3.1-$(( 2 * TIMING_SAMPLES ))"
   TIMING=$(grep -m1 '^RESULT ' "$RESULTS_DIR/timing.out" || echo "RESULT (failed: see timing.out)")
 fi
 
