@@ -12,7 +12,7 @@
 //! | configure | [`config`] | typed and validated configuration, every default as a named constant |
 //! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
 //! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
-//! | authenticate | [`auth`] | `Authorization` parsing, the bearer check naming its token, privileges |
+//! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate` |
 //! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 |
 //! | remember | [`store`], [`users`], [`accounts`] | the token journal; the file realm; the service accounts |
@@ -43,6 +43,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod users;

@@ -83,7 +83,7 @@ async fn dispatch(
     };
     if !security {
         // The hot path: authenticate, forward.
-        let principal = authenticate(state, &request).await?;
+        let principal = authenticate(state, client, &request).await?;
         if let Principal::User(_) = principal {
             if !state.config.security.forward_users {
                 return Err(ApiError::BadCredentials);
@@ -96,10 +96,16 @@ async fn dispatch(
         let endpoint = route?;
         let (parts, body) = request.into_parts();
         drain_api_body(body, &state.config.server.http).await?;
-        let principal = auth::authenticate(state, &parts.headers, origin_form(&parts.uri)).await?;
+        let principal = auth::authenticate(
+            state,
+            &parts.headers,
+            origin_form(&parts.uri),
+            client.peer.ip(),
+        )
+        .await?;
         return api::handle(state, endpoint, &parts, &principal).await;
     }
-    let principal = authenticate(state, &request).await?;
+    let principal = authenticate(state, client, &request).await?;
     let is_user = matches!(principal, Principal::User(_));
     let admin_roles = &state.config.security.admin_roles;
     if is_user
@@ -136,8 +142,13 @@ async fn drain_api_body(body: Incoming, limits: &HttpLimits) -> Result<(), ApiEr
     }
 }
 
-async fn authenticate(state: &State, request: &Request<Incoming>) -> Result<Principal, ApiError> {
-    auth::authenticate(state, request.headers(), origin_form(request.uri())).await
+async fn authenticate(
+    state: &State,
+    client: &ClientInfo,
+    request: &Request<Incoming>,
+) -> Result<Principal, ApiError> {
+    let uri = origin_form(request.uri());
+    auth::authenticate(state, request.headers(), uri, client.peer.ip()).await
 }
 
 async fn forward(

@@ -9,6 +9,7 @@ use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, TokenStore};
+use crate::throttle::FailureThrottle;
 use crate::tls::TlsError;
 use crate::users::{RealmError, UserRealm};
 
@@ -40,6 +41,8 @@ pub struct Parts {
     pub accounts: Accounts,
     /// The cluster and the pooled client that reaches it.
     pub upstream: Upstream,
+    /// Failed authentications per client address; shared with the task that sweeps it.
+    pub throttle: Arc<FailureThrottle>,
 }
 
 impl Deref for State {
@@ -59,8 +62,10 @@ impl State {
         let upstream = Upstream::new(&config.upstream, config.server.http.client_body_timeout)?;
         let dir = &config.server.data_dir;
         let store = TokenStore::open(dir, StoreOptions::default())?;
-        let (users, generated) = UserRealm::open(dir, bootstrap_password)?;
+        let (users, generated) =
+            UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts);
+        let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         let state = State {
             inner: Arc::new(Parts {
                 config,
@@ -68,6 +73,7 @@ impl State {
                 users,
                 accounts,
                 upstream,
+                throttle,
             }),
         };
         Ok((state, generated))

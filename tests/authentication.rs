@@ -54,7 +54,12 @@ fn swap_case(value: &str) -> String {
 #[tokio::test]
 async fn every_bad_credential_gets_the_same_401() {
     let upstream = FakeUpstream::start().await;
-    let gw = TestGateway::start(&upstream).await;
+    // 45 failures from one address: past the default burst, which `tests/throttling.rs` covers.
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[security]\nfailed_auth_burst = 100\n")
+        .build()
+        .await;
     let value = gw.create_token(FLEET, "t1").await;
     let raw = String::from_utf8(STANDARD_NO_PAD.decode(&value).unwrap()[4..].to_vec()).unwrap();
     let secret = raw.split_once(':').unwrap().1;

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 pub use runtime::{init_logging, runtime};
 pub use tasks::Tasks;
 
-use crate::config::Config;
+use crate::config::{AuthThrottle, Config};
 use crate::proxy::Upstream;
 use crate::server::{self, Listener};
 use crate::service::GatewayService;
@@ -113,6 +113,13 @@ impl Gateway {
                 hangups.clone(),
                 move |forced| users.refresh(forced),
             ),
+        );
+        let throttle = std::sync::Arc::clone(&state.throttle);
+        tasks.spawn(
+            "failed-authentication sweeper",
+            tasks::every(AuthThrottle::SWEEP_INTERVAL, hangups.clone(), move |_| {
+                throttle.sweep()
+            }),
         );
         if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
             let tls = tls.clone();

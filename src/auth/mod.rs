@@ -3,8 +3,15 @@
 //! Every authentication failure renders the same 401; the reason is logged at debug only. A
 //! successful bearer check names its token once, here, so nothing downstream reads the
 //! `Authorization` header again.
+//!
+//! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
+//! checks refused because the pool was full: an address over its limit gets 429 for anything it
+//! presents, before any credential is checked.
 
 pub mod credentials;
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 use http::HeaderMap;
 
@@ -13,8 +20,9 @@ use crate::error::ApiError;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::state::State;
 use crate::store::TokenStore;
+use crate::throttle;
 use crate::token;
-use crate::users::User;
+use crate::users::{Denied, User};
 use credentials::Credentials;
 
 /// The role that grants everything, as in Elasticsearch.
@@ -39,35 +47,66 @@ impl Principal {
     }
 }
 
-/// The principal behind a request's `Authorization` header. `uri` is only used in the
-/// missing-credentials message.
+/// What a client is told while the password pool is full.
+const PASSWORD_POOL_FULL: &str = "too many password verifications in progress, retry later";
+/// What a client over its failed-authentication limit is told.
+const TOO_MANY_FAILURES: &str =
+    "too many failed authentication attempts from this address, retry later";
+
+/// The principal behind a request's `Authorization` header, sent from `peer`. `uri` is only used
+/// in the missing-credentials message.
 pub async fn authenticate(
     state: &State,
     headers: &HeaderMap,
     uri: &str,
+    peer: IpAddr,
 ) -> Result<Principal, ApiError> {
-    match Credentials::from_headers(headers) {
-        Credentials::None => Err(ApiError::MissingCredentials {
+    let credentials = Credentials::from_headers(headers);
+    if credentials == Credentials::None {
+        return Err(ApiError::MissingCredentials {
             uri: uri.to_owned(),
-        }),
-        Credentials::Bearer(value) => match verify_bearer(&state.store, &state.accounts, value) {
-            Some(identity) => Ok(Principal::ServiceToken(identity)),
-            None => {
-                tracing::debug!("bearer token rejected");
-                Err(ApiError::BadCredentials)
+        });
+    }
+    if let Some(wait) = state.throttle.refusal(peer) {
+        return Err(throttled(wait));
+    }
+    match credentials {
+        Credentials::Bearer(value) => {
+            if let Some(identity) = verify_bearer(&state.store, &state.accounts, value) {
+                return Ok(Principal::ServiceToken(identity));
             }
-        },
-        Credentials::Basic(value) => match state.users.authenticate(value).await {
-            Some(user) => Ok(Principal::User(user)),
-            None => {
-                tracing::debug!("basic credentials rejected");
-                Err(ApiError::BadCredentials)
-            }
-        },
-        Credentials::Unusable => {
-            tracing::debug!("unusable authorization header");
-            Err(ApiError::BadCredentials)
+            tracing::debug!("bearer token rejected");
         }
+        Credentials::Basic(value) => match state.users.authenticate(value).await {
+            Ok(user) => return Ok(Principal::User(user)),
+            Err(Denied::Busy) => {
+                tracing::debug!("password pool full; basic credentials not checked");
+                // Not a success, and keeping the pool full is what a guesser does: it counts
+                // like a failure, or one address could hold the pool for everyone.
+                if let Some(wait) = state.throttle.failed(peer) {
+                    return Err(throttled(wait));
+                }
+                return Err(ApiError::TooManyRequests {
+                    reason: PASSWORD_POOL_FULL.to_owned(),
+                    retry_after: 1,
+                });
+            }
+            Err(Denied::BadCredentials) => tracing::debug!("basic credentials rejected"),
+        },
+        Credentials::Unusable | Credentials::None => {
+            tracing::debug!("unusable authorization header");
+        }
+    }
+    Err(state
+        .throttle
+        .failed(peer)
+        .map_or(ApiError::BadCredentials, throttled))
+}
+
+fn throttled(wait: Duration) -> ApiError {
+    ApiError::TooManyRequests {
+        reason: TOO_MANY_FAILURES.to_owned(),
+        retry_after: throttle::retry_after_secs(wait),
     }
 }
 

@@ -6,10 +6,12 @@
 mod boundary_reader;
 mod connections_reader;
 mod reader;
+mod throttle_reader;
 mod tls_reader;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -261,10 +263,90 @@ pub struct SecurityConfig {
     pub forward_users: bool,
     /// Seconds between checks of the users files for changes.
     pub users_reload_interval: Duration,
+    /// What failed and pending authentications may make the gateway spend.
+    pub throttle: AuthThrottle,
 }
 
 impl SecurityConfig {
     pub const DEFAULT_USERS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+}
+
+/// Bounds on the work anyone can cause without valid credentials: guessing is slowed per client
+/// address, and password checks (bcrypt, slow by design) never take more than a fixed pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthThrottle {
+    /// Failed authentications per minute one client address may make, sustained (password
+    /// checks refused for a full pool count too). IPv6 clients count per /64, since one host
+    /// usually holds a whole /64.
+    pub failed_per_minute: NonZeroU32,
+    /// Failed authentications one address may make in a row before the rate applies.
+    pub failed_burst: NonZeroU32,
+    /// Addresses whose failures are tracked at once; when full, failures from addresses not yet
+    /// tracked share one bucket, so memory stays bounded and guessing stays throttled.
+    pub max_addresses: usize,
+    /// Password verifications running at once; `None` means one per core.
+    pub password_workers: Option<usize>,
+    /// Password verifications waiting for a worker; `None` means two per worker. A check that
+    /// finds the queue full is answered 429 at once.
+    pub password_queue: Option<usize>,
+    /// Failed user+password pairs remembered, so a repeat costs no bcrypt.
+    pub failed_password_cache: usize,
+    /// How long such a failure is remembered.
+    pub failed_password_ttl: Duration,
+}
+
+impl AuthThrottle {
+    /// One guess a second, sustained: a person retyping a password never notices.
+    pub const DEFAULT_FAILED_PER_MINUTE: NonZeroU32 = nonzero(60);
+    /// Room for a misconfigured client's retries and a person's typos before 429s start.
+    pub const DEFAULT_FAILED_BURST: NonZeroU32 = nonzero(20);
+    /// About 50 bytes per address in each of two maps: a few MiB at most.
+    pub const DEFAULT_MAX_ADDRESSES: usize = 100_000;
+    /// Waiting checks per worker when `password_queue` is unset. Two keep a burst of logins
+    /// (a dashboard restarting) queued instead of refused, while no queued check waits longer
+    /// than about three verifications (~0.2 s at cost 10) before it runs.
+    pub const QUEUE_PER_WORKER: usize = 2;
+    /// A salted digest, a time and a queue slot each: about 1 MiB when full.
+    pub const DEFAULT_FAILED_PASSWORD_CACHE: usize = 10_000;
+    pub const DEFAULT_FAILED_PASSWORD_TTL: Duration = Duration::from_secs(60);
+    /// How often addresses whose buckets are full again are forgotten. Memory is bounded by
+    /// `max_addresses` whatever this is; it only decides how soon the room is reused.
+    pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+    /// Password verifications running at once, resolved.
+    pub fn workers(&self) -> usize {
+        self.password_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+            .max(1)
+    }
+
+    /// Password verifications that may wait for a worker, resolved.
+    pub fn queue(&self) -> usize {
+        self.password_queue
+            .unwrap_or_else(|| self.workers().saturating_mul(Self::QUEUE_PER_WORKER))
+    }
+}
+
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        AuthThrottle {
+            failed_per_minute: Self::DEFAULT_FAILED_PER_MINUTE,
+            failed_burst: Self::DEFAULT_FAILED_BURST,
+            max_addresses: Self::DEFAULT_MAX_ADDRESSES,
+            password_workers: None,
+            password_queue: None,
+            failed_password_cache: Self::DEFAULT_FAILED_PASSWORD_CACHE,
+            failed_password_ttl: Self::DEFAULT_FAILED_PASSWORD_TTL,
+        }
+    }
+}
+
+/// `NonZeroU32` constants without `unwrap` (0 falls back to 1; no constant here is 0).
+const fn nonzero(n: u32) -> NonZeroU32 {
+    match NonZeroU32::new(n) {
+        Some(n) => n,
+        None => NonZeroU32::MIN,
+    }
 }
 
 /// A service account declared in the configuration.

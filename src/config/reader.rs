@@ -172,6 +172,7 @@ impl<'a> Reader<'a> {
                 "users_reload_interval",
                 SecurityConfig::DEFAULT_USERS_RELOAD_INTERVAL,
             ),
+            throttle: self.auth_throttle(&mut security),
         };
         let level = self.string(&mut log, "level", LogConfig::DEFAULT_LEVEL);
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {

@@ -2,7 +2,10 @@
 //!
 //! These users manage tokens (Basic credentials) and, when allowed, are forwarded too. bcrypt is
 //! deliberately slow, so a verified password is remembered as a salted SHA-256 (as Elasticsearch's
-//! realm cache does); the cache is dropped whenever the files change.
+//! realm cache does), and so, briefly, is a failed user+password pair; both caches are dropped
+//! whenever the files change. Every bcrypt runs in a bounded [`pool`], and the answers that need
+//! none (unknown user, repeated failure) take a pool slot for as long as one, so time does not
+//! tell which users exist.
 
 use std::collections::HashMap;
 use std::fs;
@@ -18,9 +21,17 @@ use dashmap::DashMap;
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+mod failures;
+mod flights;
+mod pool;
 mod secret;
 
 use crate::atomic_file;
+use crate::config::AuthThrottle;
+use failures::FailureCache;
+use flights::Flights;
+pub use pool::Busy;
+use pool::PasswordPool;
 use secret::SecretHash;
 
 /// bcrypt cost Elasticsearch uses for the file realm.
@@ -35,6 +46,21 @@ pub const BOOTSTRAP_USER: &str = "elastic";
 pub struct User {
     pub name: String,
     pub roles: Vec<String>,
+}
+
+/// Why Basic credentials did not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Malformed, unknown user or wrong password; which one is never told.
+    BadCredentials,
+    /// The password pool is full; nothing was checked.
+    Busy,
+}
+
+impl From<Busy> for Denied {
+    fn from(_: Busy) -> Self {
+        Denied::Busy
+    }
 }
 
 /// Why the realm's files could not be used.
@@ -57,6 +83,8 @@ pub enum RealmError {
     Hash(#[from] bcrypt::BcryptError),
     #[error("passwords must be at least 6 characters long")]
     ShortPassword,
+    #[error("cannot start the password threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// The parsed files.
@@ -64,6 +92,9 @@ pub enum RealmError {
 struct Users {
     hashes: HashMap<String, String>,
     roles: HashMap<String, Vec<String>>,
+    /// The bcrypt cost most users' hashes have: what a check is imitated at before any real
+    /// one was timed.
+    cost: u32,
 }
 
 /// A cheap-clone handle on the realm.
@@ -77,6 +108,12 @@ struct Inner {
     users: RwLock<Arc<Users>>,
     /// Passwords already verified with bcrypt, by user; valid for `generation` only.
     cache: DashMap<String, SecretHash>,
+    /// User+password pairs bcrypt refused recently; valid for `generation` only.
+    failures: FailureCache,
+    /// Where every password check, real or imitated, takes its turn.
+    pool: PasswordPool,
+    /// Checks in progress, so the same pair arriving again joins instead of queueing.
+    flights: Flights,
     /// Bumped on every reload so an in-flight verification cannot cache a stale password.
     generation: AtomicU64,
     /// Modification times the loaded files had.
@@ -101,10 +138,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RealmError + '_ {
 impl UserRealm {
     /// Loads the realm from `dir`, creating `elastic` (superuser) first when there is no users
     /// file. Returns the generated password when one had to be made up (`password` was `None`),
-    /// for the caller to show once.
+    /// for the caller to show once. `limits` sizes the password pool and the failure cache.
     pub fn open(
         dir: &Path,
         password: Option<&str>,
+        limits: &AuthThrottle,
     ) -> Result<(UserRealm, Option<String>), RealmError> {
         atomic_file::create_private_dir(dir).map_err(io_error(dir))?;
         let mut generated = None;
@@ -125,6 +163,13 @@ impl UserRealm {
                 dir: dir.to_owned(),
                 users: RwLock::new(Arc::new(Users::default())),
                 cache: DashMap::new(),
+                failures: FailureCache::new(
+                    limits.failed_password_cache,
+                    limits.failed_password_ttl,
+                ),
+                pool: PasswordPool::new(limits.workers(), limits.queue())
+                    .map_err(RealmError::Threads)?,
+                flights: Flights::default(),
                 generation: AtomicU64::new(0),
                 stamp: RwLock::new((None, None)),
             }),
@@ -153,6 +198,7 @@ impl UserRealm {
         *self.inner.stamp.write().unwrap_or_else(|e| e.into_inner()) = stamp;
         self.inner.generation.fetch_add(1, Ordering::SeqCst);
         self.inner.cache.clear();
+        self.inner.failures.clear();
         Ok(())
     }
 
@@ -173,45 +219,78 @@ impl UserRealm {
         }
     }
 
-    /// Authenticates the encoded part of a Basic header. `None` for anything that fails.
-    pub async fn authenticate(&self, encoded: &[u8]) -> Option<User> {
+    /// Authenticates the encoded part of a Basic header.
+    pub async fn authenticate(&self, encoded: &[u8]) -> Result<User, Denied> {
+        use Denied::BadCredentials;
         if encoded.len() > MAX_BASIC_LEN {
-            return None;
+            return Err(BadCredentials);
         }
         let mut buf = [0u8; MAX_BASIC_LEN];
-        let len = STANDARD.decode_slice(encoded, &mut buf).ok()?;
-        let decoded = std::str::from_utf8(buf.get(..len)?).ok()?;
-        let (name, password) = decoded.split_once(':')?;
+        let len = STANDARD
+            .decode_slice(encoded, &mut buf)
+            .map_err(|_| BadCredentials)?;
+        let decoded = buf
+            .get(..len)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or(BadCredentials)?;
+        let (name, password) = decoded.split_once(':').ok_or(BadCredentials)?;
         let users = Arc::clone(&*self.inner.users.read().unwrap_or_else(|e| e.into_inner()));
-        let hash = users.hashes.get(name)?;
+        let Some(hash) = users.hashes.get(name) else {
+            // As long as a wrong password takes, in the same slots, without the CPU.
+            let key = self.inner.failures.key(decoded);
+            let imitation = async { self.inner.pool.imitate(users.cost).await.map(|()| false) };
+            self.inner.flights.share(key, imitation).await?;
+            return Err(BadCredentials);
+        };
         let cached = self
             .inner
             .cache
             .get(name)
-            .map(|h| h.verify(password.as_bytes()));
-        let ok = match cached {
-            Some(true) => true,
-            _ => self.verify_slow(name, password, hash).await,
-        };
-        ok.then(|| User {
+            .is_some_and(|h| h.verify(password.as_bytes()));
+        if !cached
+            && !self
+                .verify_slow(name, decoded, password, hash, users.cost)
+                .await?
+        {
+            return Err(BadCredentials);
+        }
+        Ok(User {
             name: name.to_owned(),
             roles: users.roles.get(name).cloned().unwrap_or_default(),
         })
     }
 
-    /// bcrypt off the async workers; remembers a success unless the files changed meanwhile.
-    async fn verify_slow(&self, name: &str, password: &str, hash: &str) -> bool {
-        let generation = self.inner.generation.load(Ordering::SeqCst);
-        let (pw, h) = (password.to_owned(), hash.to_owned());
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pw, &h).unwrap_or(false))
-            .await
-            .unwrap_or(false);
-        if ok && self.inner.generation.load(Ordering::SeqCst) == generation {
-            self.inner
-                .cache
-                .insert(name.to_owned(), SecretHash::new(password.as_bytes()));
-        }
-        ok
+    /// bcrypt in the pool, unless this very pair failed recently (then only its imitation),
+    /// shared with every request for the same pair meanwhile. Remembers the outcome unless the
+    /// files changed meanwhile.
+    async fn verify_slow(
+        &self,
+        name: &str,
+        credential: &str,
+        password: &str,
+        hash: &str,
+        cost: u32,
+    ) -> Result<bool, Busy> {
+        let key = self.inner.failures.key(credential);
+        let check = async {
+            if self.inner.failures.contains(&key) {
+                self.inner.pool.imitate(cost).await?;
+                return Ok(false);
+            }
+            let generation = self.inner.generation.load(Ordering::SeqCst);
+            let ok = self.inner.pool.verify(password, hash).await?;
+            if self.inner.generation.load(Ordering::SeqCst) == generation {
+                if ok {
+                    self.inner
+                        .cache
+                        .insert(name.to_owned(), SecretHash::new(password.as_bytes()));
+                } else {
+                    self.inner.failures.insert(key);
+                }
+            }
+            Ok(ok)
+        };
+        self.inner.flights.share(key, check).await
     }
 }
 
@@ -256,6 +335,7 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
         }
         users.hashes.insert(name.to_owned(), hash.to_owned());
     }
+    users.cost = usual_cost(users.hashes.values());
     let path = roles_path(dir);
     for (line, text) in lines(&read_optional(&path)?) {
         let (role, names) = text.split_once(':').ok_or_else(|| RealmError::Format {
@@ -272,6 +352,19 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
         }
     }
     Ok(users)
+}
+
+/// The cost most hashes have (`$2b$10$…` has 10), the higher one on a tie; [`BCRYPT_COST`] when
+/// there are none.
+fn usual_cost<'a>(hashes: impl Iterator<Item = &'a String>) -> u32 {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for cost in hashes.filter_map(|h| h.split('$').nth(2)?.parse::<u32>().ok()) {
+        *counts.entry(cost).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(cost, count)| (count, cost))
+        .map_or(BCRYPT_COST, |(cost, _)| cost)
 }
 
 /// A random 20-character password from the URL-safe base64 alphabet.
@@ -337,7 +430,8 @@ mod tests {
     #[tokio::test]
     async fn bootstrap_creates_elastic_superuser() {
         let dir = tempfile::tempdir().unwrap();
-        let (realm, generated) = UserRealm::open(dir.path(), Some("changeme")).unwrap();
+        let (realm, generated) =
+            UserRealm::open(dir.path(), Some("changeme"), &AuthThrottle::default()).unwrap();
         assert!(generated.is_none());
         let user = realm
             .authenticate(basic("elastic", "changeme").as_bytes())
@@ -347,12 +441,12 @@ mod tests {
         assert!(realm
             .authenticate(basic("elastic", "wrong").as_bytes())
             .await
-            .is_none());
+            .is_err());
         // Second time from the cache.
         assert!(realm
             .authenticate(basic("elastic", "changeme").as_bytes())
             .await
-            .is_some());
+            .is_ok());
         assert!(fs::read_to_string(dir.path().join("users"))
             .unwrap()
             .starts_with("elastic:$2a$10$"));
@@ -361,22 +455,23 @@ mod tests {
     #[tokio::test]
     async fn generated_password_works_and_reset_replaces_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (realm, generated) = UserRealm::open(dir.path(), None).unwrap();
+        let (realm, generated) =
+            UserRealm::open(dir.path(), None, &AuthThrottle::default()).unwrap();
         let first = generated.unwrap();
         assert!(realm
             .authenticate(basic("elastic", &first).as_bytes())
             .await
-            .is_some());
+            .is_ok());
         set_password(dir.path(), "elastic", "another-one").unwrap();
         realm.reload().unwrap();
         assert!(realm
             .authenticate(basic("elastic", &first).as_bytes())
             .await
-            .is_none());
+            .is_err());
         assert!(realm
             .authenticate(basic("elastic", "another-one").as_bytes())
             .await
-            .is_some());
+            .is_ok());
         assert!(matches!(
             set_password(dir.path(), "nobody", "123456"),
             Err(RealmError::UnknownUser(_))
@@ -394,7 +489,8 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
-        let (_realm, _) = UserRealm::open(&dir, Some("changeme")).unwrap();
+        let (_realm, _) =
+            UserRealm::open(&dir, Some("changeme"), &AuthThrottle::default()).unwrap();
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&users_path(&dir)), 0o600);
         assert_eq!(mode(&roles_path(&dir)), 0o600);
@@ -402,7 +498,8 @@ mod tests {
         assert_eq!(mode(&users_path(&dir)), 0o600);
 
         fs::set_permissions(roles_path(&dir), fs::Permissions::from_mode(0o644)).unwrap();
-        let (opened, log) = atomic_file::logged_during(|| UserRealm::open(&dir, None));
+        let (opened, log) =
+            atomic_file::logged_during(|| UserRealm::open(&dir, None, &AuthThrottle::default()));
         let (_realm, generated) = opened.unwrap();
         assert!(generated.is_none());
         assert_eq!(mode(&roles_path(&dir)), 0o644);
@@ -412,11 +509,142 @@ mod tests {
         assert!(warnings[0].contains("0644"), "{log}");
     }
 
+    /// A realm holding `bob` (cheap hash) with a pool of one worker and `queue` places.
+    fn realm_with_bob(queue: usize) -> (tempfile::TempDir, UserRealm) {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("bob-password", 4).unwrap();
+        fs::write(dir.path().join("users"), format!("bob:{hash}\n")).unwrap();
+        fs::write(dir.path().join("users_roles"), "viewer:bob\n").unwrap();
+        let limits = AuthThrottle {
+            password_workers: Some(1),
+            password_queue: Some(queue),
+            ..AuthThrottle::default()
+        };
+        let (realm, _) = UserRealm::open(dir.path(), None, &limits).unwrap();
+        (dir, realm)
+    }
+
+    fn counts(realm: &UserRealm) -> (usize, usize) {
+        realm.inner.pool.counts()
+    }
+
+    #[tokio::test]
+    async fn a_repeated_wrong_password_reaches_bcrypt_once() {
+        let (_dir, realm) = realm_with_bob(2);
+        let wrong = basic("bob", "guess-1");
+        for _ in 0..5 {
+            assert_eq!(
+                realm.authenticate(wrong.as_bytes()).await,
+                Err(Denied::BadCredentials)
+            );
+        }
+        assert_eq!(counts(&realm), (1, 4), "one bcrypt, then imitations");
+        // Another guess is another pair; the right password still works and is cached.
+        let other = basic("bob", "guess-2");
+        assert!(realm.authenticate(other.as_bytes()).await.is_err());
+        let right = basic("bob", "bob-password");
+        assert_eq!(
+            realm.authenticate(right.as_bytes()).await.unwrap().roles,
+            ["viewer"]
+        );
+        assert!(realm.authenticate(right.as_bytes()).await.is_ok());
+        assert_eq!(counts(&realm), (3, 4));
+    }
+
+    #[tokio::test]
+    async fn the_same_pair_arriving_together_costs_one_check() {
+        // One worker and no queue: 16 separate checks would be 15 refusals.
+        let (_dir, realm) = realm_with_bob(0);
+        let right = basic("bob", "bob-password");
+        let wrong = basic("bob", "guess");
+        let unknown = basic("nobody", "guess");
+        let rights =
+            futures_util::future::join_all((0..16).map(|_| realm.authenticate(right.as_bytes())));
+        assert!(rights.await.iter().all(Result::is_ok));
+        let wrongs =
+            futures_util::future::join_all((0..16).map(|_| realm.authenticate(wrong.as_bytes())));
+        assert!(wrongs
+            .await
+            .iter()
+            .all(|r| *r == Err(Denied::BadCredentials)));
+        let unknowns =
+            futures_util::future::join_all((0..16).map(|_| realm.authenticate(unknown.as_bytes())));
+        assert!(unknowns
+            .await
+            .iter()
+            .all(|r| *r == Err(Denied::BadCredentials)));
+        assert_eq!(counts(&realm), (2, 1));
+        assert_eq!(realm.inner.flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reload_forgets_failures() {
+        let (dir, realm) = realm_with_bob(2);
+        let wrong = basic("bob", "new-password");
+        assert!(realm.authenticate(wrong.as_bytes()).await.is_err());
+        let hash = bcrypt::hash("new-password", 4).unwrap();
+        fs::write(dir.path().join("users"), format!("bob:{hash}\n")).unwrap();
+        realm.reload().unwrap();
+        assert!(realm.authenticate(wrong.as_bytes()).await.is_ok());
+        assert_eq!(counts(&realm).0, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_refused_through_the_pool_without_bcrypt() {
+        let (_dir, realm) = realm_with_bob(0);
+        let unknown = basic("nobody", "bob-password");
+        assert_eq!(
+            realm.authenticate(unknown.as_bytes()).await,
+            Err(Denied::BadCredentials)
+        );
+        assert_eq!(
+            realm.authenticate(b"%%%").await,
+            Err(Denied::BadCredentials)
+        );
+        assert_eq!(counts(&realm), (0, 1));
+
+        // With the one slot taken, an unknown user meets the same full pool a real check does.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let pool = realm.inner.pool.clone();
+        let stalled = tokio::spawn(async move {
+            pool.run(move || {
+                let _ = started_tx.send(());
+                release_rx.recv().is_ok()
+            })
+            .await
+        });
+        started_rx.await.unwrap();
+        assert_eq!(
+            realm.authenticate(unknown.as_bytes()).await,
+            Err(Denied::Busy)
+        );
+        let wrong = basic("bob", "guess");
+        assert_eq!(
+            realm.authenticate(wrong.as_bytes()).await,
+            Err(Denied::Busy)
+        );
+        release_tx.send(()).unwrap();
+        assert_eq!(stalled.await.unwrap(), Ok(true));
+        assert_eq!(counts(&realm), (0, 1));
+    }
+
+    #[test]
+    fn the_usual_cost_is_the_most_common_one() {
+        let hashes = ["$2b$10$x", "$2a$12$y", "$2b$10$z", "junk"].map(String::from);
+        assert_eq!(usual_cost(hashes.iter()), 10);
+        assert_eq!(usual_cost(["$2b$04$x".to_owned()].iter()), 4);
+        assert_eq!(usual_cost([].iter()), BCRYPT_COST);
+    }
+
     #[test]
     fn malformed_files_name_path_and_line() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("users"), "# comment\n\nno-colon-here\n").unwrap();
-        let error = UserRealm::open(dir.path(), None).err().unwrap().to_string();
+        let error = UserRealm::open(dir.path(), None, &AuthThrottle::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.ends_with("users:3: expected user:hash"), "{error}");
     }
 }
