@@ -8,15 +8,17 @@
 # KEEP_DIR=<dir> keeps the callgrind profiles (callgrind_annotate shows where the work is).
 # For each build and scenario it runs the gateway under callgrind twice, with N1 and N2
 # sequential keep-alive requests (h2load --h1 -c1), and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
-# start-up, token replay and shutdown cancel out. Scenarios: `get` (valid token, forwarded to a
-# local nginx) and `deny` (wrong secret, the 401 path). 127.0.0.1 only; every process is started
-# here and stopped by PID.
+# start-up, token replay and shutdown cancel out. Scenarios (`SCENARIOS`): `get` (valid token,
+# forwarded to a local nginx), `deny` (wrong secret: the 401 path, with the per-address failure
+# throttle lifted where the build has one) and `throttled` (the same with default limits: past
+# the burst, the 429 path). 127.0.0.1 only; every process is started here and stopped by PID.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROJECT="$(cd "$BENCH/.." && pwd)"
 N1="${N1:-500}"
 N2="${N2:-2500}"
+SCENARIOS="${SCENARIOS:-get deny throttled}"
 GW_PORT="${GW_PORT:-18180}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-19280}"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -83,7 +85,7 @@ EOF
 VALID="$(head -1 "$WORK/tokens.txt")"
 DENY="${VALID%?????}AAAAA"
 
-write_config() {  # data_dir -> config path
+write_config() {  # data_dir [extra toml] -> config path
   cat >"$1.toml" <<EOF
 [server]
 listen = "127.0.0.1:$GW_PORT"
@@ -93,15 +95,16 @@ workers = 1
 url = "http://127.0.0.1:$UPSTREAM_PORT"
 [log]
 level = "error"
+${2:-}
 EOF
   echo "$1.toml"
 }
 
-# run BIN TOKEN N -> total Ir of the gateway process
+# run BIN TOKEN N [extra toml] -> total Ir of the gateway process
 run() {
   local bin=$1 token=$2 n=$3 dir out pid
   dir="$(mktemp -d "$WORK/data.XXXXXX")"
-  ELASTIC_PASSWORD=instr-bench-pw "$bin" --config "$(write_config "$dir")" tokens import "$WORK/tokens.txt" >/dev/null
+  ELASTIC_PASSWORD=instr-bench-pw "$bin" --config "$(write_config "$dir" "${4:-}")" tokens import "$WORK/tokens.txt" >/dev/null
   out="$dir.callgrind"
   ELASTIC_PASSWORD=instr-bench-pw valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$bin" --config "$dir.toml" >"$dir.log" 2>&1 &
@@ -117,11 +120,17 @@ run() {
 printf '| build | scenario | instructions per request |\n|---|---|---:|\n'
 for bin in "${BINS[@]}"; do
   [[ -x "$bin" ]] || die "$bin is not an executable"
-  for scenario in get deny; do
-    token=$VALID; [[ $scenario == deny ]] && token=$DENY
+  for scenario in $SCENARIOS; do
+    token=$VALID; [[ $scenario != get ]] && token=$DENY
+    extra=""
+    # The 401 path itself, with the per-address failure throttle out of the way (a build
+    # without the throttle knows no such key and needs none).
+    if [[ $scenario == deny ]] && grep -q failed_auth_burst "$bin"; then
+      extra=$'[security]\nfailed_auth_burst = 1000000000\nfailed_auth_per_minute = 1000000000'
+    fi
     token_label=$scenario
-    a=$(run "$bin" "$token" "$N1")
-    b=$(run "$bin" "$token" "$N2")
+    a=$(run "$bin" "$token" "$N1" "$extra")
+    b=$(run "$bin" "$token" "$N2" "$extra")
     printf '| %s | %s | %d |\n' "$bin" "$scenario" $(( (b - a) / (N2 - N1) ))
   done
 done

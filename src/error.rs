@@ -22,6 +22,10 @@ const CHALLENGES: [&str; 3] = [
     "ApiKey",
 ];
 
+/// What a client over its failed-authentication limit is told.
+const TOO_MANY_FAILURES: &str =
+    "too many failed authentication attempts from this address, retry later";
+
 const BAD_CREDENTIALS: &str =
     "unable to authenticate with provided credentials and anonymous access is not allowed for this request";
 
@@ -67,6 +71,9 @@ pub enum ApiError {
     /// may retry after `retry_after` seconds. Elasticsearch answers an overloaded thread pool
     /// with this status and type, which its clients already retry with backoff.
     TooManyRequests { reason: String, retry_after: u64 },
+    /// The client's address failed to authenticate too often and must wait `retry_after`
+    /// seconds (429). A flood of guesses meets this answer most, so its body is built once.
+    AuthThrottled { retry_after: u64 },
     /// The request line is longer than the configured limit (414).
     UriTooLong { limit: usize },
     /// The header block is larger than the configured limit (431).
@@ -112,7 +119,7 @@ impl ApiError {
                 "store_unavailable_exception",
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
-            Self::TooManyRequests { .. } => (
+            Self::TooManyRequests { .. } | Self::AuthThrottled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "es_rejected_execution_exception",
             ),
@@ -174,6 +181,7 @@ impl ApiError {
             Self::StoreUnavailable => "the token store could not persist the change".to_owned(),
             Self::Internal => "internal error in the gateway".to_owned(),
             Self::TooManyRequests { reason, .. } => reason.clone(),
+            Self::AuthThrottled { .. } => TOO_MANY_FAILURES.to_owned(),
             // Netty's wording, as a node answers.
             Self::UriTooLong { limit } => format!("An HTTP line is larger than {limit} bytes."),
             Self::HeadersTooLarge { limit } => {
@@ -237,6 +245,7 @@ impl ApiError {
             // The failed-authentication answer is the hot error path (scanners, load tests):
             // its bytes are built once.
             (Self::BadCredentials, false) => response::json(status, BAD_CREDENTIALS_BODY.clone()),
+            (Self::AuthThrottled { .. }, false) => response::json(status, THROTTLED_BODY.clone()),
             _ => response::json_value(status, &self.to_json(), pretty),
         };
         let headers = response.headers_mut();
@@ -245,7 +254,9 @@ impl ApiError {
                 headers.append(WWW_AUTHENTICATE, challenge.clone());
             }
         }
-        if let Self::TooManyRequests { retry_after, .. } = &self {
+        if let Self::TooManyRequests { retry_after, .. } | Self::AuthThrottled { retry_after } =
+            &self
+        {
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         if self.closes_connection() {
@@ -270,6 +281,11 @@ static BAD_CREDENTIALS_BODY: LazyLock<Bytes> = LazyLock::new(|| {
     ))
 });
 
+static THROTTLED_BODY: LazyLock<Bytes> = LazyLock::new(|| {
+    let error = ApiError::AuthThrottled { retry_after: 0 };
+    Bytes::from(response::to_bytes(&error.to_json(), false))
+});
+
 static CHALLENGE_VALUES: LazyLock<[HeaderValue; 3]> =
     LazyLock::new(|| CHALLENGES.map(HeaderValue::from_static));
 
@@ -290,6 +306,15 @@ mod tests {
             body["error"]["root_cause"][0]["header"]["WWW-Authenticate"][2],
             "ApiKey"
         );
+    }
+
+    #[test]
+    fn static_429_body_matches_dynamic_rendering() {
+        let error = ApiError::AuthThrottled { retry_after: 3 };
+        let dynamic = response::to_bytes(&error.to_json(), false);
+        assert_eq!(&THROTTLED_BODY[..], &dynamic[..]);
+        let response = error.into_response(false);
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
     }
 
     #[test]

@@ -49,9 +49,6 @@ impl Principal {
 
 /// What a client is told while the password pool is full.
 const PASSWORD_POOL_FULL: &str = "too many password verifications in progress, retry later";
-/// What a client over its failed-authentication limit is told.
-const TOO_MANY_FAILURES: &str =
-    "too many failed authentication attempts from this address, retry later";
 
 /// The principal behind a request's `Authorization` header, sent from `peer`. `uri` is only used
 /// in the missing-credentials message.
@@ -104,8 +101,7 @@ pub async fn authenticate(
 }
 
 fn throttled(wait: Duration) -> ApiError {
-    ApiError::TooManyRequests {
-        reason: TOO_MANY_FAILURES.to_owned(),
+    ApiError::AuthThrottled {
         retry_after: throttle::retry_after_secs(wait),
     }
 }
