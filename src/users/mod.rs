@@ -604,17 +604,7 @@ mod tests {
         assert_eq!(counts(&realm), (0, 1));
 
         // With the one slot taken, an unknown user meets the same full pool a real check does.
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let pool = realm.inner.pool.clone();
-        let stalled = tokio::spawn(async move {
-            pool.run(move || {
-                let _ = started_tx.send(());
-                release_rx.recv().is_ok()
-            })
-            .await
-        });
-        started_rx.await.unwrap();
+        let (stalled, release_tx) = pool::Stalled::start(&realm.inner.pool).await;
         assert_eq!(
             realm.authenticate(unknown.as_bytes()).await,
             Err(Denied::Busy)
@@ -624,8 +614,7 @@ mod tests {
             realm.authenticate(wrong.as_bytes()).await,
             Err(Denied::Busy)
         );
-        release_tx.send(()).unwrap();
-        assert_eq!(stalled.await.unwrap(), Ok(true));
+        assert_eq!(pool::Stalled::release(stalled, release_tx).await, Ok(true));
         assert_eq!(counts(&realm), (0, 1));
     }
 

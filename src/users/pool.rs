@@ -293,25 +293,21 @@ mod counts {
     }
 }
 
+/// A job that holds a worker until released, for tests that need the pool busy.
 #[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
+pub(super) struct Stalled;
 
-    use tokio::sync::oneshot;
-
-    use super::*;
-
-    /// A cheap hash of "secret" (cost 4), so the real checks here are quick.
-    fn hash() -> String {
-        bcrypt::hash("secret", 4).unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_is_refused_at_once_and_reopens_when_the_stalled_job_ends() {
-        let pool = PasswordPool::new(1, 1).unwrap();
-        let hash = hash();
-        let (started_tx, started_rx) = oneshot::channel();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
+#[cfg(test)]
+impl Stalled {
+    /// Starts the job on `pool` and returns once a worker runs it.
+    pub(super) async fn start(
+        pool: &PasswordPool,
+    ) -> (
+        tokio::task::JoinHandle<Result<bool, Busy>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let stalled = tokio::spawn({
             let pool = pool.clone();
             async move {
@@ -323,6 +319,33 @@ mod tests {
             }
         });
         started_rx.await.unwrap();
+        (stalled, release_tx)
+    }
+
+    /// Lets the job finish; its outcome.
+    pub(super) async fn release(
+        stalled: tokio::task::JoinHandle<Result<bool, Busy>>,
+        release: std::sync::mpsc::Sender<()>,
+    ) -> Result<bool, Busy> {
+        release.send(()).unwrap();
+        stalled.await.unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cheap hash of "secret" (cost 4), so the real checks here are quick.
+    fn hash() -> String {
+        bcrypt::hash("secret", 4).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once_and_reopens_when_the_stalled_job_ends() {
+        let pool = PasswordPool::new(1, 1).unwrap();
+        let hash = hash();
+        let (stalled, release_tx) = Stalled::start(&pool).await;
         // The one queue place: admitted, waiting for the worker the stalled job holds.
         let queued = pool.verify("secret", &hash);
         tokio::pin!(queued);
@@ -332,8 +355,7 @@ mod tests {
         assert_eq!(pool.imitate(4).await, Err(Busy));
         assert_eq!(pool.counts(), (0, 0));
 
-        release_tx.send(()).unwrap();
-        assert_eq!(stalled.await.unwrap(), Ok(true));
+        assert_eq!(Stalled::release(stalled, release_tx).await, Ok(true));
         assert_eq!(queued.await, Ok(true));
         assert_eq!(pool.verify("wrong", &hash).await, Ok(false));
         assert_eq!(pool.counts(), (2, 0));
@@ -349,22 +371,9 @@ mod tests {
         pool.imitate(4).await.unwrap();
         assert_eq!(pool.counts(), (0, 2));
 
-        let (started_tx, started_rx) = oneshot::channel();
-        let (release_tx, release_rx) = mpsc::channel::<()>();
-        let stalled = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.run(move || {
-                    let _ = started_tx.send(());
-                    release_rx.recv().is_ok()
-                })
-                .await
-            }
-        });
-        started_rx.await.unwrap();
+        let (stalled, release_tx) = Stalled::start(&pool).await;
         assert_eq!(pool.imitate(4).await, Err(Busy));
-        release_tx.send(()).unwrap();
-        assert_eq!(stalled.await.unwrap(), Ok(true));
+        assert_eq!(Stalled::release(stalled, release_tx).await, Ok(true));
         pool.imitate(4).await.unwrap();
     }
 
