@@ -46,8 +46,8 @@ RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/auth-flood-$(date -u +%Y%m%dT%H%M%SZ)
 FLOOD_SECS=$(( PHASE + 2 ))           # starts 1 s before the valid client, ends after it
 KILL_AFTER=$(( PHASE + 30 ))
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 for t in wrk curl nginx python3 taskset chrt timeout ss; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -71,23 +71,6 @@ fi
 taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 # ---------------------------------------------------------------- process control
-declare -a STARTED=()
-stop_pid() {  # TERM, wait up to 15 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local i
-  for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_pid "${STARTED[$i]}"; done
-  STARTED=()
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
 # Runs a bounded command in the background and waits for it: a trapped INT or TERM interrupts
 # `wait` at once (a foreground wrk under `timeout` sits in a process group of its own, never
 # sees Ctrl-C, and bash then skips the INT trap), so Ctrl-C stops the script and cleanup
@@ -99,14 +82,6 @@ run_bounded() {  # outfile command...
   wait "$pid" || true
 }
 
-wait_port() {  # port [seconds]
-  local i
-  for i in $(seq $(( ${2:-20} * 10 ))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 cpu_ticks() {  # utime+stime of a pid (all threads), clock ticks
   local line

@@ -47,8 +47,8 @@ RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/conn-flood-$(date -u +%Y%m%dT%H%M%SZ)
 (( RAMP_TIMEOUT >= 5 && RAMP_TIMEOUT <= 600 )) || { echo "RAMP_TIMEOUT must be 5..600" >&2; exit 2; }
 HOLD_SECONDS=$(( RAMP_TIMEOUT + PROBE_SECONDS + 30 ))   # a flood process ends by itself after this
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 for t in curl nginx python3 ss timeout cargo; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -82,33 +82,6 @@ fi
 # A private copy: a shared target directory may be rebuilt by someone else mid-run.
 GW_BIN="$RESULTS_DIR/tokengate"
 cp "$SRC_BIN" "$GW_BIN"
-
-# ---------------------------------------------------------------- process control
-declare -a STARTED=()
-stop_pid() {  # TERM, wait up to 15 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local i
-  for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_pid "${STARTED[$i]}"; done
-  STARTED=()
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-wait_port() {  # port [seconds]
-  local i
-  for i in $(seq $(( ${2:-20} * 10 ))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- upstream
 UP_DIR="$RESULTS_DIR/upstream"

@@ -46,8 +46,8 @@ RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 (( TOKENS >= 1 && TOKENS <= 1000000 )) || { echo "TOKENS must be 1..1000000" >&2; exit 2; }
 KILL_AFTER=$(( DURATION > CREATE_DURATION ? DURATION + 30 : CREATE_DURATION + 30 ))
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 for t in wrk curl nginx python3 taskset ss timeout cargo; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -74,31 +74,6 @@ fi
 taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 # ---------------------------------------------------------------- process control
-declare -a STARTED=()
-stop_pid() {  # TERM, wait up to 15 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local i
-  for (( i=${#STARTED[@]}-1; i>=0; i-- )); do stop_pid "${STARTED[$i]}"; done
-  STARTED=()
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
-
-wait_port() {  # port [seconds]
-  local i
-  for i in $(seq $(( ${2:-20} * 10 ))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 tree_of() {  # pid -> pid and its direct children (nginx master + worker)
   echo "$1" $(ps -o pid= --ppid "$1" 2>/dev/null)
