@@ -27,7 +27,14 @@ impl Accounts {
             }
         }
         for account in configured {
-            accounts.insert(account.account.clone(), account.role_descriptor.clone());
+            let known = accounts.contains(account.account.namespace(), account.account.service());
+            match &account.role_descriptor {
+                Some(descriptor) => accounts.insert(account.account.clone(), descriptor.clone()),
+                // Settings for a built-in account keep its descriptor; a new account without
+                // one has no privileges.
+                None if known => {}
+                None => accounts.insert(account.account.clone(), json!({})),
+            }
         }
         accounts
     }
@@ -161,7 +168,9 @@ mod tests {
     fn builtins_and_configured_accounts_are_known() {
         let accounts = Accounts::new(&[AccountConfig {
             account: AccountId::parse("acme/ingest").unwrap(),
-            role_descriptor: json!({"cluster": ["monitor"]}),
+            role_descriptor: Some(json!({"cluster": ["monitor"]})),
+            credential: None,
+            access: None,
         }]);
         assert!(accounts.contains("elastic", "fleet-server"));
         assert!(accounts.contains("acme", "ingest"));

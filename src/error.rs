@@ -86,6 +86,14 @@ pub enum ApiError {
     UpstreamBusy,
     /// The client stopped sending its request body (408).
     ClientTimeout,
+    /// A service account's local access rules do not allow this method and path (403).
+    AccessDenied {
+        method: Method,
+        path: String,
+        account: String,
+    },
+    /// The account's upstream API key is being created or renewed (503, Retry-After: 1).
+    CredentialPending { account: String },
 }
 
 /// How a kind renders: status, Elasticsearch `type`.
@@ -137,6 +145,11 @@ impl ApiError {
                 "es_rejected_execution_exception",
             ),
             Self::ClientTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout_exception"),
+            Self::AccessDenied { .. } => (StatusCode::FORBIDDEN, "security_exception"),
+            Self::CredentialPending { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_credential_unavailable_exception",
+            ),
         };
         Kind { status, es_type }
     }
@@ -195,6 +208,17 @@ impl ApiError {
                 "every connection to the upstream cluster is busy; retry later".to_owned()
             }
             Self::ClientTimeout => "the request body stopped arriving".to_owned(),
+            Self::AccessDenied {
+                method,
+                path,
+                account,
+            } => format!(
+                "action [{method} {path}] is unauthorized for service account [{account}], \
+                 no access rule of the gateway allows it"
+            ),
+            Self::CredentialPending { account } => format!(
+                "the upstream credential of service account [{account}] is being renewed; retry later"
+            ),
         }
     }
 
@@ -258,6 +282,9 @@ impl ApiError {
             &self
         {
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let Self::CredentialPending { .. } = &self {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.closes_connection() {
             // What came after this request on the connection cannot be trusted to be framed

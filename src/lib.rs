@@ -25,6 +25,7 @@
 //! fails on an import cycle.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod access;
 pub mod accounts;
 pub mod api;
 pub mod app;
@@ -46,4 +47,5 @@ pub mod store;
 pub mod throttle;
 pub mod tls;
 pub mod token;
+pub mod upstream_auth;
 pub mod users;

@@ -3,23 +3,24 @@
 
 use std::sync::Arc;
 
-use http::Uri;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 
 use crate::api::{self, params::Params};
+use crate::auth::credentials::Credentials;
 use crate::auth::{self, Principal};
 use crate::body::{BodyError, Guarded};
-use crate::config::HttpLimits;
+use crate::config::{HttpLimits, PassThrough};
 use crate::error::ApiError;
 use crate::framing;
 use crate::path::{self, PathError, PathKind};
-use crate::proxy::headers::ClientInfo;
+use crate::proxy::headers::{Authorization, ClientInfo};
 use crate::response::Body;
 use crate::server::Handler;
 use crate::state::State;
+use crate::upstream_auth::Presented;
 
 /// Security administration reached through the upstream credential would let any token holder
 /// administer the cluster's security; only token managers may pass (see [`crate::path`]).
@@ -81,15 +82,31 @@ async fn dispatch(
             )))
         }
     };
+    let pass_through = state.config.security.pass_through;
     if !security {
         // The hot path: authenticate, forward.
-        let principal = authenticate(state, client, &request).await?;
-        if let Principal::User(_) = principal {
-            if !state.config.security.forward_users {
-                return Err(ApiError::BadCredentials);
-            }
+        if passes_through(pass_through, request.headers()) {
+            return forward(
+                state,
+                client,
+                request,
+                Presented::Fixed(Authorization::Keep),
+            )
+            .await;
         }
-        return forward(state, client, request).await;
+        let principal = authenticate(state, client, &request).await?;
+        let presented = match &principal {
+            Principal::ServiceToken(token) => {
+                state
+                    .upstream_auth
+                    .for_token(token, request.method(), request.uri().path())?
+            }
+            Principal::User(_) if state.config.security.forward_users => {
+                Presented::Fixed(state.upstream_auth.for_user())
+            }
+            Principal::User(_) => return Err(ApiError::BadCredentials),
+        };
+        return forward(state, client, request, presented).await;
     }
     let uri = origin_form(request.uri());
     if let Some(route) = api::route(request.method(), request.uri().path(), uri) {
@@ -105,14 +122,35 @@ async fn dispatch(
         .await?;
         return api::handle(state, endpoint, &parts, &principal).await;
     }
+    // The cluster's own security APIs: whoever the cluster will judge by a credential of their
+    // own (a pass-through one, or an account's scoped one) may go; the gateway's credential
+    // goes only with a token manager.
+    if passes_through(pass_through, request.headers()) {
+        return forward(
+            state,
+            client,
+            request,
+            Presented::Fixed(Authorization::Keep),
+        )
+        .await;
+    }
     let principal = authenticate(state, client, &request).await?;
-    let is_user = matches!(principal, Principal::User(_));
-    let admin_roles = &state.config.security.admin_roles;
-    if is_user
-        && auth::can_manage_tokens(&principal, admin_roles)
-        && state.config.security.forward_users
-    {
-        return forward(state, client, request).await;
+    match &principal {
+        Principal::ServiceToken(token) if state.upstream_auth.scoped(token) => {
+            let presented =
+                state
+                    .upstream_auth
+                    .for_token(token, request.method(), request.uri().path())?;
+            return forward(state, client, request, presented).await;
+        }
+        Principal::User(_)
+            if state.config.security.forward_users
+                && auth::can_manage_tokens(&principal, &state.config.security.admin_roles) =>
+        {
+            let presented = Presented::Fixed(state.upstream_auth.for_user());
+            return forward(state, client, request, presented).await;
+        }
+        _ => {}
     }
     let (user, roles) = principal.describe();
     Err(ApiError::Unauthorized {
@@ -121,6 +159,18 @@ async fn dispatch(
         roles,
         privileges: SECURITY_PRIVILEGES,
     })
+}
+
+/// Whether the request carries a credential of a scheme the cluster is to check itself.
+fn passes_through(pass: PassThrough, headers: &http::HeaderMap) -> bool {
+    if !(pass.api_key || pass.basic) {
+        return false;
+    }
+    match Credentials::from_headers(headers) {
+        Credentials::ApiKey => pass.api_key,
+        Credentials::Basic(_) => pass.basic,
+        _ => false,
+    }
 }
 
 /// Reads the body of a call to the gateway's own API to its end before acting on the call: the
@@ -155,8 +205,23 @@ async fn forward(
     state: &State,
     client: &ClientInfo,
     request: Request<Incoming>,
+    presented: Presented,
 ) -> Result<Response<Body>, ApiError> {
-    let response = state.upstream.forward(request, client).await?;
+    let (authorization, key) = presented.into_parts();
+    let response = state
+        .upstream
+        .forward(request, client, authorization)
+        .await?;
+    if let Some((used, slot)) = key {
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // The account's key is gone at the cluster (invalidated, expired): a new one is
+            // made, and the client, told to retry, is not told its own token failed.
+            state.upstream_auth.refused(&used, &slot);
+            return Err(ApiError::CredentialPending {
+                account: slot.account().to_string(),
+            });
+        }
+    }
     Ok(response.map(Either::Left))
 }
 

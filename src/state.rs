@@ -11,6 +11,8 @@ use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, TokenStore};
 use crate::throttle::FailureThrottle;
 use crate::tls::TlsError;
+use crate::upstream_auth::api_keys::OpenKeysError;
+use crate::upstream_auth::UpstreamAuth;
 use crate::users::{RealmError, UserRealm};
 
 /// Why the state could not be opened.
@@ -22,6 +24,8 @@ pub enum OpenError {
     Realm(#[from] RealmError),
     #[error("upstream tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("upstream API keys: {0}")]
+    Keys(#[from] OpenKeysError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -41,6 +45,8 @@ pub struct Parts {
     pub accounts: Accounts,
     /// The cluster and the pooled client that reaches it.
     pub upstream: Upstream,
+    /// What each account's forwarded requests carry upstream, and its local rules.
+    pub upstream_auth: UpstreamAuth,
     /// Failed authentications per client address; shared with the task that sweeps it.
     pub throttle: Arc<FailureThrottle>,
 }
@@ -65,6 +71,7 @@ impl State {
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts);
+        let upstream_auth = UpstreamAuth::open(&config, &accounts)?;
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         let state = State {
             inner: Arc::new(Parts {
@@ -73,6 +80,7 @@ impl State {
                 users,
                 accounts,
                 upstream,
+                upstream_auth,
                 throttle,
             }),
         };

@@ -145,7 +145,7 @@ async fn the_configured_upstream_credential_replaces_the_clients() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::builder()
         .upstream(upstream.addr)
-        .config("[upstream]\nauthorization = \"ApiKey abc\"\n")
+        .config("[upstream]\nauthorization = \"ApiKey abc\"\nservice_credentials = \"gateway\"\n")
         .build()
         .await;
     let value = gw.create_token(FLEET, "t1").await;

@@ -25,6 +25,9 @@ use crate::state::{OpenError, State};
 use crate::tls::server::ServerTls;
 use crate::tls::TlsError;
 
+/// Longest wait at start for the accounts' API keys (`auto` credentials).
+const API_KEYS_AT_START: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why a gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -105,6 +108,16 @@ impl Gateway {
 
         let mut tasks = Tasks::default();
         tasks.spawn("sighup", feed);
+        if let Some(keys) = state.upstream_auth.keys() {
+            // Keys made before the first request spare it a 503; a cluster that is down delays
+            // the start by this much at most, and the task keeps trying.
+            let wait = config.upstream.connect_timeout + config.upstream.timeout;
+            let wait = wait.min(API_KEYS_AT_START);
+            if tokio::time::timeout(wait, keys.provision()).await.is_err() {
+                tracing::warn!(?wait, "API keys not ready at start; still trying");
+            }
+            tasks.spawn("api keys", std::sync::Arc::clone(keys).run());
+        }
         let users = state.users.clone();
         tasks.spawn(
             "users watcher",

@@ -15,8 +15,10 @@ pub enum Credentials<'a> {
     Bearer(&'a [u8]),
     /// `Basic <base64(user:password)>`, still encoded.
     Basic(&'a [u8]),
-    /// Presented but unusable here: `ApiKey …` (an Elasticsearch credential the gateway does not
-    /// hold), or several `Authorization` headers.
+    /// `ApiKey <base64(id:key)>`: the cluster's own credential, which the gateway cannot check;
+    /// forwarded untouched only when `security.pass_through` names the scheme.
+    ApiKey,
+    /// Several `Authorization` headers: ambiguous, so never used.
     Unusable,
 }
 
@@ -27,6 +29,7 @@ impl std::fmt::Debug for Credentials<'_> {
             Self::None => "None",
             Self::Bearer(_) => "Bearer(..)",
             Self::Basic(_) => "Basic(..)",
+            Self::ApiKey => "ApiKey(..)",
             Self::Unusable => "Unusable",
         })
     }
@@ -56,7 +59,7 @@ impl<'a> Credentials<'a> {
         } else if scheme.eq_ignore_ascii_case(b"basic") {
             Self::Basic(rest)
         } else if scheme.eq_ignore_ascii_case(b"apikey") {
-            Self::Unusable
+            Self::ApiKey
         } else {
             Self::None
         }
@@ -82,7 +85,7 @@ mod tests {
             Credentials::parse(b"Basic dTpw"),
             Credentials::Basic(b"dTpw")
         );
-        assert_eq!(Credentials::parse(b"ApiKey x"), Credentials::Unusable);
+        assert_eq!(Credentials::parse(b"ApiKey x"), Credentials::ApiKey);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn authenticate(
             }
             Err(Denied::BadCredentials) => tracing::debug!("basic credentials rejected"),
         },
-        Credentials::Unusable | Credentials::None => {
+        Credentials::ApiKey | Credentials::Unusable | Credentials::None => {
             tracing::debug!("unusable authorization header");
         }
     }

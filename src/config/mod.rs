@@ -3,6 +3,7 @@
 //! [`Config::load`] takes the TOML text (or none: the embedded defaults) and the command-line
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
+mod accounts_reader;
 mod boundary_reader;
 mod connections_reader;
 mod reader;
@@ -163,6 +164,9 @@ pub struct UpstreamConfig {
     pub max_pending: usize,
     /// Longest silence while the upstream sends a response body; then the response is cut.
     pub body_timeout: Duration,
+    /// What service-token requests carry upstream for accounts without a setting of their own:
+    /// `Auto`, `Gateway` or `Nothing`.
+    pub service_credentials: AccountCredential,
 }
 
 impl UpstreamConfig {
@@ -250,6 +254,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("max_connections", &self.max_connections)
             .field("max_pending", &self.max_pending)
             .field("body_timeout", &self.body_timeout)
+            .field("service_credentials", &self.service_credentials)
             .finish()
     }
 }
@@ -265,6 +270,8 @@ pub struct SecurityConfig {
     pub users_reload_interval: Duration,
     /// What failed and pending authentications may make the gateway spend.
     pub throttle: AuthThrottle,
+    /// Schemes forwarded with the client's own credential, unchecked by the gateway.
+    pub pass_through: PassThrough,
 }
 
 impl SecurityConfig {
@@ -349,12 +356,51 @@ const fn nonzero(n: u32) -> NonZeroU32 {
     }
 }
 
-/// A service account declared in the configuration.
+/// A service account declared in the configuration, or settings for a built-in one.
 #[derive(Debug, Clone)]
 pub struct AccountConfig {
     pub account: AccountId,
-    /// Reported by `GET /_security/service`; the gateway does not interpret it.
-    pub role_descriptor: serde_json::Value,
+    /// Reported by `GET /_security/service`, and the privileges of the API key `auto` creates.
+    /// `None` keeps a built-in account's own (and means no privileges for a new account).
+    pub role_descriptor: Option<serde_json::Value>,
+    /// What the account's requests carry upstream; `None`: `upstream.service_credentials`.
+    pub credential: Option<AccountCredential>,
+    /// Local access rules; `None`: the gateway lets every method and path through.
+    pub access: Option<crate::access::AccessRules>,
+}
+
+/// What a service account's requests carry to the cluster in `Authorization`.
+#[derive(Clone)]
+pub enum AccountCredential {
+    /// An API key the gateway creates with its own credential, limited to the account's role
+    /// descriptor, so the cluster enforces what the account may do.
+    Auto,
+    /// The gateway's own `upstream.authorization`, as strong as that is: explicit opt-in only.
+    Gateway,
+    /// Nothing: for a cluster without security.
+    Nothing,
+    /// A credential configured for this account (inline, from a file or the environment).
+    Configured(HeaderValue),
+}
+
+impl fmt::Debug for AccountCredential {
+    /// Names the kind; a configured credential never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "Auto",
+            Self::Gateway => "Gateway",
+            Self::Nothing => "Nothing",
+            Self::Configured(_) => "Configured(<redacted>)",
+        })
+    }
+}
+
+/// Credential schemes the gateway does not check itself but hands to the cluster untouched, on
+/// requests it forwards (`security.pass_through`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassThrough {
+    pub api_key: bool,
+    pub basic: bool,
 }
 
 /// Logging.

@@ -10,10 +10,9 @@ use http::{HeaderValue, Uri};
 use toml::{Table, Value};
 
 use super::{
-    AccountConfig, Config, ConfigError, LogConfig, Overrides, SecurityConfig, ServerConfig,
+    AccountCredential, Config, ConfigError, LogConfig, Overrides, SecurityConfig, ServerConfig,
     UpstreamConfig,
 };
-use crate::identity::AccountId;
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
@@ -154,6 +153,11 @@ impl<'a> Reader<'a> {
                 "body_timeout",
                 UpstreamConfig::DEFAULT_BODY_TIMEOUT,
             ),
+            service_credentials: {
+                let text = self.string(&mut upstream, "service_credentials", "auto");
+                self.credential_mode("upstream", "service_credentials", &text)
+                    .unwrap_or(AccountCredential::Auto)
+            },
         };
         let tls = self.listener_tls();
         if listen_off && tls.is_none() {
@@ -173,6 +177,7 @@ impl<'a> Reader<'a> {
                 SecurityConfig::DEFAULT_USERS_RELOAD_INTERVAL,
             ),
             throttle: self.auth_throttle(&mut security),
+            pass_through: self.pass_through(&mut security),
         };
         let level = self.string(&mut log, "level", LogConfig::DEFAULT_LEVEL);
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
@@ -389,49 +394,6 @@ impl<'a> Reader<'a> {
         let prefix = uri.path().trim_end_matches('/').to_owned();
         Some((scheme, authority, prefix))
     }
-
-    fn accounts(&mut self) -> Vec<AccountConfig> {
-        let Some(value) = self.root.remove("service_accounts") else {
-            return Vec::new();
-        };
-        let Value::Array(items) = value else {
-            self.problems.push(format!(
-                "{}: `service_accounts` must be an array of tables ([[service_accounts]])",
-                self.source
-            ));
-            return Vec::new();
-        };
-        let mut accounts = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            let name: &'static str = "service_accounts";
-            let Value::Table(table) = item else {
-                self.problem(name, &format!("#{i}"), "expected a table");
-                continue;
-            };
-            let mut section = Section { name, table };
-            let text = self.string(&mut section, "account", "");
-            let account = AccountId::parse(&text);
-            if account.is_none() {
-                self.problem(
-                    name,
-                    &format!("#{i}.account"),
-                    &format!("expected \"namespace/service\", found \"{text}\""),
-                );
-            }
-            let role_descriptor = match section.table.remove("role_descriptor") {
-                None => serde_json::json!({}),
-                Some(v) => serde_json::to_value(v).unwrap_or_else(|_| serde_json::json!({})),
-            };
-            self.finish(&section);
-            if let Some(account) = account {
-                accounts.push(AccountConfig {
-                    account,
-                    role_descriptor,
-                });
-            }
-        }
-        accounts
-    }
 }
 
 #[cfg(test)]
@@ -487,13 +449,5 @@ mod tests {
         assert_eq!(config.server.listen.unwrap().port(), 0);
         assert_eq!(config.upstream.scheme, Scheme::HTTPS);
         assert_eq!(config.upstream.path_prefix, "/prefix");
-    }
-
-    #[test]
-    fn accounts_are_validated() {
-        let text = "[[service_accounts]]\naccount = \"acme/ingest\"\n[[service_accounts]]\naccount = \"bad\"\n";
-        let error = Config::from_toml("t", text, &Overrides::default()).unwrap_err();
-        assert_eq!(error.problems.len(), 1);
-        assert!(error.problems[0].contains("#1.account"));
     }
 }

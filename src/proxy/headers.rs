@@ -119,12 +119,23 @@ impl ClientInfo {
     }
 }
 
+/// What a forwarded request carries upstream in `Authorization`.
+#[derive(Debug, Clone)]
+pub enum Authorization {
+    /// This credential, in place of the client's.
+    Set(HeaderValue),
+    /// None: the client's is removed and nothing replaces it.
+    Remove,
+    /// The client's own, untouched (a pass-through scheme the cluster checks itself).
+    Keep,
+}
+
 /// Rewrites a client request's headers for the upstream. `authority` is the request target's
 /// (HTTP/2's `:authority`), which names the host before any `Host` field does.
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     client: &ClientInfo,
-    upstream_auth: Option<&HeaderValue>,
+    upstream_auth: Authorization,
     authority: Option<&HeaderValue>,
 ) {
     if client.trusted {
@@ -132,7 +143,15 @@ pub fn rewrite_request(
     } else {
         strip(headers, |name| CLIENT_CLAIMS.contains(name));
     }
-    headers.remove(header::AUTHORIZATION);
+    match upstream_auth {
+        Authorization::Set(value) => {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        Authorization::Remove => {
+            headers.remove(header::AUTHORIZATION);
+        }
+        Authorization::Keep => {}
+    }
     headers.remove(&RUN_AS);
     // The client's Host names the gateway; the upstream gets its own authority from the URI.
     let host = headers.remove(header::HOST);
@@ -146,9 +165,6 @@ pub fn rewrite_request(
         None => {
             headers.remove(&X_FORWARDED_HOST);
         }
-    }
-    if let Some(auth) = upstream_auth {
-        headers.insert(header::AUTHORIZATION, auth.clone());
     }
     let prior = headers.get(&X_FORWARDED_FOR).filter(|_| client.trusted);
     let forwarded_for = match prior {
@@ -255,14 +271,22 @@ mod tests {
         rewrite_request(
             &mut headers,
             &client(),
-            Some(&HeaderValue::from_static("ApiKey up")),
+            Authorization::Set(HeaderValue::from_static("ApiKey up")),
             None,
         );
         assert_eq!(headers["authorization"], "ApiKey up");
         assert!(headers.get("es-security-runas-user").is_none());
         let mut headers = map(&[("authorization", "Bearer abc")]);
-        rewrite_request(&mut headers, &client(), None, None);
+        rewrite_request(&mut headers, &client(), Authorization::Remove, None);
         assert!(headers.get("authorization").is_none());
+        // Pass-through keeps the client's own, but never a run-as.
+        let mut headers = map(&[
+            ("authorization", "ApiKey client"),
+            ("es-security-runas-user", "elastic"),
+        ]);
+        rewrite_request(&mut headers, &client(), Authorization::Keep, None);
+        assert_eq!(headers["authorization"], "ApiKey client");
+        assert!(headers.get("es-security-runas-user").is_none());
     }
 
     /// What a client might send to pass for someone else.
@@ -281,7 +305,7 @@ mod tests {
     #[test]
     fn an_untrusted_clients_claims_are_replaced_by_what_the_gateway_saw() {
         let mut headers = claims();
-        rewrite_request(&mut headers, &client(), None, None);
+        rewrite_request(&mut headers, &client(), Authorization::Remove, None);
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "gw.example:8080");
@@ -290,14 +314,14 @@ mod tests {
         }
         // Without any host to name, a client's X-Forwarded-Host does not survive either.
         let mut headers = map(&[("x-forwarded-host", "admin.internal")]);
-        rewrite_request(&mut headers, &client(), None, None);
+        rewrite_request(&mut headers, &client(), Authorization::Remove, None);
         assert!(headers.get("x-forwarded-host").is_none());
     }
 
     #[test]
     fn a_trusted_proxys_chain_is_kept_and_extended() {
         let mut headers = claims();
-        rewrite_request(&mut headers, &trusted_proxy(), None, None);
+        rewrite_request(&mut headers, &trusted_proxy(), Authorization::Remove, None);
         assert_eq!(headers["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "admin.internal");
@@ -311,7 +335,12 @@ mod tests {
         // HTTP/2 carries the host as `:authority`; it wins over a Host field.
         let mut headers = map(&[("host", "other.example")]);
         let authority = HeaderValue::from_static("gw.example:8443");
-        rewrite_request(&mut headers, &client(), None, Some(&authority));
+        rewrite_request(
+            &mut headers,
+            &client(),
+            Authorization::Remove,
+            Some(&authority),
+        );
         assert_eq!(headers["x-forwarded-host"], "gw.example:8443");
     }
 }

@@ -21,7 +21,7 @@ use crate::body::{BodyError, Guarded};
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
 use crate::tls::{upstream::client_config, TlsError};
-use headers::ClientInfo;
+use headers::{Authorization, ClientInfo};
 
 /// The upstream cluster and the pooled client that reaches it.
 #[derive(Clone)]
@@ -42,7 +42,6 @@ pub struct Upstream {
     scheme: Scheme,
     authority: Authority,
     path_prefix: String,
-    authorization: Option<HeaderValue>,
     timeout: std::time::Duration,
 }
 
@@ -50,19 +49,7 @@ impl Upstream {
     /// Builds the pooled client; fails only on unusable upstream TLS files. `client_body_timeout`
     /// bounds the silences of a client's request body while it is streamed upstream.
     pub fn new(config: &UpstreamConfig, client_body_timeout: Duration) -> Result<Self, TlsError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        connector.enforce_http(false);
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(client_config(&config.tls, config.scheme == Scheme::HTTPS)?)
-            .https_or_http();
-        let connector = if config.tls.http2 {
-            https.enable_all_versions().wrap_connector(connector)
-        } else {
-            https.enable_http1().wrap_connector(connector)
-        };
+        let connector = connector(config)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
@@ -83,7 +70,6 @@ impl Upstream {
             scheme: config.scheme.clone(),
             authority: config.authority.clone(),
             path_prefix: config.path_prefix.clone(),
-            authorization: config.authorization.clone(),
             timeout: config.timeout,
         })
     }
@@ -93,13 +79,14 @@ impl Upstream {
         format!("{}://{}{}", self.scheme, self.authority, self.path_prefix)
     }
 
-    /// Sends `request` upstream and returns its response with hop-by-hop fields removed.
-    /// Refused/reset connections become 502, a missed response deadline 504, no free upstream
-    /// slot 503; a client body that breaks off or stalls is the client's 400 or 408.
+    /// Sends `request` upstream with `authorization` and returns its response with hop-by-hop
+    /// fields removed. Refused/reset connections become 502, a missed response deadline 504, no
+    /// free upstream slot 503; a client body that breaks off or stalls is the client's 400 or 408.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
+        authorization: Authorization,
     ) -> Result<Response<Guarded<Incoming>>, ApiError> {
         let slot = self.slot().await?;
         let (mut parts, body) = request.into_parts();
@@ -113,7 +100,7 @@ impl Upstream {
         headers::rewrite_request(
             &mut parts.headers,
             client,
-            self.authorization.as_ref(),
+            authorization,
             authority.as_ref(),
         );
         parts.headers.insert(http::header::HOST, self.host.clone());
@@ -196,6 +183,23 @@ impl Upstream {
             .build()
             .map_err(|_| ApiError::Internal)
     }
+}
+
+/// The connector every upstream client uses: TCP options, timeouts and the upstream's TLS trust.
+pub fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector>, TlsError> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_keepalive(Some(UpstreamConfig::TCP_KEEPALIVE));
+    connector.enforce_http(false);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(client_config(&config.tls, config.scheme == Scheme::HTTPS)?)
+        .https_or_http();
+    Ok(if config.tls.http2 {
+        https.enable_all_versions().wrap_connector(connector)
+    } else {
+        https.enable_http1().wrap_connector(connector)
+    })
 }
 
 /// The client's own body failure behind an upstream request error, if that is what it was: the
