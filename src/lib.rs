@@ -27,6 +27,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod atomic_file;
@@ -37,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod framing;
 pub mod identity;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod response;

@@ -19,7 +19,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -54,6 +54,33 @@ pub trait Handler: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send;
 }
 
+/// What the accept loop counts for the metrics endpoint: a few relaxed atomic operations per
+/// connection, none per request.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections open now.
+    pub open: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    /// Handshakes that failed or ran out of time.
+    pub tls_failures: AtomicU64,
+}
+
+/// Keeps [`Stats::open`] right however a connection task ends.
+struct OpenConnection(Arc<Stats>);
+
+impl OpenConnection {
+    fn new(stats: &Arc<Stats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(stats))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A bound socket and, for HTTPS, the acceptor that terminates TLS on it.
 pub struct Listener {
     pub tcp: TcpListener,
@@ -68,14 +95,15 @@ impl Listener {
 
 /// Serves `listeners` with `handler` until `shutdown` resolves, then stops accepting (the
 /// sockets close, so new connections are refused) and drains open connections for up to
-/// `config.shutdown_grace`.
+/// `config.shutdown_grace`. Connections are counted in `stats`.
 pub async fn run<H: Handler>(
     listeners: Vec<Listener>,
     handler: H,
     config: &ServerConfig,
+    stats: Arc<Stats>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let limits = Limits::new(config);
+    let limits = Limits::new(config, stats);
     let builder = http_builder(config);
     // Each connection task holds a receiver until it ends: the drain waits for them all.
     let (tasks, _) = watch::channel(false);
@@ -121,10 +149,11 @@ struct Limits {
     registry: Arc<Registry>,
     refusals: Refusals,
     first_request_timeout: Duration,
+    stats: Arc<Stats>,
 }
 
 impl Limits {
-    fn new(config: &ServerConfig) -> Self {
+    fn new(config: &ServerConfig, stats: Arc<Stats>) -> Self {
         let connections = &config.connections;
         Limits {
             slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -132,6 +161,7 @@ impl Limits {
             registry: Registry::new(),
             refusals: Refusals::new(connections.per_ip, config.max_connections),
             first_request_timeout: connections.first_request_timeout,
+            stats,
         }
     }
 }
@@ -222,7 +252,8 @@ async fn accept_loop<H: Handler>(
         let (handler, builder, registry) =
             (handler.clone(), builder.clone(), limits.registry.clone());
         let drain = tasks.subscribe();
-        tokio::spawn(serve(accepted, handler, builder, registry, drain).instrument(span));
+        let stats = limits.stats.clone();
+        tokio::spawn(serve(accepted, handler, builder, registry, stats, drain).instrument(span));
     }
 }
 
@@ -259,6 +290,7 @@ async fn serve<H: Handler>(
     handler: H,
     builder: auto::Builder<TokioExecutor>,
     registry: Arc<Registry>,
+    stats: Arc<Stats>,
     mut drain: watch::Receiver<bool>,
 ) {
     let Accepted {
@@ -291,7 +323,11 @@ async fn serve<H: Handler>(
     let slot = registry.slot(client);
     // Held until the task ends: then out of the registry, the permit passed on or given back,
     // the address's share given back.
-    let _held = (registry.register(slot.clone(), permit), address);
+    let _held = (
+        registry.register(slot.clone(), permit),
+        address,
+        OpenConnection::new(&stats),
+    );
     let Some(acceptor) = tls else {
         let stream = ScanIo::new(stream, ambiguous);
         return serve_http(stream, &slot, handler, &builder, deadline).await;
@@ -299,13 +335,18 @@ async fn serve<H: Handler>(
     let handshake = deadline.min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
     let stream = tokio::select! {
         result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
-            Ok(Ok(stream)) => stream,
+            Ok(Ok(stream)) => {
+                stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                stream
+            }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "tls handshake failed");
+                stats.tls_failures.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Err(_) => {
                 tracing::debug!("tls handshake deadline passed");
+                stats.tls_failures.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         },

@@ -2,6 +2,7 @@
 //! errors become responses.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
@@ -15,6 +16,7 @@ use crate::body::{BodyError, Guarded};
 use crate::config::{HttpLimits, PassThrough};
 use crate::error::ApiError;
 use crate::framing;
+use crate::metrics::{Outcome, UpstreamFailure};
 use crate::path::{self, PathError, PathKind};
 use crate::proxy::headers::{Authorization, ClientInfo};
 use crate::response::Body;
@@ -49,19 +51,42 @@ impl Handler for GatewayService {
     }
 }
 
-/// Answers one request. Never fails: every error is rendered here.
+/// Answers one request. Never fails: every error is rendered here, and every answer counted.
 pub async fn handle(
     state: &State,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let started = Instant::now();
+    let method = request.method().clone();
     let pretty = request
         .uri()
         .query()
         .is_some_and(|q| q.contains("pretty") && Params::parse(Some(q)).pretty());
-    match dispatch(state, client, request).await {
+    let response = match dispatch(state, client, request).await {
         Ok(response) => response,
-        Err(error) => error.into_response(pretty),
+        Err(error) => {
+            if let Some(failure) = upstream_failure(&error) {
+                state.metrics.upstream_failure(failure);
+            }
+            error.into_response(pretty)
+        }
+    };
+    let outcome = match response.body() {
+        Either::Left(_) => Outcome::Forwarded,
+        Either::Right(_) => Outcome::of_gateway_status(response.status()),
+    };
+    state.metrics.request(outcome, &method, started.elapsed());
+    response
+}
+
+/// The kind of upstream failure behind an error, for the metrics.
+fn upstream_failure(error: &ApiError) -> Option<UpstreamFailure> {
+    match error {
+        ApiError::UpstreamUnavailable => Some(UpstreamFailure::Connect),
+        ApiError::UpstreamTimeout => Some(UpstreamFailure::Timeout),
+        ApiError::UpstreamBusy => Some(UpstreamFailure::Busy),
+        _ => None,
     }
 }
 
@@ -208,10 +233,12 @@ async fn forward(
     presented: Presented,
 ) -> Result<Response<Body>, ApiError> {
     let (authorization, key) = presented.into_parts();
+    let sent = Instant::now();
     let response = state
         .upstream
         .forward(request, client, authorization)
         .await?;
+    state.metrics.upstream(sent.elapsed());
     if let Some((used, slot)) = key {
         if response.status() == StatusCode::UNAUTHORIZED {
             // The account's key is gone at the cluster (invalidated, expired): a new one is

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::metrics::{Metrics, MetricsError};
 use crate::proxy::Upstream;
-use crate::store::{StoreError, StoreOptions, TokenStore};
+use crate::store::{StoreError, StoreOptions, SyncObserver, TokenStore};
 use crate::throttle::FailureThrottle;
 use crate::tls::TlsError;
 use crate::upstream_auth::api_keys::OpenKeysError;
@@ -26,6 +27,8 @@ pub enum OpenError {
     Tls(#[from] TlsError),
     #[error("upstream API keys: {0}")]
     Keys(#[from] OpenKeysError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -49,6 +52,8 @@ pub struct Parts {
     pub upstream_auth: UpstreamAuth,
     /// Failed authentications per client address; shared with the task that sweeps it.
     pub throttle: Arc<FailureThrottle>,
+    /// What `/metrics` on the admin listener shows; the journal writer reports to it too.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Deref for State {
@@ -67,7 +72,15 @@ impl State {
     ) -> Result<(State, Option<String>), OpenError> {
         let upstream = Upstream::new(&config.upstream, config.server.http.client_body_timeout)?;
         let dir = &config.server.data_dir;
-        let store = TokenStore::open(dir, StoreOptions::default())?;
+        let metrics = Arc::new(Metrics::new()?);
+        let observer = Arc::clone(&metrics);
+        let options = StoreOptions {
+            on_sync: Some(SyncObserver(Arc::new(move |took, records| {
+                observer.journal_sync(took, records);
+            }))),
+            ..StoreOptions::default()
+        };
+        let store = TokenStore::open(dir, options)?;
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts);
@@ -82,6 +95,7 @@ impl State {
                 upstream,
                 upstream_auth,
                 throttle,
+                metrics,
             }),
         };
         Ok((state, generated))

@@ -41,6 +41,7 @@ async fn authenticates(gw: &TestGateway, value: &str) -> bool {
 async fn try_start(upstream: &FakeUpstream, dir: &Path) -> Result<Gateway, StartError> {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
         upstream: Some(format!("http://{}", upstream.addr)),
         data_dir: Some(dir.to_owned()),
     };

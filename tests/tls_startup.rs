@@ -120,6 +120,7 @@ fn the_binary_exits_64_naming_the_file_before_binding() {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .env("ELASTIC_PASSWORD", "startup-test-pw")
+            .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info");
         let output = run_bounded(command, Duration::from_secs(30));
         let stderr = String::from_utf8_lossy(&output.stderr);

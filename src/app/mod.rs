@@ -11,12 +11,16 @@ mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use tokio::net::TcpListener;
 
 pub use runtime::{init_logging, runtime};
 pub use tasks::Tasks;
 
+use crate::admin::{AdminService, Readiness};
 use crate::config::{AuthThrottle, Config};
 use crate::proxy::Upstream;
 use crate::server::{self, Listener};
@@ -62,6 +66,9 @@ pub struct Gateway {
     tls: Option<ServerTls>,
     tasks: Tasks,
     generated_password: Option<String>,
+    /// The admin listener, when configured.
+    admin: Option<Listener>,
+    admin_addr: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -104,6 +111,14 @@ impl Gateway {
                 Some(bind(settings.listen, Some(tls), &mut listeners).await?)
             }
             _ => None,
+        };
+        let (admin, admin_addr) = match config.admin.listen {
+            Some(addr) => {
+                let mut bound = Vec::new();
+                let addr = bind(addr, None, &mut bound).await?;
+                (bound.pop(), Some(addr))
+            }
+            None => (None, None),
         };
 
         let mut tasks = Tasks::default();
@@ -150,6 +165,9 @@ impl Gateway {
                 tracing::info!(%addr, tls = https, upstream = %state.upstream.describe(), tokens = state.store.len(), "listening");
             }
         }
+        if let Some(addr) = admin_addr {
+            tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
+        }
         Ok(Gateway {
             state,
             listeners,
@@ -158,7 +176,14 @@ impl Gateway {
             tls,
             tasks,
             generated_password,
+            admin,
+            admin_addr,
         })
+    }
+
+    /// The admin listener's address as bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn state(&self) -> &State {
@@ -188,15 +213,55 @@ impl Gateway {
     /// Serves until `shutdown` resolves, drains open connections within the grace period, stops
     /// the background tasks and closes the token store (its last writes are on disk when this
     /// returns).
+    ///
+    /// The admin listener keeps answering through the drain (`/readyz` then says 503) and stops
+    /// after it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Gateway {
             state,
             listeners,
             tasks,
+            admin,
             ..
         } = self;
-        let service = GatewayService::new(state.clone());
-        server::run(listeners, service, &state.config.server, shutdown).await;
+        let stats = Arc::new(server::Stats::default());
+        let readiness = Arc::new(Readiness::new(
+            state.config.admin.ready_requires_upstream,
+            state.upstream.socket_authority(),
+        ));
+        let admin_stop = CancellationToken::new();
+        let admin_server = async {
+            if let Some(listener) = admin {
+                let service = AdminService::new(state.clone(), readiness.clone(), stats.clone());
+                let stats = Arc::new(server::Stats::default());
+                let config = &state.config.server;
+                server::run(
+                    vec![listener],
+                    service,
+                    config,
+                    stats,
+                    admin_stop.cancelled(),
+                )
+                .await;
+            }
+        };
+        let gateway_server = async {
+            let service = GatewayService::new(state.clone());
+            let draining = async {
+                shutdown.await;
+                readiness.drain();
+            };
+            server::run(
+                listeners,
+                service,
+                &state.config.server,
+                stats.clone(),
+                draining,
+            )
+            .await;
+            admin_stop.cancel();
+        };
+        tokio::join!(gateway_server, admin_server);
         tasks.stop().await;
         state.store.close();
         tracing::info!("token store closed; stopped");

@@ -18,6 +18,7 @@ use http::HeaderMap;
 use crate::accounts::Accounts;
 use crate::error::ApiError;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
+use crate::metrics::AuthFailure;
 use crate::state::State;
 use crate::store::TokenStore;
 use crate::throttle;
@@ -60,11 +61,13 @@ pub async fn authenticate(
 ) -> Result<Principal, ApiError> {
     let credentials = Credentials::from_headers(headers);
     if credentials == Credentials::None {
+        state.metrics.auth_failure(AuthFailure::Missing);
         return Err(ApiError::MissingCredentials {
             uri: uri.to_owned(),
         });
     }
     if let Some(wait) = state.throttle.refusal(peer) {
+        state.metrics.auth_failure(AuthFailure::Throttled);
         return Err(throttled(wait));
     }
     match credentials {
@@ -73,11 +76,13 @@ pub async fn authenticate(
                 return Ok(Principal::ServiceToken(identity));
             }
             tracing::debug!("bearer token rejected");
+            state.metrics.auth_failure(AuthFailure::Bearer);
         }
         Credentials::Basic(value) => match state.users.authenticate(value).await {
             Ok(user) => return Ok(Principal::User(user)),
             Err(Denied::Busy) => {
                 tracing::debug!("password pool full; basic credentials not checked");
+                state.metrics.auth_failure(AuthFailure::PoolFull);
                 // Not a success, and keeping the pool full is what a guesser does: it counts
                 // like a failure, or one address could hold the pool for everyone.
                 if let Some(wait) = state.throttle.failed(peer) {
@@ -88,10 +93,14 @@ pub async fn authenticate(
                     retry_after: 1,
                 });
             }
-            Err(Denied::BadCredentials) => tracing::debug!("basic credentials rejected"),
+            Err(Denied::BadCredentials) => {
+                tracing::debug!("basic credentials rejected");
+                state.metrics.auth_failure(AuthFailure::Basic);
+            }
         },
         Credentials::ApiKey | Credentials::Unusable | Credentials::None => {
             tracing::debug!("unusable authorization header");
+            state.metrics.auth_failure(AuthFailure::Unusable);
         }
     }
     Err(state

@@ -45,6 +45,10 @@ pub struct Common {
     /// Directory for tokens and users (replaces server.data_dir).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Admin listener for /livez, /readyz, /metrics, e.g. 127.0.0.1:9901, or "" for none
+    /// (replaces admin.listen).
+    #[arg(long, global = true, env = "TOKENGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +84,7 @@ impl Common {
     fn load(&self) -> Result<Config, ExitCode> {
         let overrides = Overrides {
             listen: self.listen.clone(),
+            admin_listen: self.admin_listen.clone(),
             upstream: self.upstream.clone(),
             data_dir: self.data_dir.clone(),
         };

@@ -4,6 +4,7 @@
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
 mod accounts_reader;
+mod admin_reader;
 mod boundary_reader;
 mod connections_reader;
 mod reader;
@@ -36,6 +37,21 @@ pub struct Config {
     /// Service accounts the gateway knows besides Elasticsearch's built-in three.
     pub service_accounts: Vec<AccountConfig>,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin listener: health checks and metrics, no token needed.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `None` (`listen = ""`): no admin listener.
+    pub listen: Option<SocketAddr>,
+    /// `/readyz` answers 503 while the cluster does not accept connections.
+    pub ready_requires_upstream: bool,
+}
+
+impl AdminConfig {
+    /// Loopback: what it shows is for operators, not for the gateway's clients.
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9901";
 }
 
 /// The client-facing listener and the gateway's own state.
@@ -418,6 +434,8 @@ impl LogConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
     pub upstream: Option<String>,
     pub data_dir: Option<PathBuf>,
 }

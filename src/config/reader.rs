@@ -189,6 +189,7 @@ impl<'a> Reader<'a> {
         }
         let log_config = LogConfig { level };
         let service_accounts = self.accounts();
+        let admin = self.admin(self.overrides.admin_listen.as_deref());
 
         for section in [server, upstream, security, log] {
             self.finish(&section);
@@ -211,6 +212,7 @@ impl<'a> Reader<'a> {
             security: security_config,
             service_accounts,
             log: log_config,
+            admin,
         })
     }
 
@@ -441,6 +443,7 @@ mod tests {
     fn overrides_replace_file_values() {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
+            admin_listen: None,
             upstream: Some("https://es.example:9243/prefix/".into()),
             data_dir: Some("/tmp/x".into()),
         };

@@ -33,6 +33,7 @@ pub struct Upstream {
     /// Requests waiting for a slot.
     waiting: Arc<AtomicUsize>,
     max_pending: usize,
+    max_connections: usize,
     /// How long a request may wait for a slot.
     slot_wait: Duration,
     client_body_timeout: Duration,
@@ -63,6 +64,7 @@ impl Upstream {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_pending: config.max_pending,
+            max_connections: config.max_connections,
             slot_wait: config.connect_timeout,
             client_body_timeout,
             body_timeout: config.body_timeout,
@@ -72,6 +74,25 @@ impl Upstream {
             path_prefix: config.path_prefix.clone(),
             timeout: config.timeout,
         })
+    }
+
+    /// Requests holding an upstream slot now.
+    pub fn in_flight(&self) -> usize {
+        self.max_connections
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// `host:port` of the cluster, for reachability probes.
+    pub fn socket_authority(&self) -> String {
+        let port = self
+            .authority
+            .port_u16()
+            .unwrap_or(if self.scheme == Scheme::HTTPS {
+                443
+            } else {
+                80
+            });
+        format!("{}:{port}", self.authority.host())
     }
 
     /// `scheme://authority`, for logs.

@@ -59,6 +59,19 @@ pub struct StoreOptions {
     pub compact_min_bytes: u64,
     /// Most requests committed with one fsync.
     pub max_batch: usize,
+    /// Told how long each batch's fsync took and how many requests it made durable.
+    pub on_sync: Option<SyncObserver>,
+}
+
+/// Receives `(fsync duration, requests in the batch)` after each durable batch, on the
+/// writer's thread: it must be quick.
+#[derive(Clone)]
+pub struct SyncObserver(pub Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>);
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncObserver")
+    }
 }
 
 impl StoreOptions {
@@ -74,6 +87,7 @@ impl Default for StoreOptions {
         StoreOptions {
             compact_min_bytes: Self::DEFAULT_COMPACT_MIN_BYTES,
             max_batch: Self::DEFAULT_MAX_BATCH,
+            on_sync: None,
         }
     }
 }

@@ -129,12 +129,16 @@ impl Writer {
         self.buf.clear();
         let outcomes = plan(batch, &self.init.shared.maps, &mut self.buf);
         if !self.buf.is_empty() {
+            let started = std::time::Instant::now();
             if let Err(e) = self.make_durable() {
                 self.rollback();
                 self.fail_all(batch, e.kind(), &e.to_string());
                 return;
             }
             self.init.file_len += self.buf.len() as u64;
+            if let Some(observer) = &self.init.options.on_sync {
+                (observer.0)(started.elapsed(), batch.len());
+            }
         }
         self.apply(batch, outcomes);
     }

@@ -61,6 +61,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// The HTTPS listener, when the configuration has a `[tls]` section.
     pub https_addr: Option<SocketAddr>,
+    /// The admin listener (`/livez`, `/readyz`, `/metrics`), unless configured off.
+    pub admin_addr: Option<SocketAddr>,
     pub state: State,
     tls: Option<ServerTls>,
     /// A client without proxies, so the environment cannot reroute test traffic.
@@ -136,6 +138,7 @@ impl TestGatewayBuilder {
         let listen = if self.https_only { "" } else { "127.0.0.1:0" };
         let overrides = Overrides {
             listen: Some(listen.into()),
+            admin_listen: Some("127.0.0.1:0".into()),
             upstream: self.upstream,
             data_dir: Some(data_dir.clone()),
         };
@@ -144,6 +147,7 @@ impl TestGatewayBuilder {
             .await
             .unwrap();
         let https_addr = gateway.https_addr();
+        let admin_addr = gateway.admin_addr();
         let addr = gateway.http_addr().or(https_addr).unwrap();
         let (state, tls) = (gateway.state().clone(), gateway.tls().cloned());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -153,6 +157,7 @@ impl TestGatewayBuilder {
         TestGateway {
             addr,
             https_addr,
+            admin_addr,
             state,
             tls,
             client: client(),
@@ -258,6 +263,28 @@ impl TestGateway {
         assert_eq!(status, 200, "creating {account}/{name}: {body}");
         assert_eq!(body["created"], true);
         body["token"]["value"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a graceful stop without waiting for it (see [`TestGateway::stop`]).
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop_tx.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// `GET` on the admin listener: status and body text.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self
+            .admin_addr
+            .expect("the admin listener is configured off");
+        let response = self
+            .client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
     }
 
     /// Stops gracefully as the binary does on SIGTERM: drain, stop the tasks, close the store

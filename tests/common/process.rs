@@ -19,6 +19,8 @@ pub fn tokengate() -> Command {
         .env_remove("RUST_LOG")
         .env_remove("TOKENGATE_CONFIG")
         .env_remove("ELASTIC_PASSWORD")
+        // Tests run side by side: every gateway gets an admin port of its own.
+        .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null());
     command
 }

@@ -1,0 +1,182 @@
+//! The admin listener: `/livez`, `/readyz` and `/metrics` on a port of its own, without a token,
+//! for load balancers, orchestrators and Prometheus. It listens on loopback by default: what it
+//! tells (token counts per account, traffic) is for operators, not for the clients of the
+//! gateway's own port.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::proxy::headers::ClientInfo;
+use crate::response::Body;
+use crate::server::{Handler, Stats};
+use crate::state::State;
+
+/// How long one upstream reachability probe result is reused: a probe per scrape or health
+/// check would open a connection to the cluster each time.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+/// How long a probe may take before the cluster counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether the gateway should get traffic.
+pub struct Readiness {
+    draining: AtomicBool,
+    requires_upstream: bool,
+    /// `host:port` of the cluster, for the probe.
+    upstream: String,
+    probe: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Readiness {
+    pub fn new(requires_upstream: bool, upstream: String) -> Self {
+        Readiness {
+            draining: AtomicBool::new(false),
+            requires_upstream,
+            upstream,
+            probe: Mutex::new(None),
+        }
+    }
+
+    /// From now on `/readyz` answers 503: the gateway is shutting down.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok` when ready, else why not.
+    async fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            return Err("draining");
+        }
+        if self.requires_upstream && !self.upstream_reachable().await {
+            return Err("upstream unreachable");
+        }
+        Ok(())
+    }
+
+    async fn upstream_reachable(&self) -> bool {
+        let cached = *self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, reachable)) = cached {
+            if at.elapsed() < PROBE_REUSE {
+                return reachable;
+            }
+        }
+        let connect = tokio::net::TcpStream::connect(self.upstream.as_str());
+        let reachable = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+            Ok(Ok(_))
+        );
+        *self.probe.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), reachable));
+        reachable
+    }
+}
+
+/// What the admin listener serves.
+#[derive(Clone)]
+pub struct AdminService {
+    state: State,
+    readiness: Arc<Readiness>,
+    /// The gateway listeners' connection counts.
+    stats: Arc<Stats>,
+}
+
+impl AdminService {
+    pub fn new(state: State, readiness: Arc<Readiness>, stats: Arc<Stats>) -> Self {
+        AdminService {
+            state,
+            readiness,
+            stats,
+        }
+    }
+
+    async fn answer(&self, request: &Request<Incoming>) -> Response<Body> {
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        }
+        match request.uri().path() {
+            "/livez" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => match self.readiness.check().await {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("not ready: {why}\n"),
+                ),
+            },
+            "/metrics" => {
+                let ready = self.readiness.check().await.is_ok();
+                self.refresh_gauges(ready);
+                let mut response = reply(StatusCode::OK, self.state.metrics.render().into());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: /livez, /readyz and /metrics are served here\n",
+            ),
+        }
+    }
+
+    /// Sets the gauges that are read, not counted.
+    fn refresh_gauges(&self, ready: bool) {
+        let metrics = &self.state.metrics;
+        for (account, _) in self.state.accounts.matching(None, None) {
+            let count = self.state.store.names_of(account).len();
+            metrics
+                .tokens
+                .with_label_values(&[account.as_str()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        metrics
+            .upstream_in_flight
+            .set(gauge(self.state.upstream.in_flight() as u64));
+        metrics
+            .client_connections
+            .set(gauge(self.stats.open.load(Ordering::Relaxed)));
+        metrics
+            .tls_handshakes
+            .set(gauge(self.stats.tls_handshakes.load(Ordering::Relaxed)));
+        metrics
+            .tls_failures
+            .set(gauge(self.stats.tls_failures.load(Ordering::Relaxed)));
+        metrics.ready.set(i64::from(ready));
+    }
+}
+
+impl Handler for AdminService {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        _client: &Arc<ClientInfo>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        let this = self.clone();
+        async move { this.answer(&request).await }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = reply(status, Bytes::copy_from_slice(body.as_bytes()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn reply(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
