@@ -5,7 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, BuiltinError};
 use crate::config::Config;
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, TokenStore};
@@ -22,6 +22,8 @@ pub enum OpenError {
     Realm(#[from] RealmError),
     #[error("upstream tls: {0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Accounts(#[from] BuiltinError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -64,7 +66,7 @@ impl State {
         let store = TokenStore::open(dir, StoreOptions::default())?;
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
-        let accounts = Accounts::new(&config.service_accounts);
+        let accounts = Accounts::new(&config.service_accounts)?;
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         let state = State {
             inner: Arc::new(Parts {
