@@ -7,6 +7,7 @@ mod common;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use common::{assert_response, basic, es_forbidden, es_unauthorized, FakeUpstream, TestGateway};
+use common::{es_forbidden_service, es_rejection_reason};
 use common::{BAD_CREDENTIALS, CHALLENGES, ELASTIC_PASSWORD, FLEET};
 use reqwest::Method;
 
@@ -52,7 +53,7 @@ fn swap_case(value: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_bad_credential_gets_the_same_401() {
+async fn every_bad_credential_gets_a_401_naming_only_what_it_carried() {
     let upstream = FakeUpstream::start().await;
     // 45 failures from one address: past the default burst, which `tests/throttling.rs` covers.
     let gw = TestGateway::builder()
@@ -116,7 +117,8 @@ async fn every_bad_credential_gets_the_same_401() {
                     .count(),
                 3
             );
-            assert_response(response, 401, &es_unauthorized(BAD_CREDENTIALS)).await;
+            let reason = es_rejection_reason(authorization);
+            assert_response(response, 401, &es_unauthorized(&reason)).await;
         }
     }
     assert!(upstream.requests().is_empty());
@@ -200,7 +202,7 @@ async fn a_service_token_cannot_create_tokens() {
         .send()
         .await
         .unwrap();
-    let expected = es_forbidden(CREATE_ACTION, "elastic/fleet-server", "", MANAGE);
+    let expected = es_forbidden_service(CREATE_ACTION, "elastic/fleet-server", MANAGE);
     assert_response(response, 403, &expected).await;
     assert_eq!(gw.state.store.len(), 1);
 }
@@ -210,25 +212,41 @@ async fn a_service_token_cannot_reach_the_clusters_security_api() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::start(&upstream).await;
     let value = gw.create_token(FLEET, "t1").await;
-    let expected = es_forbidden(
-        "cluster:admin/xpack/security/*",
-        "elastic/fleet-server",
-        "",
-        "manage_security,all",
-    );
-    for path in [
-        "/_security/user",
-        "/_security/role/x",
-        "//_security/user",
-        "/%5Fsecurity/user",
-        "/_xpack/security/user",
+    const USER_GET: &str = "cluster:admin/xpack/security/user/get";
+    const READ: &str = "read_security,manage_security,all";
+    for (method, path, action, privileges) in [
+        (Method::GET, "/_security/user", USER_GET, READ),
+        (Method::GET, "//_security/user", USER_GET, READ),
+        (Method::GET, "/%5Fsecurity/user", USER_GET, READ),
+        (Method::GET, "/_xpack/security/user", USER_GET, READ),
+        (
+            Method::GET,
+            "/_security/role/x",
+            "cluster:admin/xpack/security/role/get",
+            READ,
+        ),
+        (
+            Method::DELETE,
+            "/_security/user/foo",
+            "cluster:admin/xpack/security/user/delete",
+            "manage_security,all",
+        ),
+        (
+            Method::POST,
+            "/_security/api_key",
+            "cluster:admin/xpack/security/api_key/create",
+            "manage_own_api_key,manage_api_key,manage_security,all",
+        ),
+        (
+            Method::POST,
+            "/_security/nothing/here",
+            "cluster:admin/xpack/security/*",
+            "manage_security,all",
+        ),
     ] {
-        let response = gw
-            .with_token(Method::GET, path, &value)
-            .send()
-            .await
-            .unwrap();
+        let response = gw.with_token(method, path, &value).send().await.unwrap();
         assert_eq!(response.status(), 403, "{path}");
+        let expected = es_forbidden_service(action, FLEET, privileges);
         assert_response(response, 403, &expected).await;
     }
     assert!(upstream.requests().is_empty());
