@@ -132,6 +132,60 @@ async fn every_bad_credential_gets_a_401_naming_only_what_it_carried() {
 }
 
 #[tokio::test]
+async fn a_failed_service_token_is_named_as_elasticsearch_names_it() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[security]\nfailed_auth_burst = 100\n")
+        .build()
+        .await;
+    gw.create_token(FLEET, "token1").await;
+    let secret = "x".repeat(22);
+    for (value, reason) in [
+        // Wrong secret for an existing token.
+        (
+            forge("elastic/fleet-server/token1", &secret),
+            "failed to authenticate service account [elastic/fleet-server] with token name [token1]",
+        ),
+        // A token that does not exist, an account that does not exist, a foreign namespace, a
+        // short secret: the same words, naming only what the value carries.
+        (
+            forge("elastic/fleet-server/nope", &secret),
+            "failed to authenticate service account [elastic/fleet-server] with token name [nope]",
+        ),
+        (
+            forge("elastic/ghost/t", &secret),
+            "failed to authenticate service account [elastic/ghost] with token name [t]",
+        ),
+        (
+            forge("acme/app/t9", &secret),
+            "failed to authenticate service account [acme/app] with token name [t9]",
+        ),
+        (
+            forge("elastic/kibana/k", "short"),
+            "failed to authenticate service account [elastic/kibana] with token name [k]",
+        ),
+        // Not a service token as Elasticsearch parses one: the generic answer.
+        (forge("elastic/kibana/_bad", &secret), BAD_CREDENTIALS),
+        (forge("elastic/kibana", &secret), BAD_CREDENTIALS),
+        ("bm90LWEtdG9rZW4".to_owned(), BAD_CREDENTIALS),
+    ] {
+        for path in ["/_cluster/health", "/_security/_authenticate"] {
+            let response = gw.with_token(Method::GET, path, &value).send().await.unwrap();
+            let challenges: Vec<_> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(challenges, CHALLENGES, "{path}");
+            assert_response(response, 401, &es_unauthorized(reason)).await;
+        }
+    }
+    assert!(upstream.requests().is_empty());
+}
+
+#[tokio::test]
 async fn two_authorization_headers_are_refused() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::start(&upstream).await;

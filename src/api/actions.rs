@@ -100,368 +100,91 @@ type Route = (&'static [Method], &'static [&'static str], SecurityAction);
 
 const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
+const PUT: &[Method] = &[Method::PUT];
 const PUT_POST: &[Method] = &[Method::PUT, Method::POST];
 const GET_POST: &[Method] = &[Method::GET, Method::POST];
 const DELETE: &[Method] = &[Method::DELETE];
 
 /// Literal segments come before wildcards where both could match, as Elasticsearch's path trie
 /// prefers an explicit node (`/user/_privileges` is not a user called `_privileges`).
+#[rustfmt::skip]
 const ROUTES: &[Route] = &[
     // Users.
-    (
-        GET,
-        &["user"],
-        action("cluster:admin/xpack/security/user/get", READ),
-    ),
-    (
-        GET,
-        &["user", "_privileges"],
-        action("cluster:admin/xpack/security/user/list_privileges", READ),
-    ),
-    (
-        GET_POST,
-        &["user", "_has_privileges"],
-        action(
-            "cluster:admin/xpack/security/user/has_privileges",
-            HAS_PRIVILEGES,
-        ),
-    ),
-    (
-        PUT_POST,
-        &["user", "_password"],
-        action("cluster:admin/xpack/security/user/change_password", MANAGE),
-    ),
-    (
-        GET,
-        &["user", "*"],
-        action("cluster:admin/xpack/security/user/get", READ),
-    ),
-    (
-        PUT_POST,
-        &["user", "*"],
-        action("cluster:admin/xpack/security/user/put", MANAGE),
-    ),
-    (
-        DELETE,
-        &["user", "*"],
-        action("cluster:admin/xpack/security/user/delete", MANAGE),
-    ),
-    (
-        PUT_POST,
-        &["user", "*", "_password"],
-        action("cluster:admin/xpack/security/user/change_password", MANAGE),
-    ),
-    (
-        PUT_POST,
-        &["user", "*", "_enable"],
-        action("cluster:admin/xpack/security/user/set_enabled", MANAGE),
-    ),
-    (
-        PUT_POST,
-        &["user", "*", "_disable"],
-        action("cluster:admin/xpack/security/user/set_enabled", MANAGE),
-    ),
-    (
-        GET_POST,
-        &["user", "*", "_has_privileges"],
-        action(
-            "cluster:admin/xpack/security/user/has_privileges",
-            HAS_PRIVILEGES,
-        ),
-    ),
+    (GET, &["user"], action("cluster:admin/xpack/security/user/get", READ)),
+    (GET, &["user", "_privileges"], action("cluster:admin/xpack/security/user/list_privileges", READ)),
+    (GET_POST, &["user", "_has_privileges"], action("cluster:admin/xpack/security/user/has_privileges", HAS_PRIVILEGES)),
+    (PUT_POST, &["user", "_password"], action("cluster:admin/xpack/security/user/change_password", MANAGE)),
+    (GET, &["user", "*"], action("cluster:admin/xpack/security/user/get", READ)),
+    (PUT_POST, &["user", "*"], action("cluster:admin/xpack/security/user/put", MANAGE)),
+    (DELETE, &["user", "*"], action("cluster:admin/xpack/security/user/delete", MANAGE)),
+    (PUT_POST, &["user", "*", "_password"], action("cluster:admin/xpack/security/user/change_password", MANAGE)),
+    (PUT_POST, &["user", "*", "_enable"], action("cluster:admin/xpack/security/user/set_enabled", MANAGE)),
+    (PUT_POST, &["user", "*", "_disable"], action("cluster:admin/xpack/security/user/set_enabled", MANAGE)),
+    (GET_POST, &["user", "*", "_has_privileges"], action("cluster:admin/xpack/security/user/has_privileges", HAS_PRIVILEGES)),
     // Roles and role mappings.
-    (
-        GET,
-        &["role"],
-        action("cluster:admin/xpack/security/role/get", READ),
-    ),
-    (
-        GET,
-        &["role", "*"],
-        action("cluster:admin/xpack/security/role/get", READ),
-    ),
-    (
-        PUT_POST,
-        &["role", "*"],
-        action("cluster:admin/xpack/security/role/put", MANAGE),
-    ),
-    (
-        DELETE,
-        &["role", "*"],
-        action("cluster:admin/xpack/security/role/delete", MANAGE),
-    ),
-    (
-        POST,
-        &["role", "*", "_clear_cache"],
-        action("cluster:admin/xpack/security/roles/cache/clear", MANAGE),
-    ),
-    (
-        GET,
-        &["role_mapping"],
-        action("cluster:admin/xpack/security/role_mapping/get", READ),
-    ),
-    (
-        GET,
-        &["role_mapping", "*"],
-        action("cluster:admin/xpack/security/role_mapping/get", READ),
-    ),
-    (
-        PUT_POST,
-        &["role_mapping", "*"],
-        action("cluster:admin/xpack/security/role_mapping/put", MANAGE),
-    ),
-    (
-        DELETE,
-        &["role_mapping", "*"],
-        action("cluster:admin/xpack/security/role_mapping/delete", MANAGE),
-    ),
+    (GET, &["role"], action("cluster:admin/xpack/security/role/get", READ)),
+    (GET, &["role", "*"], action("cluster:admin/xpack/security/role/get", READ)),
+    (PUT_POST, &["role", "*"], action("cluster:admin/xpack/security/role/put", MANAGE)),
+    (DELETE, &["role", "*"], action("cluster:admin/xpack/security/role/delete", MANAGE)),
+    (POST, &["role", "*", "_clear_cache"], action("cluster:admin/xpack/security/roles/cache/clear", MANAGE)),
+    (GET, &["role_mapping"], action("cluster:admin/xpack/security/role_mapping/get", READ)),
+    (GET, &["role_mapping", "*"], action("cluster:admin/xpack/security/role_mapping/get", READ)),
+    (PUT_POST, &["role_mapping", "*"], action("cluster:admin/xpack/security/role_mapping/put", MANAGE)),
+    (DELETE, &["role_mapping", "*"], action("cluster:admin/xpack/security/role_mapping/delete", MANAGE)),
     // Application privileges.
-    (
-        GET,
-        &["privilege"],
-        action("cluster:admin/xpack/security/privilege/get", READ),
-    ),
-    (
-        PUT_POST,
-        &["privilege"],
-        action("cluster:admin/xpack/security/privilege/put", MANAGE),
-    ),
-    (
-        GET,
-        &["privilege", "_builtin"],
-        action("cluster:admin/xpack/security/privilege/builtin/get", READ),
-    ),
-    (
-        GET,
-        &["privilege", "*"],
-        action("cluster:admin/xpack/security/privilege/get", READ),
-    ),
-    (
-        POST,
-        &["privilege", "*", "_clear_cache"],
-        action("cluster:admin/xpack/security/privilege/cache/clear", MANAGE),
-    ),
-    (
-        GET,
-        &["privilege", "*", "*"],
-        action("cluster:admin/xpack/security/privilege/get", READ),
-    ),
-    (
-        DELETE,
-        &["privilege", "*", "*"],
-        action("cluster:admin/xpack/security/privilege/delete", MANAGE),
-    ),
+    (GET, &["privilege"], action("cluster:admin/xpack/security/privilege/get", READ)),
+    (PUT_POST, &["privilege"], action("cluster:admin/xpack/security/privilege/put", MANAGE)),
+    (GET, &["privilege", "_builtin"], action("cluster:admin/xpack/security/privilege/builtin/get", READ)),
+    (GET, &["privilege", "*"], action("cluster:admin/xpack/security/privilege/get", READ)),
+    (POST, &["privilege", "*", "_clear_cache"], action("cluster:admin/xpack/security/privilege/cache/clear", MANAGE)),
+    (GET, &["privilege", "*", "*"], action("cluster:admin/xpack/security/privilege/get", READ)),
+    (DELETE, &["privilege", "*", "*"], action("cluster:admin/xpack/security/privilege/delete", MANAGE)),
     // API keys.
-    (
-        PUT_POST,
-        &["api_key"],
-        action("cluster:admin/xpack/security/api_key/create", API_KEY_OWN),
-    ),
-    (
-        GET,
-        &["api_key"],
-        action("cluster:admin/xpack/security/api_key/get", API_KEY_READ),
-    ),
-    (
-        DELETE,
-        &["api_key"],
-        action(
-            "cluster:admin/xpack/security/api_key/invalidate",
-            API_KEY_MANAGE,
-        ),
-    ),
-    (
-        POST,
-        &["api_key", "grant"],
-        action("cluster:admin/xpack/security/api_key/grant", API_KEY_GRANT),
-    ),
-    (
-        POST,
-        &["api_key", "_bulk_update"],
-        action(
-            "cluster:admin/xpack/security/api_key/bulk_update",
-            API_KEY_OWN,
-        ),
-    ),
-    (
-        PUT,
-        &["api_key", "*"],
-        action("cluster:admin/xpack/security/api_key/update", API_KEY_OWN),
-    ),
-    (
-        POST,
-        &["api_key", "*", "_clear_cache"],
-        CLEAR_SECURITY_CACHE,
-    ),
-    (
-        GET_POST,
-        &["_query", "api_key"],
-        action("cluster:admin/xpack/security/api_key/query", API_KEY_READ),
-    ),
+    (PUT_POST, &["api_key"], action("cluster:admin/xpack/security/api_key/create", API_KEY_OWN)),
+    (GET, &["api_key"], action("cluster:admin/xpack/security/api_key/get", API_KEY_READ)),
+    (DELETE, &["api_key"], action("cluster:admin/xpack/security/api_key/invalidate", API_KEY_MANAGE)),
+    (POST, &["api_key", "grant"], action("cluster:admin/xpack/security/api_key/grant", API_KEY_GRANT)),
+    (POST, &["api_key", "_bulk_update"], action("cluster:admin/xpack/security/api_key/bulk_update", API_KEY_OWN)),
+    (PUT, &["api_key", "*"], action("cluster:admin/xpack/security/api_key/update", API_KEY_OWN)),
+    (POST, &["api_key", "*", "_clear_cache"], CLEAR_SECURITY_CACHE),
+    (GET_POST, &["_query", "api_key"], action("cluster:admin/xpack/security/api_key/query", API_KEY_READ)),
     // OAuth2 tokens and PKI delegation.
-    (
-        POST,
-        &["oauth2", "token"],
-        action("cluster:admin/xpack/security/token/create", TOKEN_CREATE),
-    ),
-    (
-        DELETE,
-        &["oauth2", "token"],
-        action(
-            "cluster:admin/xpack/security/token/invalidate",
-            TOKEN_INVALIDATE,
-        ),
-    ),
-    (
-        POST,
-        &["delegate_pki"],
-        action("cluster:admin/xpack/security/delegate_pki", DELEGATE_PKI),
-    ),
+    (POST, &["oauth2", "token"], action("cluster:admin/xpack/security/token/create", TOKEN_CREATE)),
+    (DELETE, &["oauth2", "token"], action("cluster:admin/xpack/security/token/invalidate", TOKEN_INVALIDATE)),
+    (POST, &["delegate_pki"], action("cluster:admin/xpack/security/delegate_pki", DELEGATE_PKI)),
     // SAML and OpenID Connect.
-    (
-        POST,
-        &["saml", "prepare"],
-        action("cluster:admin/xpack/security/saml/prepare", SAML),
-    ),
-    (
-        POST,
-        &["saml", "authenticate"],
-        action("cluster:admin/xpack/security/saml/authenticate", SAML),
-    ),
-    (
-        POST,
-        &["saml", "logout"],
-        action("cluster:admin/xpack/security/saml/logout", SAML),
-    ),
-    (
-        POST,
-        &["saml", "invalidate"],
-        action("cluster:admin/xpack/security/saml/invalidate", SAML),
-    ),
-    (
-        POST,
-        &["saml", "complete_logout"],
-        action("cluster:admin/xpack/security/saml/complete_logout", SAML),
-    ),
-    (
-        GET,
-        &["saml", "metadata", "*"],
-        action(
-            "cluster:monitor/xpack/security/saml/metadata",
-            SAML_METADATA,
-        ),
-    ),
-    (
-        POST,
-        &["oidc", "prepare"],
-        action("cluster:admin/xpack/security/oidc/prepare", OIDC),
-    ),
-    (
-        POST,
-        &["oidc", "authenticate"],
-        action("cluster:admin/xpack/security/oidc/authenticate", OIDC),
-    ),
-    (
-        POST,
-        &["oidc", "logout"],
-        action("cluster:admin/xpack/security/oidc/logout", OIDC),
-    ),
+    (POST, &["saml", "prepare"], action("cluster:admin/xpack/security/saml/prepare", SAML)),
+    (POST, &["saml", "authenticate"], action("cluster:admin/xpack/security/saml/authenticate", SAML)),
+    (POST, &["saml", "logout"], action("cluster:admin/xpack/security/saml/logout", SAML)),
+    (POST, &["saml", "invalidate"], action("cluster:admin/xpack/security/saml/invalidate", SAML)),
+    (POST, &["saml", "complete_logout"], action("cluster:admin/xpack/security/saml/complete_logout", SAML)),
+    (GET, &["saml", "metadata", "*"], action("cluster:monitor/xpack/security/saml/metadata", SAML_METADATA)),
+    (POST, &["oidc", "prepare"], action("cluster:admin/xpack/security/oidc/prepare", OIDC)),
+    (POST, &["oidc", "authenticate"], action("cluster:admin/xpack/security/oidc/authenticate", OIDC)),
+    (POST, &["oidc", "logout"], action("cluster:admin/xpack/security/oidc/logout", OIDC)),
     // Enrollment.
-    (
-        GET,
-        &["enroll", "node"],
-        action("cluster:admin/xpack/security/enroll/node", MANAGE),
-    ),
-    (
-        GET,
-        &["enroll", "kibana"],
-        action("cluster:admin/xpack/security/enroll/kibana", MANAGE),
-    ),
+    (GET, &["enroll", "node"], action("cluster:admin/xpack/security/enroll/node", MANAGE)),
+    (GET, &["enroll", "kibana"], action("cluster:admin/xpack/security/enroll/kibana", MANAGE)),
     // User profiles.
-    (
-        POST,
-        &["profile", "_activate"],
-        action("cluster:admin/xpack/security/profile/activate", PROFILE),
-    ),
-    (
-        GET_POST,
-        &["profile", "_suggest"],
-        action("cluster:admin/xpack/security/profile/suggest", PROFILE_READ),
-    ),
-    (
-        GET_POST,
-        &["profile", "_has_privileges"],
-        action(
-            "cluster:admin/xpack/security/profile/has_privileges",
-            PROFILE_READ,
-        ),
-    ),
-    (
-        GET,
-        &["profile", "*"],
-        action("cluster:admin/xpack/security/profile/get", PROFILE_READ),
-    ),
-    (
-        PUT_POST,
-        &["profile", "*", "_data"],
-        action("cluster:admin/xpack/security/profile/put/data", PROFILE),
-    ),
-    (
-        PUT_POST,
-        &["profile", "*", "_enable"],
-        action("cluster:admin/xpack/security/profile/set_enabled", PROFILE),
-    ),
-    (
-        PUT_POST,
-        &["profile", "*", "_disable"],
-        action("cluster:admin/xpack/security/profile/set_enabled", PROFILE),
-    ),
+    (POST, &["profile", "_activate"], action("cluster:admin/xpack/security/profile/activate", PROFILE)),
+    (GET_POST, &["profile", "_suggest"], action("cluster:admin/xpack/security/profile/suggest", PROFILE_READ)),
+    (GET_POST, &["profile", "_has_privileges"], action("cluster:admin/xpack/security/profile/has_privileges", PROFILE_READ)),
+    (GET, &["profile", "*"], action("cluster:admin/xpack/security/profile/get", PROFILE_READ)),
+    (PUT_POST, &["profile", "*", "_data"], action("cluster:admin/xpack/security/profile/put/data", PROFILE)),
+    (PUT_POST, &["profile", "*", "_enable"], action("cluster:admin/xpack/security/profile/set_enabled", PROFILE)),
+    (PUT_POST, &["profile", "*", "_disable"], action("cluster:admin/xpack/security/profile/set_enabled", PROFILE)),
     // Caches and the service-account family (reached here only in forms the gateway does not
     // answer itself).
-    (
-        POST,
-        &["realm", "*", "_clear_cache"],
-        action("cluster:admin/xpack/security/realm/cache/clear", MANAGE),
-    ),
+    (POST, &["realm", "*", "_clear_cache"], action("cluster:admin/xpack/security/realm/cache/clear", MANAGE)),
     (GET, &["service"], GET_SERVICE_ACCOUNTS),
     (GET, &["service", "*"], GET_SERVICE_ACCOUNTS),
     (GET, &["service", "*", "*"], GET_SERVICE_ACCOUNTS),
-    (
-        GET,
-        &["service", "*", "*", "credential"],
-        GET_SERVICE_CREDENTIALS,
-    ),
-    (
-        PUT_POST,
-        &["service", "*", "*", "credential", "token"],
-        CREATE_SERVICE_TOKEN,
-    ),
-    (
-        PUT_POST,
-        &["service", "*", "*", "credential", "token", "*"],
-        CREATE_SERVICE_TOKEN,
-    ),
-    (
-        DELETE,
-        &["service", "*", "*", "credential", "token", "*"],
-        DELETE_SERVICE_TOKEN,
-    ),
-    (
-        POST,
-        &[
-            "service",
-            "*",
-            "*",
-            "credential",
-            "token",
-            "*",
-            "_clear_cache",
-        ],
-        CLEAR_SECURITY_CACHE,
-    ),
+    (GET, &["service", "*", "*", "credential"], GET_SERVICE_CREDENTIALS),
+    (PUT_POST, &["service", "*", "*", "credential", "token"], CREATE_SERVICE_TOKEN),
+    (PUT_POST, &["service", "*", "*", "credential", "token", "*"], CREATE_SERVICE_TOKEN),
+    (DELETE, &["service", "*", "*", "credential", "token", "*"], DELETE_SERVICE_TOKEN),
+    (POST, &["service", "*", "*", "credential", "token", "*", "_clear_cache"], CLEAR_SECURITY_CACHE),
 ];
-
-const PUT: &[Method] = &[Method::PUT];
 
 /// Most segments any route has after `_security`.
 const MAX_SEGMENTS: usize = 7;
