@@ -2,9 +2,8 @@
 //!
 //! Every authentication failure renders the same 401, except that a well-formed service token
 //! that fails gets Elasticsearch's reason naming what the token itself says (its account and
-//! token name); which check failed is logged at debug only. A
-//! successful bearer check names its token once, here, so nothing downstream reads the
-//! `Authorization` header again.
+//! token name); which check failed is logged at debug only. A successful bearer check names its
+//! token once, here, so nothing downstream reads the `Authorization` header again.
 //!
 //! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
 //! checks refused because the pool was full: an address over its limit gets 429 for anything it
