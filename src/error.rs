@@ -12,9 +12,6 @@ use serde_json::{json, Value};
 
 use crate::response::{self, Body};
 
-/// Privileges that grant managing service account tokens, as Elasticsearch lists them.
-pub const MANAGE_PRIVILEGES: &str = "manage_service_account,manage_security,all";
-
 /// The three challenges a real node sends with every 401, in its order.
 const CHALLENGES: [&str; 3] = [
     "Basic realm=\"security\", charset=\"UTF-8\"",
@@ -36,12 +33,17 @@ pub enum ApiError {
     MissingCredentials { uri: String },
     /// Credentials were presented and did not authenticate; which check failed is never told.
     BadCredentials,
-    /// Authenticated, but the principal lacks the privilege for `action`.
+    /// A well-formed service token did not authenticate. Elasticsearch names the account and
+    /// token name the value itself carries (nothing the client did not already send), whatever
+    /// the cause: foreign namespace, unknown account, short or wrong secret.
+    ServiceTokenRejected { account: String, name: String },
+    /// Authenticated, but the caller lacks every privilege that grants `action`.
     Unauthorized {
+        /// The Elasticsearch action name of the refused request.
         action: &'static str,
-        user: String,
-        roles: Vec<String>,
-        privileges: &'static str,
+        caller: Caller,
+        /// The cluster privileges that grant `action`, least to most powerful.
+        privileges: &'static [&'static str],
     },
     /// 400 `action_request_validation_exception` (the reason is the full "Validation Failed: …").
     Validation(String),
@@ -96,6 +98,14 @@ pub enum ApiError {
     CredentialPending { account: String },
 }
 
+/// Who was refused, as a 403 names them: Elasticsearch describes a user by name and effective
+/// roles, and a service account by its principal alone (it has a role descriptor, not roles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    User { name: String, roles: Vec<String> },
+    ServiceAccount { principal: String },
+}
+
 /// How a kind renders: status, Elasticsearch `type`.
 struct Kind {
     status: StatusCode,
@@ -105,9 +115,9 @@ struct Kind {
 impl ApiError {
     fn kind(&self) -> Kind {
         let (status, es_type) = match self {
-            Self::MissingCredentials { .. } | Self::BadCredentials => {
-                (StatusCode::UNAUTHORIZED, "security_exception")
-            }
+            Self::MissingCredentials { .. }
+            | Self::BadCredentials
+            | Self::ServiceTokenRejected { .. } => (StatusCode::UNAUTHORIZED, "security_exception"),
             Self::Unauthorized { .. } => (StatusCode::FORBIDDEN, "security_exception"),
             Self::Validation(_) => (
                 StatusCode::BAD_REQUEST,
@@ -161,16 +171,28 @@ impl ApiError {
                 format!("missing authentication credentials for REST request [{uri}]")
             }
             Self::BadCredentials => BAD_CREDENTIALS.to_owned(),
+            Self::ServiceTokenRejected { account, name } => format!(
+                "failed to authenticate service account [{account}] with token name [{name}]"
+            ),
             Self::Unauthorized {
                 action,
-                user,
-                roles,
+                caller,
                 privileges,
-            } => format!(
-                "action [{action}] is unauthorized for user [{user}] with effective roles [{}], \
-                 this action is granted by the cluster privileges [{privileges}]",
-                roles.join(",")
-            ),
+            } => {
+                let who = match caller {
+                    Caller::User { name, roles } => {
+                        format!("user [{name}] with effective roles [{}]", roles.join(","))
+                    }
+                    Caller::ServiceAccount { principal } => {
+                        format!("service account [{principal}]")
+                    }
+                };
+                format!(
+                    "action [{action}] is unauthorized for {who}, this action is granted by the \
+                     cluster privileges [{}]",
+                    privileges.join(",")
+                )
+            }
             Self::Validation(r)
             | Self::IllegalArgument(r)
             | Self::VersionConflict(r)
@@ -352,17 +374,70 @@ mod tests {
 
     #[test]
     fn forbidden_reason_lists_roles_and_privileges() {
+        let privileges = &["manage_service_account", "manage_security", "all"];
         let error = ApiError::Unauthorized {
             action: "cluster:admin/xpack/security/service_account/token/create",
-            user: "bob".into(),
-            roles: vec!["viewer".into(), "x".into()],
-            privileges: MANAGE_PRIVILEGES,
+            caller: Caller::User {
+                name: "bob".into(),
+                roles: vec!["viewer".into(), "x".into()],
+            },
+            privileges,
         };
         assert_eq!(
             error.reason(),
             "action [cluster:admin/xpack/security/service_account/token/create] is unauthorized for \
              user [bob] with effective roles [viewer,x], this action is granted by the cluster \
              privileges [manage_service_account,manage_security,all]"
+        );
+    }
+
+    #[test]
+    fn forbidden_reason_for_a_service_account_names_no_roles() {
+        let error = ApiError::Unauthorized {
+            action: "cluster:admin/xpack/security/user/delete",
+            caller: Caller::ServiceAccount {
+                principal: "elastic/fleet-server".into(),
+            },
+            privileges: &["manage_security", "all"],
+        };
+        assert_eq!(
+            error.reason(),
+            "action [cluster:admin/xpack/security/user/delete] is unauthorized for service account \
+             [elastic/fleet-server], this action is granted by the cluster privileges \
+             [manage_security,all]"
+        );
+    }
+
+    #[test]
+    fn a_rejected_service_token_is_a_401_with_challenges() {
+        let error = ApiError::ServiceTokenRejected {
+            account: "elastic/fleet-server".into(),
+            name: "token1".into(),
+        };
+        let body = error.to_json();
+        assert_eq!(
+            body["error"]["reason"],
+            "failed to authenticate service account [elastic/fleet-server] with token name [token1]"
+        );
+        assert_eq!(
+            body["error"]["root_cause"][0]["header"]["WWW-Authenticate"][0],
+            CHALLENGES[0]
+        );
+        let response = error.into_response(false);
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            response.headers().get_all(WWW_AUTHENTICATE).iter().count(),
+            3
+        );
+    }
+
+    #[test]
+    fn pretty_errors_use_elasticsearch_spacing() {
+        let error = ApiError::IllegalArgument("bad".into());
+        let text = String::from_utf8(response::to_bytes(&error.to_json(), true)).unwrap();
+        assert_eq!(
+            text,
+            "{\n  \"error\" : {\n    \"root_cause\" : [\n      {\n        \"type\" : \"illegal_argument_exception\",\n        \"reason\" : \"bad\"\n      }\n    ],\n    \"type\" : \"illegal_argument_exception\",\n    \"reason\" : \"bad\"\n  },\n  \"status\" : 400\n}\n"
         );
     }
 

@@ -124,15 +124,23 @@ pub fn is_valid_token_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidTokenName(pub String);
 
-impl fmt::Display for InvalidTokenName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Validation Failed: 1: invalid service token name [{}]. service account token name must have at least 1 \
+impl InvalidTokenName {
+    /// The bare message, as Elasticsearch's `Validation.formatInvalidServiceTokenNameErrorMessage`
+    /// words it: what an `IllegalArgumentException` carries, and one numbered line of a
+    /// validation failure.
+    pub fn reason(&self) -> String {
+        format!(
+            "invalid service token name [{}]. service account token name must have at least 1 \
              character and at most 256 characters that are alphanumeric (A-Z, a-z, 0-9) or hyphen (-) or underscore \
-             (_). It must not begin with an underscore (_).;",
+             (_). It must not begin with an underscore (_).",
             self.0
         )
+    }
+}
+
+impl fmt::Display for InvalidTokenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Validation Failed: 1: {};", self.reason())
     }
 }
 

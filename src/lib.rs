@@ -13,11 +13,11 @@
 //! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
 //! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
 //! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
-//! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate` |
+//! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
 //! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 |
-//! | remember | [`store`], [`users`], [`accounts`] | the token journal; the file realm; the service accounts |
+//! | remember | [`store`], [`users`], [`accounts`] | the token journal; the file realm; the service accounts and Elasticsearch's built-in descriptors |
 //! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
-//! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies |
+//! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
 //!
 //! [`state`] owns the parts a request needs (store, users, accounts, upstream, configuration) in
 //! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely and keeps the data

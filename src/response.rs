@@ -38,10 +38,162 @@ pub fn json_value(status: StatusCode, value: &serde_json::Value, pretty: bool) -
 /// JSON text of `value`; serialising a `Value` cannot fail, so an empty object stands in for the
 /// impossible error rather than a panic.
 pub fn to_bytes(value: &serde_json::Value, pretty: bool) -> Vec<u8> {
-    let out = if pretty {
-        serde_json::to_vec_pretty(value)
-    } else {
-        serde_json::to_vec(value)
-    };
-    out.unwrap_or_else(|_| b"{}".to_vec())
+    if !pretty {
+        return serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    }
+    let mut out = Vec::with_capacity(256);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, EsPretty::default());
+    if serde::Serialize::serialize(value, &mut serializer).is_err() {
+        return b"{ }\n".to_vec();
+    }
+    // Elasticsearch's REST channel asks for a line feed after a pretty document (`lfAtEnd`).
+    out.push(b'\n');
+    out
+}
+
+/// Jackson's `DefaultPrettyPrinter` as Elasticsearch configures it (`JsonXContentGenerator`): a
+/// line feed and two spaces per level for objects *and* arrays, `" : "` between a key and its
+/// value, and a single space inside an empty object or array (`{ }`, `[ ]`). Clients and scripts
+/// that compare `?pretty` output with a node's see the same bytes.
+#[derive(Debug, Default)]
+struct EsPretty {
+    /// Current nesting depth.
+    depth: usize,
+    /// Whether the innermost open object or array has had a member yet.
+    has_value: bool,
+}
+
+impl EsPretty {
+    fn indent<W: ?Sized + std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b"\n")?;
+        for _ in 0..self.depth {
+            writer.write_all(b"  ")?;
+        }
+        Ok(())
+    }
+
+    fn open<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        token: &[u8],
+    ) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        writer.write_all(token)
+    }
+
+    fn close<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        token: &[u8],
+    ) -> std::io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        if self.has_value {
+            self.indent(writer)?;
+        } else {
+            writer.write_all(b" ")?;
+        }
+        // The enclosing container (if any) now holds this value.
+        self.has_value = true;
+        writer.write_all(token)
+    }
+
+    fn member<W: ?Sized + std::io::Write>(
+        &self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            writer.write_all(b",")?;
+        }
+        self.indent(writer)
+    }
+}
+
+impl serde_json::ser::Formatter for EsPretty {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.open(writer, b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.close(writer, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.member(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        _writer: &mut W,
+    ) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.open(writer, b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.close(writer, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.member(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        writer.write_all(b" : ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        _writer: &mut W,
+    ) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pretty(value: &serde_json::Value) -> String {
+        String::from_utf8(to_bytes(value, true)).unwrap()
+    }
+
+    #[test]
+    fn pretty_prints_like_jackson_in_elasticsearch() {
+        let value = json!({"found": true, "list": [1, "a"], "empty": {}, "none": [], "nested": {"a": {"b": null}}});
+        assert_eq!(
+            pretty(&value),
+            "{\n  \"found\" : true,\n  \"list\" : [\n    1,\n    \"a\"\n  ],\n  \"empty\" : { },\n  \"none\" : [ ],\n  \"nested\" : {\n    \"a\" : {\n      \"b\" : null\n    }\n  }\n}\n"
+        );
+    }
+
+    #[test]
+    fn empty_documents_keep_the_inner_space() {
+        assert_eq!(pretty(&json!({})), "{ }\n");
+        assert_eq!(pretty(&json!([])), "[ ]\n");
+        assert_eq!(pretty(&json!([{}, []])), "[\n  { },\n  [ ]\n]\n");
+    }
+
+    #[test]
+    fn compact_output_is_unchanged() {
+        assert_eq!(to_bytes(&json!({"a": [1, {}]}), false), br#"{"a":[1,{}]}"#);
+    }
 }

@@ -8,7 +8,9 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
 
+use crate::api::actions::security_action;
 use crate::api::{self, params::Params};
 use crate::auth::credentials::Credentials;
 use crate::auth::{self, Principal};
@@ -23,11 +25,6 @@ use crate::response::Body;
 use crate::server::Handler;
 use crate::state::State;
 use crate::upstream_auth::Presented;
-
-/// Security administration reached through the upstream credential would let any token holder
-/// administer the cluster's security; only token managers may pass (see [`crate::path`]).
-const SECURITY_ACTION: &str = "cluster:admin/xpack/security/*";
-const SECURITY_PRIVILEGES: &str = "manage_security,all";
 
 /// The gateway's client-facing service: what its listeners serve.
 #[derive(Clone)]
@@ -177,12 +174,15 @@ async fn dispatch(
         }
         _ => {}
     }
-    let (user, roles) = principal.describe();
+    // Security administration reached through the upstream credential would let any token
+    // holder administer the cluster's security (see [`crate::path`]): refused, in the words a
+    // node would use for the action behind this endpoint.
+    let path = percent_decode_str(request.uri().path()).decode_utf8_lossy();
+    let action = security_action(request.method(), &path);
     Err(ApiError::Unauthorized {
-        action: SECURITY_ACTION,
-        user,
-        roles,
-        privileges: SECURITY_PRIVILEGES,
+        action: action.name,
+        caller: principal.caller(),
+        privileges: action.privileges,
     })
 }
 

@@ -5,7 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, BuiltinError};
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsError};
 use crate::proxy::Upstream;
@@ -29,6 +29,8 @@ pub enum OpenError {
     Keys(#[from] OpenKeysError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("{0}")]
+    Accounts(#[from] BuiltinError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -83,7 +85,7 @@ impl State {
         let store = TokenStore::open(dir, options)?;
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
-        let accounts = Accounts::new(&config.service_accounts);
+        let accounts = Accounts::new(&config.service_accounts)?;
         let upstream_auth = UpstreamAuth::open(&config, &accounts)?;
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         let state = State {

@@ -7,6 +7,7 @@ mod common;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use common::{assert_response, basic, es_forbidden, es_unauthorized, FakeUpstream, TestGateway};
+use common::{es_forbidden_service, es_rejection_reason};
 use common::{BAD_CREDENTIALS, CHALLENGES, ELASTIC_PASSWORD, FLEET};
 use reqwest::Method;
 
@@ -52,7 +53,7 @@ fn swap_case(value: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_bad_credential_gets_the_same_401() {
+async fn every_bad_credential_gets_a_401_naming_only_what_it_carried() {
     let upstream = FakeUpstream::start().await;
     // 45 failures from one address: past the default burst, which `tests/throttling.rs` covers.
     let gw = TestGateway::builder()
@@ -116,7 +117,8 @@ async fn every_bad_credential_gets_the_same_401() {
                     .count(),
                 3
             );
-            assert_response(response, 401, &es_unauthorized(BAD_CREDENTIALS)).await;
+            let reason = es_rejection_reason(authorization);
+            assert_response(response, 401, &es_unauthorized(&reason)).await;
         }
     }
     assert!(upstream.requests().is_empty());
@@ -127,6 +129,60 @@ async fn every_bad_credential_gets_the_same_401() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_failed_service_token_is_named_as_elasticsearch_names_it() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[security]\nfailed_auth_burst = 100\n")
+        .build()
+        .await;
+    gw.create_token(FLEET, "token1").await;
+    let secret = "x".repeat(22);
+    for (value, reason) in [
+        // Wrong secret for an existing token.
+        (
+            forge("elastic/fleet-server/token1", &secret),
+            "failed to authenticate service account [elastic/fleet-server] with token name [token1]",
+        ),
+        // A token that does not exist, an account that does not exist, a foreign namespace, a
+        // short secret: the same words, naming only what the value carries.
+        (
+            forge("elastic/fleet-server/nope", &secret),
+            "failed to authenticate service account [elastic/fleet-server] with token name [nope]",
+        ),
+        (
+            forge("elastic/ghost/t", &secret),
+            "failed to authenticate service account [elastic/ghost] with token name [t]",
+        ),
+        (
+            forge("acme/app/t9", &secret),
+            "failed to authenticate service account [acme/app] with token name [t9]",
+        ),
+        (
+            forge("elastic/kibana/k", "short"),
+            "failed to authenticate service account [elastic/kibana] with token name [k]",
+        ),
+        // Not a service token as Elasticsearch parses one: the generic answer.
+        (forge("elastic/kibana/_bad", &secret), BAD_CREDENTIALS),
+        (forge("elastic/kibana", &secret), BAD_CREDENTIALS),
+        ("bm90LWEtdG9rZW4".to_owned(), BAD_CREDENTIALS),
+    ] {
+        for path in ["/_cluster/health", "/_security/_authenticate"] {
+            let response = gw.with_token(Method::GET, path, &value).send().await.unwrap();
+            let challenges: Vec<_> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(challenges, CHALLENGES, "{path}");
+            assert_response(response, 401, &es_unauthorized(reason)).await;
+        }
+    }
+    assert!(upstream.requests().is_empty());
 }
 
 #[tokio::test]
@@ -200,7 +256,7 @@ async fn a_service_token_cannot_create_tokens() {
         .send()
         .await
         .unwrap();
-    let expected = es_forbidden(CREATE_ACTION, "elastic/fleet-server", "", MANAGE);
+    let expected = es_forbidden_service(CREATE_ACTION, "elastic/fleet-server", MANAGE);
     assert_response(response, 403, &expected).await;
     assert_eq!(gw.state.store.len(), 1);
 }
@@ -210,25 +266,41 @@ async fn a_service_token_cannot_reach_the_clusters_security_api() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::start(&upstream).await;
     let value = gw.create_token(FLEET, "t1").await;
-    let expected = es_forbidden(
-        "cluster:admin/xpack/security/*",
-        "elastic/fleet-server",
-        "",
-        "manage_security,all",
-    );
-    for path in [
-        "/_security/user",
-        "/_security/role/x",
-        "//_security/user",
-        "/%5Fsecurity/user",
-        "/_xpack/security/user",
+    const USER_GET: &str = "cluster:admin/xpack/security/user/get";
+    const READ: &str = "read_security,manage_security,all";
+    for (method, path, action, privileges) in [
+        (Method::GET, "/_security/user", USER_GET, READ),
+        (Method::GET, "//_security/user", USER_GET, READ),
+        (Method::GET, "/%5Fsecurity/user", USER_GET, READ),
+        (Method::GET, "/_xpack/security/user", USER_GET, READ),
+        (
+            Method::GET,
+            "/_security/role/x",
+            "cluster:admin/xpack/security/role/get",
+            READ,
+        ),
+        (
+            Method::DELETE,
+            "/_security/user/foo",
+            "cluster:admin/xpack/security/user/delete",
+            "manage_security,all",
+        ),
+        (
+            Method::POST,
+            "/_security/api_key",
+            "cluster:admin/xpack/security/api_key/create",
+            "manage_own_api_key,manage_api_key,manage_security,all",
+        ),
+        (
+            Method::POST,
+            "/_security/nothing/here",
+            "cluster:admin/xpack/security/*",
+            "manage_security,all",
+        ),
     ] {
-        let response = gw
-            .with_token(Method::GET, path, &value)
-            .send()
-            .await
-            .unwrap();
+        let response = gw.with_token(method, path, &value).send().await.unwrap();
         assert_eq!(response.status(), 403, "{path}");
+        let expected = es_forbidden_service(action, FLEET, privileges);
         assert_response(response, 403, &expected).await;
     }
     assert!(upstream.requests().is_empty());

@@ -237,7 +237,7 @@ async fn pretty_indents_the_answer() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let text = response.text().await.unwrap();
-    assert!(text.starts_with("{\n  \"error\": {\n"), "{text}");
+    assert!(text.starts_with("{\n  \"error\" : {\n"), "{text}");
 }
 
 #[tokio::test]

@@ -75,6 +75,15 @@ role_descriptor = { cluster = ["monitor"], indices = [{ names = ["logs-*"], priv
             "{account}"
         );
     }
+    let kibana = &cluster.key_of(KIBANA).unwrap().request["role_descriptors"][KIBANA];
+    assert!(
+        !kibana["cluster"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("all")),
+        "kibana's key must not hold the cluster privilege all: {kibana}"
+    );
+
     let cases = [
         (KIBANA, Some(cluster.key_of(KIBANA).unwrap().authorization)),
         (

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_response, es_unauthorized, json_of, FakeUpstream, TestGateway};
-use common::{BAD_CREDENTIALS, FLEET};
+use common::{basic, es_error, es_forbidden, FLEET};
 use reqwest::Method;
 use serde_json::json;
 
@@ -37,7 +37,10 @@ async fn delete_removes_a_token_which_then_no_longer_authenticates() {
         .send()
         .await
         .unwrap();
-    assert_response(response, 401, &es_unauthorized(BAD_CREDENTIALS)).await;
+    // The deleted token is still well formed: Elasticsearch names what it carries.
+    let reason =
+        "failed to authenticate service account [elastic/fleet-server] with token name [gone]";
+    assert_response(response, 401, &es_unauthorized(reason)).await;
     let response = gw.with_token(Method::GET, "/", &kept).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.requests().len(), 1);
@@ -158,14 +161,70 @@ async fn clear_cache_answers_like_a_one_node_cluster() {
         "cluster_name": "prod",
         "nodes": {"gw-a": {"name": "gw-a"}}
     });
-    for names in ["t1", "*", "t1,t2"] {
+    // `""` (an empty path segment), `*` and `_all` all mean every token of the account, as
+    // `paramAsStringArrayOrEmptyIfAll` reads them; Elasticsearch never looks the account up.
+    for names in ["t1", "*", "_all", "", "t1,t2", "t1,"] {
         let path = format!("{FLEET_PATH}/credential/token/{names}/_clear_cache");
         let response = gw.as_elastic(Method::POST, &path).send().await.unwrap();
         assert_response(response, 200, &expected).await;
     }
-    let path = format!("{FLEET_PATH}/credential/token/_x/_clear_cache");
-    let response = gw.as_elastic(Method::POST, &path).send().await.unwrap();
-    assert_eq!(response.status(), 400);
+    let path = "/_security/service/acme/nope/credential/token/_all/_clear_cache";
+    let response = gw.as_elastic(Method::POST, path).send().await.unwrap();
+    assert_response(response, 200, &expected).await;
+    assert!(gw.state.store.is_empty());
+    // A bad name in a list is the REST handler's IllegalArgumentException, not a validation
+    // failure.
+    for (names, bad) in [("_x", "_x"), ("t1,*", "*"), (",t1", "")] {
+        let path = format!("{FLEET_PATH}/credential/token/{names}/_clear_cache");
+        let response = gw.as_elastic(Method::POST, &path).send().await.unwrap();
+        let reason = format!(
+            "invalid service token name [{bad}]. service account token name must have at least 1 \
+             character and at most 256 characters that are alphanumeric (A-Z, a-z, 0-9) or hyphen \
+             (-) or underscore (_). It must not begin with an underscore (_)."
+        );
+        assert_response(
+            response,
+            400,
+            &es_error(400, "illegal_argument_exception", &reason),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn clearing_the_cache_takes_manage_security() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[security]\nadmin_roles = [\"token_admin\"]\n")
+        .user("ops", "ops-password", &["token_admin"])
+        .build()
+        .await;
+    let path = format!("{FLEET_PATH}/credential/token/*/_clear_cache");
+    let response = gw
+        .client
+        .post(gw.url(&path))
+        .header("authorization", basic("ops", "ops-password"))
+        .send()
+        .await
+        .unwrap();
+    let expected = es_forbidden(
+        "cluster:admin/xpack/security/cache/clear",
+        "ops",
+        "token_admin",
+        "manage_security,all",
+    );
+    assert_response(response, 403, &expected).await;
+    // The same role still lists accounts: read_security's action is granted by
+    // manage_service_account too.
+    let response = gw
+        .client
+        .get(gw.url("/_security/service"))
+        .header("authorization", basic("ops", "ops-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ impl Checker {
     fn new(store: TokenStore) -> Self {
         Checker {
             store,
-            accounts: Accounts::new(&[]),
+            accounts: Accounts::new(&[]).expect("built-in accounts"),
         }
     }
 

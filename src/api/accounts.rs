@@ -3,13 +3,10 @@
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::Call;
+use super::{actions, Call};
 use crate::error::ApiError;
 use crate::identity::AccountId;
 use crate::response::Body;
-
-const GET_ACCOUNTS_ACTION: &str = "cluster:admin/xpack/security/service_account/get";
-const GET_CREDENTIALS_ACTION: &str = "cluster:admin/xpack/security/service_account/credential/get";
 
 /// `{"elastic/fleet-server":{"role_descriptor":{…}}, …}`; `{}` when nothing matches.
 pub fn get_accounts(
@@ -18,7 +15,7 @@ pub fn get_accounts(
     service: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
-    call.require_manage(GET_ACCOUNTS_ACTION)?;
+    call.require(actions::GET_SERVICE_ACCOUNTS)?;
     let mut body = Map::new();
     for (id, descriptor) in call.state.accounts.matching(namespace, service) {
         body.insert(id.to_string(), json!({ "role_descriptor": descriptor }));
@@ -29,7 +26,8 @@ pub fn get_accounts(
 /// Tokens of one account. The gateway is the only node, and holds no file tokens.
 pub fn get_credentials(call: &Call<'_>, account: &AccountId) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
-    call.require_manage(GET_CREDENTIALS_ACTION)?;
+    Call::validate(account, None)?;
+    call.require(actions::GET_SERVICE_CREDENTIALS)?;
     call.require_account(account)?;
     let names = call.state.store.names_of(account);
     let tokens: Map<String, Value> = names.iter().map(|n| (n.clone(), json!({}))).collect();

@@ -2,6 +2,7 @@
 //! itself exactly as Elasticsearch answers them.
 
 mod accounts;
+pub mod actions;
 mod authenticate;
 pub mod params;
 mod tokens;
@@ -12,10 +13,11 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use crate::auth::{self, Principal};
-use crate::error::{ApiError, MANAGE_PRIVILEGES};
+use crate::error::ApiError;
 use crate::identity::{AccountId, TokenName};
 use crate::response::{self, Body};
 use crate::state::State;
+use actions::SecurityAction;
 use params::Params;
 
 /// An endpoint of the gateway's own API, with its decoded path parameters.
@@ -46,14 +48,27 @@ const GET: &[Method] = &[Method::GET];
 const POST: &[Method] = &[Method::POST];
 const TOKEN: &[Method] = &[Method::POST, Method::PUT, Method::DELETE];
 
-/// Matches the raw request `path` (segments are percent-decoded here) against the gateway's endpoints. `None`:
-/// not ours, the request goes on to be forwarded.
+/// Most segments any of the gateway's own endpoints has.
+const MAX_SEGMENTS: usize = 8;
+
+/// Matches the raw request `path` (segments are percent-decoded here) against the gateway's
+/// endpoints. `None`: not ours, the request goes on to be forwarded.
+///
+/// Segments are read as Elasticsearch's `PathTrie` reads them: the path is split on every `/`
+/// after the leading one, an empty segment between two slashes is a (empty) value, and only
+/// trailing empty segments vanish (Java's `String.split`). So `…/token//_clear_cache` names the
+/// token `""`, and `…/elastic//fleet-server/…` matches no endpoint at all.
 pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, ApiError>> {
-    let segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let raw = path.strip_prefix('/').unwrap_or(path).trim_end_matches('/');
+    let mut segments: Vec<String> = Vec::with_capacity(MAX_SEGMENTS);
+    for segment in raw.split('/') {
+        if segments.len() == MAX_SEGMENTS {
+            // Longer than any endpoint: only the catch-all below can match.
+            segments.push(String::new());
+            break;
+        }
+        segments.push(percent_decode_str(segment).decode_utf8_lossy().into_owned());
+    }
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
     let owned = |v: &str| v.to_owned();
     let account = |ns: &str, svc: &str| AccountId::new(ns, svc);
@@ -144,18 +159,40 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// 403 unless the principal holds a token-management privilege.
-    fn require_manage(&self, action: &'static str) -> Result<(), ApiError> {
-        if auth::can_manage_tokens(self.principal, &self.state.config.security.admin_roles) {
+    /// 403 unless the principal holds one of the privileges that grant `action`.
+    fn require(&self, action: SecurityAction) -> Result<(), ApiError> {
+        let admin_roles = &self.state.config.security.admin_roles;
+        if auth::holds_any(self.principal, admin_roles, action.privileges) {
             return Ok(());
         }
-        let (user, roles) = self.principal.describe();
         Err(ApiError::Unauthorized {
-            action,
-            user,
-            roles,
-            privileges: MANAGE_PRIVILEGES,
+            action: action.name,
+            caller: self.principal.caller(),
+            privileges: action.privileges,
         })
+    }
+
+    /// Elasticsearch's request validation for a call naming an account (and a token): every
+    /// failed check, numbered, in one 400.
+    fn validate(account: &AccountId, name: Option<&str>) -> Result<(), ApiError> {
+        let mut failures: Vec<String> = Vec::new();
+        if account.namespace().is_empty() {
+            failures.push("service account namespace is required".to_owned());
+        }
+        if account.service().is_empty() {
+            failures.push("service account service-name is required".to_owned());
+        }
+        if let Some(Err(invalid)) = name.map(TokenName::new) {
+            failures.push(invalid.reason());
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let mut reason = String::from("Validation Failed: ");
+        for (i, failure) in failures.iter().enumerate() {
+            reason.push_str(&format!("{}: {failure};", i + 1));
+        }
+        Err(ApiError::Validation(reason))
     }
 
     /// 400 unless `account` is a service account the gateway knows.
@@ -205,6 +242,6 @@ pub async fn handle(
         Endpoint::GetCredentials { account } => accounts::get_credentials(&call, &account),
         Endpoint::CreateToken { account, name } => tokens::create(&call, &account, name).await,
         Endpoint::DeleteToken { account, name } => tokens::delete(&call, &account, &name).await,
-        Endpoint::ClearCache { account, names } => tokens::clear_cache(&call, &account, &names),
+        Endpoint::ClearCache { names, .. } => tokens::clear_cache(&call, &names),
     }
 }

@@ -3,16 +3,12 @@
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::Call;
+use super::{actions, Call};
 use crate::error::ApiError;
-use crate::identity::AccountId;
+use crate::identity::{AccountId, TokenName};
 use crate::response::Body;
 use crate::store::StoreError;
 use crate::token;
-
-const CREATE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/create";
-const DELETE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/delete";
-const CLEAR_CACHE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/cache/clear";
 
 /// Checks in Elasticsearch's order: parameters, name, privilege, account, then the durable write.
 /// The 200 goes out only after the store has fsynced the token.
@@ -23,8 +19,10 @@ pub async fn create(
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &["refresh"])?;
     call.params.check_refresh()?;
-    let name = Call::token_name(&name.unwrap_or_else(token::generate_name))?;
-    call.require_manage(CREATE_ACTION)?;
+    let name = name.unwrap_or_else(token::generate_name);
+    Call::validate(account, Some(&name))?;
+    let name = Call::token_name(&name)?;
+    call.require(actions::CREATE_SERVICE_TOKEN)?;
     call.require_account(account)?;
     let value = token::encode(account, &name, &token::generate_secret());
     let qualified = account.qualify(&name);
@@ -55,8 +53,9 @@ pub async fn delete(
 ) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &["refresh"])?;
     call.params.check_refresh()?;
+    Call::validate(account, Some(name))?;
     let name = Call::token_name(name)?;
-    call.require_manage(DELETE_ACTION)?;
+    call.require(actions::DELETE_SERVICE_TOKEN)?;
     let qualified = account.qualify(&name);
     let found = call.state.store.delete(&qualified).await.map_err(|error| {
         tracing::error!(%error, token = %qualified, "token deletion not persisted");
@@ -75,17 +74,23 @@ pub async fn delete(
 
 /// The store is the only copy of every token, so there is no cache to clear; the answer has the
 /// shape of a one-node cluster's so clients that call it carry on.
-pub fn clear_cache(
-    call: &Call<'_>,
-    account: &AccountId,
-    names: &str,
-) -> Result<Response<Body>, ApiError> {
+///
+/// Names are read as Elasticsearch's REST handler reads them (`paramAsStringArrayOrEmptyIfAll`):
+/// `""`, `*` and `_all` mean every token of the account, anything else is a comma-separated list
+/// whose every name must be valid (an `illegal_argument_exception` otherwise, raised before any
+/// privilege is checked).
+pub fn clear_cache(call: &Call<'_>, names: &str) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;
-    for name in names.split(',').filter(|n| *n != "*") {
-        Call::token_name(name)?;
+    if !matches!(names, "" | "*" | "_all") {
+        // Java's `split(",")`: trailing empty names vanish, inner ones are names (and invalid).
+        for name in names.trim_end_matches(',').split(',') {
+            if let Err(invalid) = TokenName::new(name) {
+                return Err(ApiError::IllegalArgument(invalid.reason()));
+            }
+        }
     }
-    call.require_manage(CLEAR_CACHE_ACTION)?;
-    call.require_account(account)?;
+    // Elasticsearch clears cache keys by name and never looks the account up.
+    call.require(actions::CLEAR_SECURITY_CACHE)?;
     let config = &call.state.config.server;
     let body = json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},

@@ -1,8 +1,9 @@
 //! Who is calling, and what they may do: credentials in, a [`Principal`] out.
 //!
-//! Every authentication failure renders the same 401; the reason is logged at debug only. A
-//! successful bearer check names its token once, here, so nothing downstream reads the
-//! `Authorization` header again.
+//! Every authentication failure renders the same 401, except that a well-formed service token
+//! that fails gets Elasticsearch's reason naming what the token itself says (its account and
+//! token name); which check failed is logged at debug only. A successful bearer check names its
+//! token once, here, so nothing downstream reads the `Authorization` header again.
 //!
 //! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
 //! checks refused because the pool was full: an address over its limit gets 429 for anything it
@@ -16,7 +17,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use crate::accounts::Accounts;
-use crate::error::ApiError;
+use crate::error::{ApiError, Caller};
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::metrics::AuthFailure;
 use crate::state::State;
@@ -39,11 +40,16 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// The user name and roles Elasticsearch prints for this caller in a 403.
-    pub fn describe(&self) -> (String, Vec<String>) {
+    /// This caller as Elasticsearch names it in a 403.
+    pub fn caller(&self) -> Caller {
         match self {
-            Principal::User(user) => (user.name.clone(), user.roles.clone()),
-            Principal::ServiceToken(token) => (token.account.to_string(), Vec::new()),
+            Principal::User(user) => Caller::User {
+                name: user.name.clone(),
+                roles: user.roles.clone(),
+            },
+            Principal::ServiceToken(token) => Caller::ServiceAccount {
+                principal: token.account.to_string(),
+            },
         }
     }
 }
@@ -70,6 +76,7 @@ pub async fn authenticate(
         state.metrics.auth_failure(AuthFailure::Throttled);
         return Err(throttled(wait));
     }
+    let mut failure = ApiError::BadCredentials;
     match credentials {
         Credentials::Bearer(value) => {
             if let Some(identity) = verify_bearer(&state.store, &state.accounts, value) {
@@ -77,6 +84,9 @@ pub async fn authenticate(
             }
             tracing::debug!("bearer token rejected");
             state.metrics.auth_failure(AuthFailure::Bearer);
+            if let Some(rejected) = rejected_service_token(value) {
+                failure = rejected;
+            }
         }
         Credentials::Basic(value) => match state.users.authenticate(value).await {
             Ok(user) => return Ok(Principal::User(user)),
@@ -103,10 +113,21 @@ pub async fn authenticate(
             state.metrics.auth_failure(AuthFailure::Unusable);
         }
     }
-    Err(state
-        .throttle
-        .failed(peer)
-        .map_or(ApiError::BadCredentials, throttled))
+    Err(state.throttle.failed(peer).map_or(failure, throttled))
+}
+
+/// Elasticsearch's answer to a bearer value that parses as a service token but did not
+/// authenticate: it names the account and token name the value itself carries, and says nothing
+/// of which check failed (namespace, account, secret length or secret). A value that is not a
+/// service token as Elasticsearch parses one (valid token name included) gets the generic answer.
+fn rejected_service_token(value: &[u8]) -> Option<ApiError> {
+    let mut buf = [0u8; token::MAX_DECODED_LEN];
+    let decoded = token::decode(value, &mut buf)?;
+    TokenName::new(decoded.name).ok()?;
+    Some(ApiError::ServiceTokenRejected {
+        account: decoded.account.to_owned(),
+        name: decoded.name.to_owned(),
+    })
 }
 
 fn throttled(wait: Duration) -> ApiError {
@@ -144,8 +165,23 @@ pub fn verify_bearer(
     })
 }
 
-/// Whether `principal` holds `manage_service_account` (and so `read_security` for listings):
-/// `superuser` or one of `admin_roles`. Service tokens never do.
+/// The privilege a configured admin role grants, as Elasticsearch names it.
+const MANAGE_SERVICE_ACCOUNT: &str = "manage_service_account";
+
+/// Whether `principal` holds one of `privileges`: `superuser` holds `all` and so every one, an
+/// admin role holds `manage_service_account`. Service tokens hold none the gateway grants.
+pub fn holds_any(principal: &Principal, admin_roles: &[String], privileges: &[&str]) -> bool {
+    match principal {
+        Principal::ServiceToken(_) => false,
+        Principal::User(user) => user.roles.iter().any(|role| {
+            role == SUPERUSER
+                || (privileges.contains(&MANAGE_SERVICE_ACCOUNT) && admin_roles.contains(role))
+        }),
+    }
+}
+
+/// Whether `principal` holds `manage_service_account`: `superuser` or one of `admin_roles`.
+/// Service tokens never do.
 pub fn can_manage_tokens(principal: &Principal, admin_roles: &[String]) -> bool {
     match principal {
         Principal::ServiceToken(_) => false,

@@ -30,7 +30,13 @@ pub fn import(config: &Config, file: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let accounts = Accounts::new(&config.service_accounts);
+    let accounts = match Accounts::new(&config.service_accounts) {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            eprintln!("tokengate: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     let (tokens, problems) = parse(&text, &accounts);
     if !problems.is_empty() {
         for problem in &problems {
@@ -137,7 +143,7 @@ mod tests {
         let good = token::encode_raw("elastic/fleet-server", "t1", "secret");
         let other = token::encode_raw("nobody/here", "t2", "secret");
         let text = format!("# comment\n{good}\n\nnot-a-token\n{other}\n");
-        let (tokens, problems) = parse(&text, &Accounts::new(&[]));
+        let (tokens, problems) = parse(&text, &Accounts::new(&[]).unwrap());
         assert_eq!(tokens.len(), 1);
         assert_eq!(tokens[0].0, "elastic/fleet-server/t1");
         assert_eq!(tokens[0].1, good);

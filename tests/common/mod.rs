@@ -381,3 +381,29 @@ pub fn es_forbidden(action: &str, user: &str, roles: &str, privileges: &str) -> 
     );
     es_error(403, "security_exception", &reason)
 }
+
+/// The body of a 403 for `action` by the service account `account`: Elasticsearch names no
+/// roles for a service account.
+pub fn es_forbidden_service(action: &str, account: &str, privileges: &str) -> Value {
+    let reason = format!(
+        "action [{action}] is unauthorized for service account [{account}], \
+         this action is granted by the cluster privileges [{privileges}]"
+    );
+    es_error(403, "security_exception", &reason)
+}
+
+/// The reason a node gives a 401 for the `Authorization` value `authorization`: a well-formed
+/// service token is named by its account and token name, anything else gets the generic one.
+pub fn es_rejection_reason(authorization: &str) -> String {
+    let Some(value) = authorization.strip_prefix("Bearer ") else {
+        return BAD_CREDENTIALS.to_owned();
+    };
+    let mut buf = [0u8; tokengate::token::MAX_DECODED_LEN];
+    match tokengate::token::decode(value.as_bytes(), &mut buf) {
+        Some(token) if tokengate::identity::is_valid_token_name(token.name) => format!(
+            "failed to authenticate service account [{}] with token name [{}]",
+            token.account, token.name
+        ),
+        _ => BAD_CREDENTIALS.to_owned(),
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::AccountConfig;
 use crate::identity::AccountId;
@@ -19,12 +19,10 @@ pub struct Accounts {
 impl Accounts {
     /// The built-in accounts, then configured ones (a configured account may replace a built-in
     /// account's role descriptor).
-    pub fn new(configured: &[AccountConfig]) -> Self {
+    pub fn new(configured: &[AccountConfig]) -> Result<Self, BuiltinError> {
         let mut accounts = Accounts { sorted: Vec::new() };
-        for (name, descriptor) in builtin() {
-            if let Some(id) = AccountId::parse(name) {
-                accounts.insert(id, descriptor);
-            }
+        for (id, descriptor) in builtin()? {
+            accounts.insert(id, descriptor);
         }
         for account in configured {
             let known = accounts.contains(account.account.namespace(), account.account.service());
@@ -33,10 +31,10 @@ impl Accounts {
                 // Settings for a built-in account keep its descriptor; a new account without
                 // one has no privileges.
                 None if known => {}
-                None => accounts.insert(account.account.clone(), json!({})),
+                None => accounts.insert(account.account.clone(), Value::Object(Default::default())),
             }
         }
-        accounts
+        Ok(accounts)
     }
 
     fn insert(&mut self, id: AccountId, descriptor: Value) {
@@ -98,71 +96,97 @@ fn principal_order(principal: &str, namespace: &str, service: &str) -> Ordering 
     principal.bytes().cmp(wanted)
 }
 
-/// The role descriptors Elasticsearch gives its built-in service accounts (abridged to the
-/// privileges that matter to a reader of `GET /_security/service`).
-fn builtin() -> [(&'static str, Value); 3] {
-    [
-        (
-            "elastic/enterprise-search-server",
-            json!({
-                "cluster": ["manage", "manage_security"],
-                "indices": [{
-                    "names": [".ent-search-*", ".monitoring-ent-search-*", "metricbeat-ent-search-*",
-                              "enterprise-search-*", "logs-app_search.analytics-default",
-                              "logs-elastic_analytics.events-*", "logs-app_search.search_relevance_suggestions-default",
-                              "logs-crawler-default", "logs-elastic_crawler-default",
-                              "logs-workplace_search.analytics-default", "logs-workplace_search.content_events-default",
-                              ".elastic-connectors*"],
-                    "privileges": ["manage", "read", "write"],
-                    "allow_restricted_indices": false
-                }],
-                "applications": [], "run_as": [], "metadata": {}, "transient_metadata": {"enabled": true}
-            }),
-        ),
-        (
-            "elastic/fleet-server",
-            json!({
-                "cluster": ["monitor", "manage_own_api_key", "read_fleet_secrets"],
-                "indices": [
-                    {"names": ["logs-*", "metrics-*", "traces-*", ".logs-endpoint.diagnostic.collection-*",
-                               ".logs-endpoint.action.responses-*", ".logs-endpoint.heartbeat-*"],
-                     "privileges": ["write", "create_index", "auto_configure"], "allow_restricted_indices": false},
-                    {"names": ["profiling-*"], "privileges": ["read", "write"], "allow_restricted_indices": false},
-                    {"names": [".fleet-secrets*"], "privileges": ["read"], "allow_restricted_indices": true},
-                    {"names": [".fleet-actions"], "privileges": ["read", "auto_configure"], "allow_restricted_indices": true},
-                    {"names": [".fleet-agents", ".fleet-actions-results", ".fleet-servers", ".fleet-policies",
-                               ".fleet-policies-leader", ".fleet-enrollment-api-keys", ".fleet-artifacts"],
-                     "privileges": ["read", "write", "monitor", "create_index", "auto_configure", "maintenance"],
-                     "allow_restricted_indices": true}
-                ],
-                "applications": [{"application": "kibana-*", "privileges": ["reserved_fleet-setup"], "resources": ["*"]}],
-                "run_as": [], "metadata": {}, "transient_metadata": {"enabled": true}
-            }),
-        ),
-        (
-            "elastic/kibana",
-            json!({
-                "cluster": ["all"],
-                "indices": [
-                    {"names": [".kibana*", ".reporting-*"], "privileges": ["all"], "allow_restricted_indices": true},
-                    {"names": [".monitoring-*"], "privileges": ["read", "read_cross_cluster"], "allow_restricted_indices": false},
-                    {"names": [".management-beats"], "privileges": ["create_index", "read", "write"], "allow_restricted_indices": false},
-                    {"names": [".ml-anomalies*", ".ml-stats-*"], "privileges": ["read"], "allow_restricted_indices": false},
-                    {"names": [".ml-annotations*", ".ml-notifications*"], "privileges": ["read", "write"], "allow_restricted_indices": false},
-                    {"names": ["apm-*", "logs-apm*", "metrics-apm*", "traces-apm*"], "privileges": ["read", "read_cross_cluster"], "allow_restricted_indices": false},
-                    {"names": [".apm-agent-configuration", ".apm-custom-link", ".apm-source-map"], "privileges": ["all"], "allow_restricted_indices": false},
-                    {"names": [".fleet-*"], "privileges": ["all"], "allow_restricted_indices": true}
-                ],
-                "applications": [{"application": "kibana-*", "privileges": ["all"], "resources": ["*"]}],
-                "run_as": [], "metadata": {}, "transient_metadata": {"enabled": true}
-            }),
-        ),
-    ]
+/// Why the built-in accounts could not be loaded. Only a broken build can cause it, but a gateway
+/// that cannot describe the accounts it serves must refuse to start rather than serve a guess.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    #[error("built-in service accounts: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("built-in service accounts: [{0}] is not a namespace/service account")]
+    BadAccount(String),
+    #[error("built-in service accounts: the document is not an object of accounts")]
+    NotAnObject,
+}
+
+// The role descriptors of Elasticsearch's own service accounts, rendered as `GET
+// /_security/service` shows them (`RoleDescriptor.toXContent` field order). They reflect the
+// 8.9/8.10 line of `ElasticServiceAccounts.java` (`enterprise-search-server`, `fleet-server`) and
+// of the `kibana_system` descriptor (`KibanaOwnedReservedRoleDescriptors.kibanaSystemRoleDescriptor`,
+// the version that still grants `.fleet*` as one pattern and keeps `remote_indices` behind the
+// untrusted-remote-cluster feature flag, so it is absent). Kept as data, so an update is a diff
+// of JSON against Elasticsearch's source.
+const BUILTIN_JSON: &str = include_str!("builtin.json");
+
+/// The built-in accounts with their role descriptors, parsed from [`BUILTIN_JSON`] in file order.
+fn builtin() -> Result<Vec<(AccountId, Value)>, BuiltinError> {
+    let Value::Object(accounts) = serde_json::from_str::<Value>(BUILTIN_JSON)? else {
+        return Err(BuiltinError::NotAnObject);
+    };
+    accounts
+        .into_iter()
+        .map(|(name, descriptor)| match AccountId::parse(&name) {
+            Some(id) => Ok((id, descriptor)),
+            None => Err(BuiltinError::BadAccount(name)),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builtin_descriptors_parse_and_match_elasticsearch() {
+        let builtin = builtin().unwrap();
+        let names: Vec<&str> = builtin.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "elastic/enterprise-search-server",
+                "elastic/fleet-server",
+                "elastic/kibana"
+            ]
+        );
+        let kibana = &builtin[2].1;
+        let cluster = kibana["cluster"].as_array().unwrap();
+        assert!(!cluster.contains(&json!("all")));
+        assert_eq!(cluster[0], "monitor");
+        assert!(cluster.contains(&json!(
+            "cluster:admin/xpack/security/profile/has_privileges"
+        )));
+        assert_eq!(
+            kibana["global"]["application"]["manage"]["applications"],
+            json!(["kibana-*"])
+        );
+        assert_eq!(kibana["metadata"], json!({"_reserved": true}));
+        let keys: Vec<&str> = kibana
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "cluster",
+                "global",
+                "indices",
+                "applications",
+                "run_as",
+                "metadata",
+                "transient_metadata"
+            ]
+        );
+        let fleet = &builtin[1].1;
+        assert_eq!(fleet["cluster"], json!(["monitor", "manage_own_api_key"]));
+        assert_eq!(fleet["indices"][4]["names"], json!([".fleet-*"]));
+        assert_eq!(fleet["indices"][4]["allow_restricted_indices"], true);
+        assert_eq!(
+            builtin[0].1["cluster"],
+            json!(["manage", "manage_security"])
+        );
+    }
 
     #[test]
     fn builtins_and_configured_accounts_are_known() {
@@ -171,7 +195,8 @@ mod tests {
             role_descriptor: Some(json!({"cluster": ["monitor"]})),
             credential: None,
             access: None,
-        }]);
+        }])
+        .unwrap();
         assert!(accounts.contains("elastic", "fleet-server"));
         assert!(accounts.contains("acme", "ingest"));
         assert!(!accounts.contains("elastic", "nope"));
