@@ -124,15 +124,21 @@ pub fn is_valid_token_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidTokenName(pub String);
 
-impl fmt::Display for InvalidTokenName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Validation Failed: 1: invalid service token name [{}]. service account token name must have at least 1 \
+impl InvalidTokenName {
+    /// Elasticsearch's message without the API's validation wrapper, as its CLI prints it.
+    pub fn reason(&self) -> String {
+        format!(
+            "invalid service token name [{}]. service account token name must have at least 1 \
              character and at most 256 characters that are alphanumeric (A-Z, a-z, 0-9) or hyphen (-) or underscore \
-             (_). It must not begin with an underscore (_).;",
+             (_). It must not begin with an underscore (_).",
             self.0
         )
+    }
+}
+
+impl fmt::Display for InvalidTokenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Validation Failed: 1: {};", self.reason())
     }
 }
 
@@ -144,6 +150,8 @@ pub enum TokenSource {
     /// Created through the token API and kept in the gateway's journal (Elasticsearch keeps
     /// these in its security index, hence the name it reports).
     Index,
+    /// Defined in the `service_tokens` file of the data directory.
+    File,
 }
 
 impl TokenSource {
@@ -151,6 +159,7 @@ impl TokenSource {
     pub fn as_str(self) -> &'static str {
         match self {
             TokenSource::Index => "_service_account_index",
+            TokenSource::File => "_service_account_file",
         }
     }
 }
