@@ -196,3 +196,24 @@ async fn an_elasticsearch_file_is_read_unchanged() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn wrong_file_token_secrets_count_against_the_address_like_any_wrong_token() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (line, value) = file_token("guarded", "Z3VhcmRlZC1zZWNyZXQtdg");
+    write_tokens(dir.path(), &line);
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .data_dir(dir.path())
+        .config("[security]\nfailed_auth_burst = 3\nfailed_auth_per_minute = 1\n")
+        .build()
+        .await;
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        assert_eq!(status(&gw, &bearer(FLEET, "guarded", guess)).await, 401);
+    }
+    assert_eq!(status(&gw, &bearer(FLEET, "guarded", "guess-4")).await, 429);
+    assert_eq!(status(&gw, &value).await, 429, "refused before any check");
+    assert!(upstream.requests().is_empty());
+    gw.stop().await;
+}

@@ -73,8 +73,9 @@ pub async fn delete(
     Ok(call.reply(status, &json!({ "found": found })))
 }
 
-/// The store is the only copy of every token, so there is no cache to clear; the answer has the
-/// shape of a one-node cluster's so clients that call it carry on.
+/// The store is the only copy of every index token, so only the outcomes remembered for file
+/// tokens are forgotten (all of them: one more KDF per value is the whole cost); the answer has
+/// the shape of a one-node cluster's so clients that call it carry on.
 pub fn clear_cache(
     call: &Call<'_>,
     account: &AccountId,
@@ -86,6 +87,7 @@ pub fn clear_cache(
     }
     call.require_manage(CLEAR_CACHE_ACTION)?;
     call.require_account(account)?;
+    call.state.file_tokens.clear_cache();
     let config = &call.state.config.server;
     let body = json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},

@@ -159,6 +159,11 @@ impl FileTokens {
             .collect()
     }
 
+    /// Forgets every remembered outcome (Elasticsearch's `_clear_cache` for service tokens).
+    pub fn clear_cache(&self) {
+        self.inner.verdicts.clear();
+    }
+
     /// How many tokens the file defines.
     pub fn len(&self) -> usize {
         self.current().len()

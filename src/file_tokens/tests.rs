@@ -66,6 +66,12 @@ async fn a_value_costs_one_check_whatever_its_outcome() {
     assert_eq!(tokens.verify(other.as_bytes()).await, Ok(None));
     assert_eq!(tokens.verify(b"%%%").await, Ok(None));
     assert_eq!(tokens.checks(), 2);
+
+    // `_clear_cache` forgets outcomes: the next use checks again, once.
+    tokens.clear_cache();
+    assert!(tokens.verify(value.as_bytes()).await.unwrap().is_some());
+    assert!(tokens.verify(value.as_bytes()).await.unwrap().is_some());
+    assert_eq!(tokens.checks(), 3);
 }
 
 #[tokio::test]
