@@ -6,7 +6,7 @@
 //! of a file with one bad line, a bad line costs only itself: it is reported with its number and
 //! the other lines stay in force.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::hash::StoredHash;
@@ -61,6 +61,8 @@ pub fn entries(text: &str) -> impl Iterator<Item = Result<(usize, &str, &str), P
 /// token replaces an earlier one, as in Elasticsearch (which also warns about it).
 pub fn parse(text: &str, accounts: &Accounts) -> Parsed {
     let mut parsed = Parsed::default();
+    // Where each token was defined, to name the line a later one overrides.
+    let mut defined_at: HashMap<String, usize> = HashMap::new();
     for entry in entries(text) {
         let outcome = entry.and_then(|(line, key, hash)| {
             let token = token(key, hash, accounts).map_err(|reason| Problem { line, reason })?;
@@ -68,10 +70,11 @@ pub fn parse(text: &str, accounts: &Accounts) -> Parsed {
         });
         match outcome {
             Ok((line, key, token)) => {
-                if parsed.tokens.insert(key.to_owned(), token).is_some() {
+                parsed.tokens.insert(key.to_owned(), token);
+                if let Some(earlier) = defined_at.insert(key.to_owned(), line) {
                     parsed.problems.push(Problem {
-                        line,
-                        reason: format!("duplicated token [{key}]; the earlier line is overridden"),
+                        line: earlier,
+                        reason: format!("duplicated token [{key}]; overridden by line {line}"),
                     });
                 }
             }
@@ -127,7 +130,7 @@ mod tests {
             ("elastic/kibana", "t3")
         );
         let lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
-        assert_eq!(lines, [4, 5, 6, 7, 8, 10]);
+        assert_eq!(lines, [4, 5, 6, 7, 8, 3]);
         assert_eq!(parsed.problems[0].reason, "missing ':' character");
         assert!(parsed.problems[1]
             .reason
@@ -135,6 +138,10 @@ mod tests {
         assert_eq!(
             parsed.problems[2].reason,
             "service account [nobody/here] does not exist; token ignored"
+        );
+        assert_eq!(
+            parsed.problems[5].reason,
+            "duplicated token [elastic/fleet-server/t1]; overridden by line 10"
         );
     }
 
