@@ -126,8 +126,8 @@ pub struct InvalidTokenName(pub String);
 
 impl InvalidTokenName {
     /// The bare message, as Elasticsearch's `Validation.formatInvalidServiceTokenNameErrorMessage`
-    /// words it: what an `IllegalArgumentException` carries, and one numbered line of a
-    /// validation failure.
+    /// words it: what an `IllegalArgumentException` carries, one numbered line of a validation
+    /// failure, and what the service-tokens CLI prints.
     pub fn reason(&self) -> String {
         format!(
             "invalid service token name [{}]. service account token name must have at least 1 \
@@ -152,6 +152,8 @@ pub enum TokenSource {
     /// Created through the token API and kept in the gateway's journal (Elasticsearch keeps
     /// these in its security index, hence the name it reports).
     Index,
+    /// Defined in the `service_tokens` file of the data directory.
+    File,
 }
 
 impl TokenSource {
@@ -159,6 +161,7 @@ impl TokenSource {
     pub fn as_str(self) -> &'static str {
         match self {
             TokenSource::Index => "_service_account_index",
+            TokenSource::File => "_service_account_file",
         }
     }
 }

@@ -15,11 +15,11 @@
 //! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
 //! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 |
-//! | remember | [`store`], [`users`], [`accounts`] | the token journal; the file realm; the service accounts and Elasticsearch's built-in descriptors |
+//! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token journal; the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
 //!
-//! [`state`] owns the parts a request needs (store, users, accounts, upstream, configuration) in
+//! [`state`] owns the parts a request needs (store, file tokens, users, accounts, upstream, configuration) in
 //! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely and keeps the data
 //! directory owner-only. Dependencies point down this table and never back: `tests/layout.rs`
 //! fails on an import cycle.
@@ -36,6 +36,7 @@ pub mod body;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod file_tokens;
 pub mod framing;
 pub mod identity;
 pub mod metrics;

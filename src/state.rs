@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::accounts::{Accounts, BuiltinError};
 use crate::config::Config;
+use crate::file_tokens::FileTokens;
 use crate::metrics::{Metrics, MetricsError};
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, SyncObserver, TokenStore};
@@ -44,6 +45,8 @@ pub struct Parts {
     pub config: Config,
     /// Service tokens issued through the API, durable in the journal.
     pub store: TokenStore,
+    /// Service tokens of the `service_tokens` file, checked after the store.
+    pub file_tokens: FileTokens,
     /// The file realm: who may manage tokens.
     pub users: UserRealm,
     /// The service accounts tokens may be issued for.
@@ -87,11 +90,18 @@ impl State {
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts)?;
         let upstream_auth = UpstreamAuth::open(&config, &accounts)?;
+        let file_tokens = FileTokens::open(
+            dir,
+            &accounts,
+            users.password_pool(),
+            &config.security.throttle,
+        );
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         let state = State {
             inner: Arc::new(Parts {
                 config,
                 store,
+                file_tokens,
                 users,
                 accounts,
                 upstream,

@@ -72,8 +72,9 @@ pub async fn delete(
     Ok(call.reply(status, &json!({ "found": found })))
 }
 
-/// The store is the only copy of every token, so there is no cache to clear; the answer has the
-/// shape of a one-node cluster's so clients that call it carry on.
+/// The store is the only copy of every index token, so only the outcomes remembered for file
+/// tokens are forgotten (all of them: one more KDF per value is the whole cost); the answer has
+/// the shape of a one-node cluster's so clients that call it carry on.
 ///
 /// Names are read as Elasticsearch's REST handler reads them (`paramAsStringArrayOrEmptyIfAll`):
 /// `""`, `*` and `_all` mean every token of the account, anything else is a comma-separated list
@@ -91,6 +92,7 @@ pub fn clear_cache(call: &Call<'_>, names: &str) -> Result<Response<Body>, ApiEr
     }
     // Elasticsearch clears cache keys by name and never looks the account up.
     call.require(actions::CLEAR_SECURITY_CACHE)?;
+    call.state.file_tokens.clear_cache();
     let config = &call.state.config.server;
     let body = json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},

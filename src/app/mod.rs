@@ -142,6 +142,15 @@ impl Gateway {
                 move |forced| users.refresh(forced),
             ),
         );
+        let file_tokens = state.file_tokens.clone();
+        tasks.spawn(
+            "service tokens watcher",
+            tasks::every(
+                config.security.users_reload_interval,
+                hangups.clone(),
+                move |forced| file_tokens.refresh(forced),
+            ),
+        );
         let throttle = std::sync::Arc::clone(&state.throttle);
         tasks.spawn(
             "failed-authentication sweeper",

@@ -7,7 +7,8 @@
 //!
 //! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
 //! checks refused because the pool was full: an address over its limit gets 429 for anything it
-//! presents, before any credential is checked.
+//! presents, before any credential is checked. A bearer value the token journal does not know
+//! may still be a [`file_tokens`](crate::file_tokens) one, whose slow check shares that pool.
 
 pub mod credentials;
 
@@ -24,7 +25,7 @@ use crate::state::State;
 use crate::store::TokenStore;
 use crate::throttle;
 use crate::token;
-use crate::users::{Denied, User};
+use crate::users::{Busy, Denied, User};
 use credentials::Credentials;
 
 /// The role that grants everything, as in Elasticsearch.
@@ -82,6 +83,12 @@ pub async fn authenticate(
             if let Some(identity) = verify_bearer(&state.store, &state.accounts, value) {
                 return Ok(Principal::ServiceToken(identity));
             }
+            // Only for a value the journal does not know: a file token's hash is slow.
+            match state.file_tokens.verify(value).await {
+                Ok(Some(identity)) => return Ok(Principal::ServiceToken(identity)),
+                Ok(None) => {}
+                Err(Busy) => return Err(pool_full(state, peer)),
+            }
             tracing::debug!("bearer token rejected");
             state.metrics.auth_failure(AuthFailure::Bearer);
             if let Some(rejected) = rejected_service_token(value) {
@@ -128,6 +135,19 @@ fn rejected_service_token(value: &[u8]) -> Option<ApiError> {
         account: decoded.account.to_owned(),
         name: decoded.name.to_owned(),
     })
+}
+
+/// The answer to a file token left unchecked because the password pool was full, as for Basic
+/// credentials: it counts like a failure, or one address could hold the pool for everyone.
+fn pool_full(state: &State, peer: IpAddr) -> ApiError {
+    tracing::debug!("password pool full; file token not checked");
+    match state.throttle.failed(peer) {
+        Some(wait) => throttled(wait),
+        None => ApiError::TooManyRequests {
+            reason: PASSWORD_POOL_FULL.to_owned(),
+            retry_after: 1,
+        },
+    }
 }
 
 fn throttled(wait: Duration) -> ApiError {

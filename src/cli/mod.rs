@@ -1,6 +1,7 @@
 //! The command line: run the gateway (default), check a configuration, reset a password,
-//! import tokens. Parsing and exit codes only; the gateway itself is [`crate::app`].
+//! import tokens, manage file service tokens. Parsing and exit codes only; the gateway itself is [`crate::app`].
 
+mod service_tokens;
 mod tokens;
 
 use std::path::PathBuf;
@@ -69,6 +70,35 @@ pub enum Command {
         #[command(subcommand)]
         action: TokensCommand,
     },
+    /// Manage file service tokens (`service_tokens` in the data dir), as Elasticsearch's
+    /// `elasticsearch-service-tokens`; safe while the gateway runs (it reloads the file).
+    ServiceTokens {
+        #[command(subcommand)]
+        action: ServiceTokensCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceTokensCommand {
+    /// Create a file token for the service account and print its value.
+    Create {
+        /// The service account, `namespace/service`.
+        account: String,
+        /// The token's name.
+        name: String,
+    },
+    /// Remove a file token.
+    Delete {
+        /// The service account, `namespace/service`.
+        account: String,
+        /// The token's name.
+        name: String,
+    },
+    /// List file tokens, of one service account or of all.
+    List {
+        /// The service account, `namespace/service`.
+        account: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +140,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Tokens {
             action: TokensCommand::Import { file },
         }) => tokens::import(&config, &file),
+        Some(Command::ServiceTokens { action }) => service_tokens::run(&config, &action),
     }
 }
 

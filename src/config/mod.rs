@@ -282,7 +282,7 @@ pub struct SecurityConfig {
     pub admin_roles: Vec<String>,
     /// Forward requests of file-realm users authenticated with Basic credentials.
     pub forward_users: bool,
-    /// Seconds between checks of the users files for changes.
+    /// Seconds between checks of the users files and the `service_tokens` file for changes.
     pub users_reload_interval: Duration,
     /// What failed and pending authentications may make the gateway spend.
     pub throttle: AuthThrottle,

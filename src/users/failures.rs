@@ -14,9 +14,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// The salted digest of one `user:password`.
-pub(super) type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
-pub(super) struct FailureCache {
+pub(crate) struct FailureCache {
     salt: [u8; 32],
     capacity: usize,
     ttl: Duration,
@@ -34,7 +34,7 @@ struct Entries {
 }
 
 impl FailureCache {
-    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
         let mut salt = [0u8; 32];
         OsRng.fill_bytes(&mut salt);
         FailureCache {
@@ -45,16 +45,16 @@ impl FailureCache {
         }
     }
 
-    /// The key of a decoded Basic credential, `user:password` as sent.
-    pub(super) fn key(&self, credential: &str) -> Key {
+    /// The key of a credential as sent: a decoded Basic `user:password`, or a bearer value.
+    pub(crate) fn key(&self, credential: impl AsRef<[u8]>) -> Key {
         let mut hasher = Sha256::new();
         hasher.update(self.salt);
-        hasher.update(credential.as_bytes());
+        hasher.update(credential.as_ref());
         hasher.finalize().into()
     }
 
     /// Whether this pair failed within the TTL.
-    pub(super) fn contains(&self, key: &Key) -> bool {
+    pub(crate) fn contains(&self, key: &Key) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .failed
@@ -63,7 +63,7 @@ impl FailureCache {
     }
 
     /// Remembers a failure, dropping expired entries and, when full, the oldest.
-    pub(super) fn insert(&self, key: Key) {
+    pub(crate) fn insert(&self, key: Key) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let Entries {
@@ -86,7 +86,7 @@ impl FailureCache {
     }
 
     /// Forgets everything: the passwords changed.
-    pub(super) fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         *entries = Entries::default();
     }
@@ -124,7 +124,7 @@ mod tests {
         cache.insert(a);
         assert!(cache.contains(&a));
         for i in 0..10 {
-            cache.insert(cache.key(&format!("bob:other{i}")));
+            cache.insert(cache.key(format!("bob:other{i}")));
         }
         assert_eq!(cache.len(), 3);
         assert!(!cache.contains(&a), "the oldest went first");

@@ -18,14 +18,14 @@ type Outcome = Result<bool, Busy>;
 
 /// Checks in progress, by pair.
 #[derive(Default)]
-pub(super) struct Flights {
+pub(crate) struct Flights {
     running: Mutex<HashMap<Key, Arc<OnceCell<Outcome>>>>,
 }
 
 impl Flights {
     /// The outcome of `check` for `key`, run once for all callers that arrive while it runs.
     /// If the caller running it goes away, one of the waiting callers runs its own.
-    pub(super) async fn share<F>(&self, key: Key, check: F) -> Outcome
+    pub(crate) async fn share<F>(&self, key: Key, check: F) -> Outcome
     where
         F: Future<Output = Outcome>,
     {

@@ -28,10 +28,9 @@ mod secret;
 
 use crate::atomic_file;
 use crate::config::AuthThrottle;
-use failures::FailureCache;
-use flights::Flights;
-pub use pool::Busy;
-use pool::PasswordPool;
+pub(crate) use failures::FailureCache;
+pub(crate) use flights::Flights;
+pub use pool::{Busy, PasswordPool};
 use secret::SecretHash;
 
 /// bcrypt cost Elasticsearch uses for the file realm.
@@ -176,6 +175,12 @@ impl UserRealm {
         };
         realm.reload()?;
         Ok((realm, generated))
+    }
+
+    /// The pool this realm's checks run in, for the other slow checks of credentials (file
+    /// service tokens): one bound on such work for the whole gateway.
+    pub fn password_pool(&self) -> PasswordPool {
+        self.inner.pool.clone()
     }
 
     /// Re-reads the files when their modification times changed. Bad files are reported and the

@@ -106,6 +106,15 @@ impl PasswordPool {
         Ok(self.on_worker(slot, true, job).await?.unwrap_or(false))
     }
 
+    /// Runs another slow credential check (a file service token's stored hash) in the same
+    /// slots. Untimed: its cost is not bcrypt's, so it must not set how long imitations last.
+    pub async fn check(&self, job: impl FnOnce() -> bool + Send + 'static) -> Result<bool, Busy> {
+        let slot = self.admit().await?;
+        #[cfg(test)]
+        self.inner.counts.verified();
+        Ok(self.on_worker(slot, false, job).await?.unwrap_or(false))
+    }
+
     /// Takes a slot for as long as a check of the realm's passwords takes now, without
     /// checking anything. With no fresh timing, it times one bcrypt hash at `cost` instead.
     pub async fn imitate(&self, cost: u32) -> Result<(), Busy> {
