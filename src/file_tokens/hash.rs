@@ -27,6 +27,9 @@ const BCRYPT_PREFIXES: [&str; 3] = ["$2a$", "$2b$", "$2y$"];
 
 /// Elasticsearch's iteration count for new service-token hashes (`Hasher.PBKDF2_DEFAULT_COST`).
 pub const DEFAULT_ITERATIONS: u32 = 10_000;
+/// Elasticsearch's largest PBKDF2 count (`PBKDF2_1000000`): a line asking for more would hold a
+/// password worker for seconds per check, so it is refused as a bad line.
+const MAX_ITERATIONS: u32 = 1_000_000;
 /// Salt and key lengths of hashes Elasticsearch writes.
 const SALT_LEN: usize = 32;
 const KEY_LEN: usize = 32;
@@ -133,6 +136,7 @@ fn parse_pbkdf2(rest: &str, stretch: bool) -> Option<StoredHash> {
     let salt = STANDARD.decode(parts.next()?).ok()?;
     let key = STANDARD.decode(parts.next()?).ok()?;
     let usable = iterations > 0
+        && iterations <= MAX_ITERATIONS
         && salt.len() >= MIN_SALT_LEN
         && !key.is_empty()
         && key.len().is_multiple_of(KEY_UNIT);
@@ -286,6 +290,7 @@ mod tests {
             "{PBKDF2_STRETCH}10000$c2FsdA==",
             "{PBKDF2_STRETCH}0$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==",
             "{PBKDF2_STRETCH}x$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==",
+            "{PBKDF2_STRETCH}1000001$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==", // past ES's largest
             "{PBKDF2}10$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAA==", // salt under 8 bytes
             "{PBKDF2}10$AAAAAAAAAAA=$AAAA",                 // key not whole halves
             "{SSHA256}short",
