@@ -125,3 +125,52 @@ fn the_shipped_config_is_valid() {
     );
     assert_eq!(output.status.code(), Some(0), "{output:?}");
 }
+
+#[test]
+fn check_config_refuses_a_level_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(&config, "[log]\nlevel = \"warning\"\n").unwrap();
+    let output = run_to_end(tokengate().arg("check-config").arg("--config").arg(&config));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("[log] level: \"warning\" is not a log level (did you mean \"warn\"?)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_json_log_format_writes_one_object_per_line() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(&config, "[log]\nformat = \"json\"\n").unwrap();
+    let mut child = GatewayProcess::spawn(
+        tokengate()
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("http://{}", upstream.addr))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("ELASTIC_PASSWORD", PASSWORD),
+    )
+    .await;
+    let line: serde_json::Value = serde_json::from_str(&child.listening).unwrap();
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["message"], "listening", "{line}");
+    assert_eq!(line["tokens"], 0, "{line}");
+    assert!(line["timestamp"].is_string(), "{line}");
+    child.signal("TERM");
+    let (status, rest) = child.exit().await;
+    assert!(status.success(), "{rest:?}");
+    assert!(!rest.is_empty());
+    for line in rest {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(&line);
+        assert!(
+            parsed.is_ok_and(|v| v.is_object()),
+            "not a JSON object: {line}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! The process around a gateway: the async runtime and the log subscriber.
 
-use crate::config::ServerConfig;
+use crate::config::{LogConfig, LogFormat, ServerConfig};
 
 /// The runtime for `config.workers` threads (one per core when unset). One worker (a one-core
 /// machine, or a process pinned to one core) gets the current-thread runtime: it serves the same
@@ -20,8 +20,10 @@ pub fn runtime(config: &ServerConfig) -> std::io::Result<tokio::runtime::Runtime
     builder.enable_all().build()
 }
 
-/// Logs to standard error with `level` as the filter (`RUST_LOG` wins when set).
-pub fn init_logging(level: &str) {
+/// Logs to standard error with `config.level` as the filter (`RUST_LOG` wins when set), as text
+/// or as JSON lines.
+pub fn init_logging(config: &LogConfig) {
+    let level = &config.level;
     // rustls warns about client mistakes (an IP address sent as SNI) on every handshake; any
     // client could flood the log with them, so they are kept to errors unless asked for.
     let level = if level.contains("rustls") {
@@ -32,11 +34,16 @@ pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal; files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Text => {
+            // Colour codes only for a person at a terminal; files and pipes get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).try_init()
+        }
+        // Fields at the top level, beside `message`, as log shippers index them.
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

@@ -160,7 +160,7 @@ fn check(config: &Config) -> ExitCode {
 
 /// Runs the gateway until SIGTERM or SIGINT.
 fn run(config: Config) -> ExitCode {
-    app::init_logging(&config.log.level);
+    app::init_logging(&config.log);
     let runtime = match app::runtime(&config.server) {
         Ok(runtime) => runtime,
         Err(error) => {

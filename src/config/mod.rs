@@ -7,6 +7,7 @@ mod accounts_reader;
 mod admin_reader;
 mod boundary_reader;
 mod connections_reader;
+mod log_reader;
 mod reader;
 mod throttle_reader;
 mod tls_reader;
@@ -419,15 +420,28 @@ pub struct PassThrough {
     pub basic: bool,
 }
 
-/// Logging.
+/// The main log, on standard error.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
-    /// A `tracing` filter such as `info` or `tokengate=debug`.
+    /// A `tracing` filter such as `info` or `tokengate=debug,hyper=warn`, its levels checked.
     pub level: String,
+    /// Lines for a person (`text`) or for a log shipper (`json`).
+    pub format: LogFormat,
 }
 
 impl LogConfig {
     pub const DEFAULT_LEVEL: &'static str = "info";
+    /// The level names the filter understands, as an operator may write them.
+    pub const LEVELS: [&'static str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+}
+
+/// How main-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line per event, `field=value` pairs after the message.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
 }
 
 /// Command-line values that replace keys of the file.

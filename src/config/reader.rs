@@ -10,8 +10,7 @@ use http::{HeaderValue, Uri};
 use toml::{Table, Value};
 
 use super::{
-    AccountCredential, Config, ConfigError, LogConfig, Overrides, SecurityConfig, ServerConfig,
-    UpstreamConfig,
+    AccountCredential, Config, ConfigError, Overrides, SecurityConfig, ServerConfig, UpstreamConfig,
 };
 
 /// Collects problems while reading one configuration source.
@@ -179,15 +178,7 @@ impl<'a> Reader<'a> {
             throttle: self.auth_throttle(&mut security),
             pass_through: self.pass_through(&mut security),
         };
-        let level = self.string(&mut log, "level", LogConfig::DEFAULT_LEVEL);
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            self.problem(
-                "log",
-                "level",
-                &format!("not a log filter such as \"info\" or \"tokengate=debug\": \"{level}\""),
-            );
-        }
-        let log_config = LogConfig { level };
+        let log_config = self.log(&mut log);
         let service_accounts = self.accounts();
         let admin = self.admin(self.overrides.admin_listen.as_deref());
 

@@ -49,6 +49,17 @@ pub fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
 }
 
+/// The `addr` of a `listening` line, written as text (`addr=…`) or as a JSON object.
+fn listening_addr(line: &str) -> SocketAddr {
+    let addr = if line.starts_with('{') {
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        json["addr"].as_str().unwrap().to_owned()
+    } else {
+        field(line, "addr").unwrap().to_owned()
+    };
+    addr.parse().unwrap()
+}
+
 /// A running gateway process; killed by its PID when dropped, however the test ends.
 pub struct GatewayProcess {
     child: Child,
@@ -85,7 +96,7 @@ impl GatewayProcess {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         process.listening = process.wait_for("listening").await;
-        process.addr = field(&process.listening, "addr").unwrap().parse().unwrap();
+        process.addr = listening_addr(&process.listening);
         process
     }
 
