@@ -18,6 +18,7 @@
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token journal; the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
+//! | record | [`audit`], [`metrics`], [`admin`] | security events as JSON lines, off the request path; failed logins in the main log; Prometheus metrics; the admin listener |
 //!
 //! [`state`] owns the parts a request needs (store, file tokens, users, accounts, upstream, configuration) in
 //! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely and keeps the data
@@ -31,6 +32,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod atomic_file;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cli;

@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::accounts::{Accounts, BuiltinError};
+use crate::audit::{self, Audit};
 use crate::config::Config;
 use crate::file_tokens::FileTokens;
 use crate::metrics::{Metrics, MetricsError};
@@ -32,6 +33,8 @@ pub enum OpenError {
     Metrics(#[from] MetricsError),
     #[error("{0}")]
     Accounts(#[from] BuiltinError),
+    #[error(transparent)]
+    Audit(#[from] audit::OpenError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -59,6 +62,8 @@ pub struct Parts {
     pub throttle: Arc<FailureThrottle>,
     /// What `/metrics` on the admin listener shows; the journal writer reports to it too.
     pub metrics: Arc<Metrics>,
+    /// Where security events go.
+    pub audit: Audit,
 }
 
 impl Deref for State {
@@ -97,6 +102,8 @@ impl State {
             &config.security.throttle,
         );
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
+        // After the stores: the data directory, where the audit file usually is, exists now.
+        let audit = Audit::open(&config.audit)?;
         let state = State {
             inner: Arc::new(Parts {
                 config,
@@ -108,6 +115,7 @@ impl State {
                 upstream_auth,
                 throttle,
                 metrics,
+                audit,
             }),
         };
         Ok((state, generated))

@@ -21,7 +21,7 @@ pub use runtime::{init_logging, runtime};
 pub use tasks::Tasks;
 
 use crate::admin::{AdminService, Readiness};
-use crate::config::{AuthThrottle, Config};
+use crate::config::{AuthThrottle, Config, LogConfig};
 use crate::proxy::Upstream;
 use crate::server::{self, Listener};
 use crate::service::GatewayService;
@@ -133,13 +133,33 @@ impl Gateway {
             }
             tasks.spawn("api keys", std::sync::Arc::clone(keys).run());
         }
-        let users = state.users.clone();
+        let (users, audit) = (state.users.clone(), state.audit.clone());
+        let dir = config.server.data_dir.clone();
         tasks.spawn(
             "users watcher",
             tasks::every(
                 config.security.users_reload_interval,
                 hangups.clone(),
-                move |forced| users.refresh(forced),
+                move |forced| {
+                    if let Some(outcome) = users.refresh(forced) {
+                        let error = outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                        audit.users_reloaded(&dir, forced, error);
+                    }
+                },
+            ),
+        );
+        let audit = state.audit.clone();
+        tasks.spawn(
+            "failure notices",
+            tasks::every(
+                LogConfig::FAILURE_NOTICE_INTERVAL,
+                hangups.clone(),
+                move |forced| {
+                    // A SIGHUP is no window's end.
+                    if !forced {
+                        audit.sweep();
+                    }
+                },
             ),
         );
         let file_tokens = state.file_tokens.clone();
@@ -159,11 +179,14 @@ impl Gateway {
             }),
         );
         if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
-            let tls = tls.clone();
+            let (tls, audit, cert) = (tls.clone(), state.audit.clone(), settings.cert.clone());
             tasks.spawn(
                 "certificate watcher",
                 tasks::every(settings.reload_interval, hangups, move |forced| {
-                    tls.refresh(forced)
+                    if let Some(outcome) = tls.refresh(forced) {
+                        let error = outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                        audit.certificate_reloaded(&cert, forced, error);
+                    }
                 }),
             );
         }
@@ -273,6 +296,7 @@ impl Gateway {
         tokio::join!(gateway_server, admin_server);
         tasks.stop().await;
         state.store.close();
+        state.audit.close();
         tracing::info!("token store closed; stopped");
     }
 }

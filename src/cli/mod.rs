@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Gateway};
+use crate::audit::Audit;
 use crate::config::{Config, Overrides};
 use crate::users;
 
@@ -204,6 +205,14 @@ fn show_generated_password(password: &str) {
 
 #[allow(clippy::print_stdout)]
 fn reset_password(config: &Config, user: &str, interactive: bool) -> ExitCode {
+    // Before anything changes: a change the audit log cannot record is not made.
+    let audit = match Audit::open(&config.audit) {
+        Ok(audit) => audit,
+        Err(error) => {
+            eprintln!("tokengate: {error}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     let password = if interactive {
         let first = rpassword::prompt_password(format!("Enter password for [{user}]: "));
         let second = rpassword::prompt_password(format!("Re-enter password for [{user}]: "));
@@ -223,6 +232,8 @@ fn reset_password(config: &Config, user: &str, interactive: bool) -> ExitCode {
     };
     match users::set_password(&config.server.data_dir, user, &password) {
         Ok(()) => {
+            audit.password_changed(user);
+            audit.close();
             if interactive {
                 println!("Password for the [{user}] user successfully reset.");
             } else {

@@ -1,9 +1,11 @@
-//! The `[log]` keys. The level is checked here, word by word: the filter syntax takes any word it
-//! does not know as a module name, so `level = "warning"` would otherwise be accepted and silence
-//! every line.
+//! The `[log]` and `[audit]` keys: what the gateway writes down. The level is checked here, word
+//! by word: the filter syntax takes any word it does not know as a module name, so
+//! `level = "warning"` would otherwise be accepted and silence every line.
+
+use std::path::Path;
 
 use super::reader::{Reader, Section};
-use super::{LogConfig, LogFormat};
+use super::{AuditConfig, AuditOutput, LogConfig, LogFormat};
 
 impl Reader<'_> {
     pub(super) fn log(&mut self, log: &mut Section) -> LogConfig {
@@ -25,6 +27,31 @@ impl Reader<'_> {
             }
         };
         LogConfig { level, format }
+    }
+
+    /// `path` is relative to `data_dir` unless absolute; `-` and `stdout`, `stderr` name the
+    /// process's streams.
+    pub(super) fn audit(&mut self, audit: &mut Section, data_dir: &Path) -> AuditConfig {
+        let enabled = self.boolean(audit, "enabled", true);
+        let path = self.string(audit, "path", AuditConfig::DEFAULT_PATH);
+        let output = match path.as_str() {
+            "" => {
+                self.problem(
+                    "audit",
+                    "path",
+                    "is empty: name a file, \"-\" (stdout) or \"stderr\", or set enabled = false",
+                );
+                None
+            }
+            "-" | "stdout" => Some(AuditOutput::Stdout),
+            "stderr" => Some(AuditOutput::Stderr),
+            file => Some(AuditOutput::File(data_dir.join(file))),
+        };
+        AuditConfig {
+            output: output.filter(|_| enabled),
+            authentication_success: self.boolean(audit, "authentication_success", false),
+            buffer: self.positive_count(audit, "buffer", AuditConfig::DEFAULT_BUFFER),
+        }
     }
 }
 
@@ -96,7 +123,7 @@ fn suggestion(word: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::check_filter;
-    use crate::config::{Config, LogFormat, Overrides};
+    use crate::config::{AuditConfig, AuditOutput, Config, LogFormat, Overrides};
 
     fn problems(text: &str) -> String {
         Config::from_toml("gw.toml", text, &Overrides::default())
@@ -138,6 +165,35 @@ mod tests {
         assert!(check_filter("tokengate=loud")
             .unwrap_err()
             .starts_with("\"loud\" is not a log level:"));
+    }
+
+    #[test]
+    fn the_audit_log_is_on_by_default_in_the_data_dir() {
+        let overrides = Overrides {
+            data_dir: Some("/var/lib/gw".into()),
+            ..Overrides::default()
+        };
+        let audit = |text: &str| Config::from_toml("t", text, &overrides).unwrap().audit;
+        let default = audit("");
+        assert_eq!(
+            default.output,
+            Some(AuditOutput::File("/var/lib/gw/audit.json".into()))
+        );
+        assert!(!default.authentication_success);
+        assert_eq!(default.buffer, AuditConfig::DEFAULT_BUFFER);
+        assert_eq!(
+            audit("[audit]\npath = \"-\"\n").output,
+            Some(AuditOutput::Stdout)
+        );
+        assert_eq!(
+            audit("[audit]\npath = \"/log/a.json\"\n").output,
+            Some(AuditOutput::File("/log/a.json".into()))
+        );
+        assert_eq!(audit("[audit]\nenabled = false\n").output, None);
+        let all = problems("[audit]\nbuffer = 0\npath = \"\"\ncolour = 1\n");
+        for key in ["[audit] buffer", "[audit] path", "[audit] colour"] {
+            assert!(all.contains(key), "{key} not in {all}");
+        }
     }
 
     #[test]

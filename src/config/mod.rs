@@ -38,6 +38,8 @@ pub struct Config {
     /// Service accounts the gateway knows besides Elasticsearch's built-in three.
     pub service_accounts: Vec<AccountConfig>,
     pub log: LogConfig,
+    /// The audit log: security events, apart from the main log.
+    pub audit: AuditConfig,
     pub admin: AdminConfig,
 }
 
@@ -433,6 +435,45 @@ impl LogConfig {
     pub const DEFAULT_LEVEL: &'static str = "info";
     /// The level names the filter understands, as an operator may write them.
     pub const LEVELS: [&'static str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    /// Failed authentications get a main-log line each, but one client address at most one per
+    /// this window; the rest are counted into one summary line when the window ends.
+    pub const FAILURE_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
+    /// Addresses with a line of their own per window; failures from further addresses only
+    /// count in the summary, so a flood from many addresses costs a bounded table and log.
+    pub const FAILURE_NOTICE_ADDRESSES: usize = 100;
+}
+
+/// The audit log: one JSON object per line, in Elasticsearch's audit field names.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Where lines go; `None` when `enabled = false`.
+    pub output: Option<AuditOutput>,
+    /// Also record every successful authentication: one line per request, so off by default.
+    pub authentication_success: bool,
+    /// Events waiting for the writer thread; when full, events are dropped and counted rather
+    /// than a request waiting for the disk.
+    pub buffer: usize,
+}
+
+impl AuditConfig {
+    /// Relative to the data directory, beside the state whose changes it records.
+    pub const DEFAULT_PATH: &'static str = "audit.json";
+    /// A few seconds of a failed-login flood at the throttle's pace from many addresses; about
+    /// 400 bytes an event, so at most a couple of MiB queued.
+    pub const DEFAULT_BUFFER: usize = 4096;
+    /// A full buffer is reported in the main log at most this often.
+    pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+    /// How long a stopping gateway waits for queued events to reach the output.
+    pub const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+}
+
+/// Where audit lines are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutput {
+    /// Appended to this file (created owner-only).
+    File(PathBuf),
+    Stdout,
+    Stderr,
 }
 
 /// How main-log lines are written.

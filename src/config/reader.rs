@@ -42,6 +42,7 @@ impl<'a> Reader<'a> {
         let mut upstream = self.section("upstream");
         let mut security = self.section("security");
         let mut log = self.section("log");
+        let mut audit = self.section("audit");
 
         // A command-line value wins over the file's, which is still consumed so it is not
         // reported as an unknown key.
@@ -179,10 +180,11 @@ impl<'a> Reader<'a> {
             pass_through: self.pass_through(&mut security),
         };
         let log_config = self.log(&mut log);
+        let audit_config = self.audit(&mut audit, &server_config.data_dir);
         let service_accounts = self.accounts();
         let admin = self.admin(self.overrides.admin_listen.as_deref());
 
-        for section in [server, upstream, security, log] {
+        for section in [server, upstream, security, log, audit] {
             self.finish(&section);
         }
         let leftovers: Vec<String> = self.root.keys().cloned().collect();
@@ -204,6 +206,7 @@ impl<'a> Reader<'a> {
             service_accounts,
             log: log_config,
             admin,
+            audit: audit_config,
         })
     }
 

@@ -137,11 +137,13 @@ impl ServerTls {
 
     /// One step of the certificate watcher: reloads when the files changed, or in any case when
     /// `forced` (SIGHUP). A broken new pair is logged and the previous one keeps serving.
-    pub fn refresh(&self, forced: bool) {
+    /// `None` when nothing was re-read; otherwise the outcome, for the audit log.
+    pub fn refresh(&self, forced: bool) -> Option<Result<(), TlsError>> {
         if !forced && !self.changed() {
-            return;
+            return None;
         }
-        match self.reload() {
+        let outcome = self.reload();
+        match &outcome {
             Ok(()) => {
                 tracing::info!(cert = %self.resolver.cert_path.display(), "tls certificate reloaded")
             }
@@ -149,5 +151,6 @@ impl ServerTls {
                 tracing::error!(%error, "new tls certificate refused; the previous one keeps serving")
             }
         }
+        Some(outcome)
     }
 }

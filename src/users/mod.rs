@@ -208,18 +208,23 @@ impl UserRealm {
     }
 
     /// One step of the users watcher: re-reads the files when they changed, or in any case when
-    /// `forced` (SIGHUP). A bad file is logged and the previous users stay in force.
-    pub fn refresh(&self, forced: bool) {
+    /// `forced` (SIGHUP). A bad file is logged and the previous users stay in force. `None`
+    /// when nothing was re-read; otherwise the outcome, for the audit log.
+    pub fn refresh(&self, forced: bool) -> Option<Result<(), RealmError>> {
         let outcome = if forced {
             self.reload().map(|()| true)
         } else {
             self.reload_if_changed()
         };
         match outcome {
-            Ok(true) => tracing::info!(dir = %self.inner.dir.display(), "users reloaded"),
-            Ok(false) => {}
+            Ok(true) => {
+                tracing::info!(dir = %self.inner.dir.display(), "users reloaded");
+                Some(Ok(()))
+            }
+            Ok(false) => None,
             Err(error) => {
-                tracing::error!(%error, "users files not reloaded; previous users stay in force")
+                tracing::error!(%error, "users files not reloaded; previous users stay in force");
+                Some(Err(error))
             }
         }
     }

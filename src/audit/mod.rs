@@ -1,0 +1,461 @@
+//! The audit log: who did what to the gateway's security, and who failed to get in, as JSON
+//! lines apart from the main log, in Elasticsearch's audit field names. Also the main log's
+//! rate-limited line per failed authentication, since both start from the same failure.
+//!
+//! Events leave the request through a bounded queue ([`writer`]): a full queue drops and counts
+//! them, it never makes a request wait. Never a secret: events carry names (user, account, token
+//! name), addresses and paths. A presented credential is read only as far as the name it
+//! claims; its password or secret is never copied into an event or a log line.
+
+mod event;
+mod notices;
+mod writer;
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::{HeaderMap, Method, Uri};
+use serde_json::json;
+
+use crate::config::{AuditConfig, AuditOutput, LogConfig};
+use crate::error::ApiError;
+use crate::identity::{AccountId, TokenIdentity, TokenName};
+use crate::token;
+use crate::users::User;
+use event::{Event, REST, SECURITY_CONFIG_CHANGE};
+use notices::{Claimed, FailureNotices};
+use writer::Writer;
+
+/// Longest Basic credential read for its user name, encoded (as the realm bounds it).
+const MAX_BASIC_LEN: usize = 1024;
+/// The action Elasticsearch audits a token-cache clear under (an `access_granted` event).
+const CLEAR_CACHE_ACTION: &str = "cluster:admin/xpack/security/service_account/token/cache/clear";
+
+/// The request an event is about, borrowed from it as received.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The connection's remote address (`origin.address`).
+    pub peer: SocketAddr,
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> Request<'a> {
+    pub fn new<B>(request: &'a http::Request<B>, peer: SocketAddr) -> Self {
+        Request {
+            peer,
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+        }
+    }
+
+    pub fn from_parts(parts: &'a http::request::Parts, peer: SocketAddr) -> Self {
+        Request {
+            peer,
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
+        }
+    }
+
+    /// The target as the client wrote it (path and query), as Elasticsearch quotes it.
+    pub fn target(&self) -> &'a str {
+        self.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+}
+
+/// An authenticated caller, as an event names it.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    User(&'a User),
+    Token(&'a TokenIdentity),
+}
+
+/// A credential that failed, still encoded as the client sent it.
+#[derive(Clone, Copy)]
+pub enum Presented<'a> {
+    /// The value after `Bearer `.
+    Bearer(&'a [u8]),
+    /// The value after `Basic `.
+    Basic(&'a [u8]),
+    /// Nothing that names anyone.
+    Other,
+}
+
+/// Why the audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log {path}: {source}")]
+pub struct OpenError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+/// A cheap-clone handle: every event function is a no-op for the audit file when it is off
+/// (the main-log notices of failures stay on).
+#[derive(Clone)]
+pub struct Audit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Option<Writer>,
+    authentication_success: bool,
+    notices: FailureNotices,
+}
+
+impl Audit {
+    /// Opens the output (a file is created owner-only and appended to) and starts its writer.
+    pub fn open(config: &AuditConfig) -> Result<Audit, OpenError> {
+        let writer = match &config.output {
+            None => None,
+            Some(output) => {
+                let (sink, path) = sink(output)?;
+                let writer = Writer::start(sink, config.buffer, AuditConfig::DROP_WARNING_INTERVAL)
+                    .map_err(|source| OpenError { path, source })?;
+                Some(writer)
+            }
+        };
+        Ok(Audit {
+            inner: Arc::new(Inner {
+                writer,
+                authentication_success: config.authentication_success,
+                notices: FailureNotices::new(LogConfig::FAILURE_NOTICE_ADDRESSES),
+            }),
+        })
+    }
+
+    /// Events lost so far (queue full, output failing): for a metrics endpoint.
+    pub fn dropped(&self) -> u64 {
+        self.inner.writer.as_ref().map_or(0, Writer::dropped)
+    }
+
+    /// Writes out what is queued (bounded by [`AuditConfig::CLOSE_DEADLINE`]); later events
+    /// are dropped. Called once the gateway has stopped serving.
+    pub fn close(&self) {
+        if let Some(writer) = &self.inner.writer {
+            if !writer.close(AuditConfig::CLOSE_DEADLINE) {
+                tracing::warn!(deadline = ?AuditConfig::CLOSE_DEADLINE, "audit log not flushed in time");
+            }
+        }
+    }
+
+    /// Ends a window of failure notices (see [`notices`]); run every
+    /// [`LogConfig::FAILURE_NOTICE_INTERVAL`].
+    pub fn sweep(&self) {
+        self.inner.notices.sweep();
+    }
+
+    fn write(&self, event: impl FnOnce() -> Event) {
+        if let Some(writer) = &self.inner.writer {
+            writer.write(event().line());
+        }
+    }
+
+    /// Credentials were presented and did not authenticate. The event names whom they claim to
+    /// be: the user of Basic credentials, the account and token name a bearer value decodes to.
+    pub fn authentication_failed(&self, request: &Request<'_>, presented: Presented<'_>) {
+        let mut basic = [0u8; MAX_BASIC_LEN];
+        let mut bearer = [0u8; token::MAX_DECODED_LEN];
+        let claimed = match presented {
+            Presented::Basic(value) => {
+                basic_user(value, &mut basic).map_or(Claimed::Unknown, Claimed::User)
+            }
+            Presented::Bearer(value) => token::decode(value, &mut bearer)
+                .map_or(Claimed::Unknown, |t| Claimed::Token(t.account, t.name)),
+            Presented::Other => Claimed::Unknown,
+        };
+        self.inner
+            .notices
+            .failed(request.peer.ip(), claimed, request.uri.path());
+        self.write(|| {
+            let event = Event::new(REST, "authentication_failed");
+            let event = match claimed {
+                Claimed::User(user) => event.with("user.name", user),
+                Claimed::Token(account, name) => event
+                    .with("user.name", account)
+                    .with("authentication.token.name", name),
+                Claimed::Unknown => event,
+            };
+            event.request(request)
+        });
+        // The buffers held a password or token secret.
+        basic.fill(0);
+        bearer.fill(0);
+    }
+
+    /// A request authenticated; recorded only with `[audit] authentication_success = true`.
+    pub fn authentication_success(&self, request: &Request<'_>, subject: Subject<'_>) {
+        if self.inner.authentication_success {
+            self.write(|| {
+                Event::new(REST, "authentication_success")
+                    .subject(subject)
+                    .request(request)
+            });
+        }
+    }
+
+    /// Records a 403 the gateway makes (a missing privilege, a local access rule) and hands the
+    /// error back; any other error passes unrecorded.
+    pub fn denied(&self, request: &Request<'_>, subject: Subject<'_>, error: ApiError) -> ApiError {
+        let action = match &error {
+            ApiError::Unauthorized { action, .. } => Some(*action),
+            ApiError::AccessDenied { .. } => None,
+            _ => return error,
+        };
+        self.write(|| {
+            Event::new(REST, "access_denied")
+                .subject(subject)
+                .request(request)
+                .with_some("action", action)
+        });
+        error
+    }
+
+    /// A token was created (and is durable).
+    pub fn token_created(
+        &self,
+        request: &Request<'_>,
+        subject: Subject<'_>,
+        account: &AccountId,
+        name: &TokenName,
+    ) {
+        self.token_change(
+            request,
+            subject,
+            ("create_service_token", "create"),
+            account,
+            name,
+        );
+    }
+
+    /// A token was deleted durably, or found absent.
+    pub fn token_deleted(
+        &self,
+        request: &Request<'_>,
+        subject: Subject<'_>,
+        account: &AccountId,
+        name: &TokenName,
+    ) {
+        self.token_change(
+            request,
+            subject,
+            ("delete_service_token", "delete"),
+            account,
+            name,
+        );
+    }
+
+    /// Elasticsearch's `security_config_change` record, with the caller and the client, which
+    /// Elasticsearch puts in a separate `access_granted` event.
+    fn token_change(
+        &self,
+        request: &Request<'_>,
+        subject: Subject<'_>,
+        (action, field): (&str, &str),
+        account: &AccountId,
+        name: &TokenName,
+    ) {
+        self.write(|| {
+            let token = json!({"service_token": {
+                "namespace": account.namespace(),
+                "service": account.service(),
+                "name": name.as_str(),
+            }});
+            Event::new(SECURITY_CONFIG_CHANGE, action)
+                .subject(subject)
+                .request(request)
+                .with(field, token)
+        });
+    }
+
+    /// A token-cache clear: not a change in Elasticsearch's terms, so its `access_granted`.
+    pub fn cache_cleared(&self, request: &Request<'_>, subject: Subject<'_>) {
+        self.write(|| {
+            Event::new(REST, "access_granted")
+                .subject(subject)
+                .request(request)
+                .with("action", CLEAR_CACHE_ACTION)
+        });
+    }
+
+    /// `reset-password` set a new password for `user` (run on this host).
+    pub fn password_changed(&self, user: &str) {
+        self.write(|| {
+            Event::new(SECURITY_CONFIG_CHANGE, "change_password")
+                .with("origin.type", "local_node")
+                .with("change", json!({"password": {"user": {"name": user}}}))
+        });
+    }
+
+    /// The users files in `dir` were re-read because they changed or, when `forced`, on
+    /// SIGHUP; `error` when they were refused and the previous users stay in force.
+    pub fn users_reloaded(&self, dir: &Path, forced: bool, error: Option<&dyn Display>) {
+        self.reloaded("reload_users", ("file.directory", dir), forced, error);
+    }
+
+    /// The TLS certificate `cert` was re-read, as [`Audit::users_reloaded`].
+    pub fn certificate_reloaded(&self, cert: &Path, forced: bool, error: Option<&dyn Display>) {
+        self.reloaded("reload_certificate", ("file.path", cert), forced, error);
+    }
+
+    fn reloaded(
+        &self,
+        action: &str,
+        (key, path): (&str, &Path),
+        forced: bool,
+        error: Option<&dyn Display>,
+    ) {
+        self.write(|| {
+            Event::new(SECURITY_CONFIG_CHANGE, action)
+                .with("origin.type", "local_node")
+                .with(
+                    "event.outcome",
+                    if error.is_some() {
+                        "failure"
+                    } else {
+                        "success"
+                    },
+                )
+                .with(
+                    "event.reason",
+                    if forced { "signal" } else { "file changed" },
+                )
+                .with(key, path.display().to_string())
+                .with_some("error.message", error.map(ToString::to_string))
+        });
+    }
+}
+
+/// The user name of an encoded Basic credential, decoded into `buf`.
+fn basic_user<'b>(encoded: &[u8], buf: &'b mut [u8; MAX_BASIC_LEN]) -> Option<&'b str> {
+    if encoded.len() > MAX_BASIC_LEN {
+        return None;
+    }
+    let len = STANDARD.decode_slice(encoded, buf).ok()?;
+    let decoded = buf.get(..len)?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    std::str::from_utf8(decoded.get(..colon)?).ok()
+}
+
+/// The output and, for messages, what it is called.
+fn sink(output: &AuditOutput) -> Result<(Box<dyn std::io::Write + Send>, PathBuf), OpenError> {
+    Ok(match output {
+        AuditOutput::Stdout => (Box::new(std::io::stdout()), PathBuf::from("<stdout>")),
+        AuditOutput::Stderr => (Box::new(std::io::stderr()), PathBuf::from("<stderr>")),
+        AuditOutput::File(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let error = |source| OpenError {
+                path: path.clone(),
+                source,
+            };
+            let file = options.open(path).map_err(error)?;
+            let meta = file.metadata().map_err(error)?;
+            crate::atomic_file::warn_if_shared(path, &meta);
+            (Box::new(file), path.clone())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit_to(dir: &Path, success: bool) -> (Audit, PathBuf) {
+        let path = dir.join("audit.json");
+        let config = AuditConfig {
+            output: Some(AuditOutput::File(path.clone())),
+            authentication_success: success,
+            buffer: 64,
+        };
+        (Audit::open(&config).unwrap(), path)
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_credential_names_whom_it_claims_and_never_its_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, path) = audit_to(dir.path(), false);
+        let request = http::Request::get("/_cluster/health?pretty")
+            .header("x-opaque-id", "job-7")
+            .body(())
+            .unwrap();
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let request = Request::new(&request, peer);
+        let basic = STANDARD.encode("bob:hunter2-secret");
+        audit.authentication_failed(&request, Presented::Basic(basic.as_bytes()));
+        let account = AccountId::new("elastic", "fleet-server");
+        let name = TokenName::new("t1").unwrap();
+        let value = token::encode(&account, &name, "s3cr3t-token-part");
+        audit.authentication_failed(&request, Presented::Bearer(value.as_bytes()));
+        audit.authentication_failed(&request, Presented::Bearer(b"garbage"));
+        audit.close();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in ["hunter2", "s3cr3t", &basic, &value] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let events = lines(&path);
+        assert_eq!(events.len(), 3, "{text}");
+        assert_eq!(events[0]["event.action"], "authentication_failed");
+        assert_eq!(events[0]["event.type"], "rest");
+        assert_eq!(events[0]["user.name"], "bob");
+        assert_eq!(events[0]["origin.address"], "192.0.2.7:40000");
+        assert_eq!(events[0]["url.path"], "/_cluster/health");
+        assert_eq!(events[0]["url.query"], "pretty");
+        assert_eq!(events[0]["request.method"], "GET");
+        assert_eq!(events[0]["opaque_id"], "job-7");
+        assert_eq!(events[1]["user.name"], "elastic/fleet-server");
+        assert_eq!(events[1]["authentication.token.name"], "t1");
+        assert!(events[2].get("user.name").is_none(), "{text}");
+    }
+
+    #[test]
+    fn successes_only_when_asked_and_nothing_when_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = User {
+            name: "alice".into(),
+            roles: vec!["viewer".into()],
+        };
+        let request = http::Request::get("/").body(()).unwrap();
+        let request = Request::new(&request, "127.0.0.1:1".parse().unwrap());
+        for success in [false, true] {
+            let sub = dir.path().join(success.to_string());
+            std::fs::create_dir_all(&sub).unwrap();
+            let (audit, path) = audit_to(&sub, success);
+            audit.authentication_success(&request, Subject::User(&user));
+            audit.close();
+            let events = lines(&path);
+            assert_eq!(events.len(), usize::from(success));
+            if success {
+                assert_eq!(events[0]["user.realm"], "default_file");
+                assert_eq!(events[0]["user.roles"], json!(["viewer"]));
+                assert_eq!(events[0]["authentication.type"], "REALM");
+            }
+        }
+        let off = Audit::open(&AuditConfig {
+            output: None,
+            authentication_success: true,
+            buffer: 1,
+        })
+        .unwrap();
+        off.authentication_success(&request, Subject::User(&user));
+        off.close();
+        assert_eq!(off.dropped(), 0);
+    }
+}
