@@ -12,6 +12,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::api::actions::security_action;
 use crate::api::{self, params::Params};
+use crate::audit;
 use crate::auth::credentials::Credentials;
 use crate::auth::{self, Principal};
 use crate::body::{BodyError, Guarded};
@@ -118,11 +119,10 @@ async fn dispatch(
         }
         let principal = authenticate(state, client, &request).await?;
         let presented = match &principal {
-            Principal::ServiceToken(token) => {
-                state
-                    .upstream_auth
-                    .for_token(token, request.method(), request.uri().path())?
-            }
+            Principal::ServiceToken(token) => state
+                .upstream_auth
+                .for_token(token, request.method(), request.uri().path())
+                .map_err(|e| denied(state, client, &request, &principal, e))?,
             Principal::User(_) if state.config.security.forward_users => {
                 Presented::Fixed(state.upstream_auth.for_user())
             }
@@ -135,14 +135,9 @@ async fn dispatch(
         let endpoint = route?;
         let (parts, body) = request.into_parts();
         drain_api_body(body, &state.config.server.http).await?;
-        let principal = auth::authenticate(
-            state,
-            &parts.headers,
-            origin_form(&parts.uri),
-            client.peer.ip(),
-        )
-        .await?;
-        return api::handle(state, endpoint, &parts, &principal).await;
+        let request = audit::Request::from_parts(&parts, client.peer);
+        let principal = auth::authenticate(state, &request).await?;
+        return api::handle(state, endpoint, &request, &principal).await;
     }
     // The cluster's own security APIs: whoever the cluster will judge by a credential of their
     // own (a pass-through one, or an account's scoped one) may go; the gateway's credential
@@ -159,10 +154,10 @@ async fn dispatch(
     let principal = authenticate(state, client, &request).await?;
     match &principal {
         Principal::ServiceToken(token) if state.upstream_auth.scoped(token) => {
-            let presented =
-                state
-                    .upstream_auth
-                    .for_token(token, request.method(), request.uri().path())?;
+            let presented = state
+                .upstream_auth
+                .for_token(token, request.method(), request.uri().path())
+                .map_err(|e| denied(state, client, &request, &principal, e))?;
             return forward(state, client, request, presented).await;
         }
         Principal::User(_)
@@ -179,11 +174,24 @@ async fn dispatch(
     // node would use for the action behind this endpoint.
     let path = percent_decode_str(request.uri().path()).decode_utf8_lossy();
     let action = security_action(request.method(), &path);
-    Err(ApiError::Unauthorized {
+    let error = ApiError::Unauthorized {
         action: action.name,
         caller: principal.caller(),
         privileges: action.privileges,
-    })
+    };
+    Err(denied(state, client, &request, &principal, error))
+}
+
+/// Records a 403 in the audit log on its way out; other errors pass untouched.
+fn denied(
+    state: &State,
+    client: &ClientInfo,
+    request: &Request<Incoming>,
+    principal: &Principal,
+    error: ApiError,
+) -> ApiError {
+    let request = audit::Request::new(request, client.peer);
+    state.audit.denied(&request, principal.subject(), error)
 }
 
 /// Whether the request carries a credential of a scheme the cluster is to check itself.
@@ -222,8 +230,7 @@ async fn authenticate(
     client: &ClientInfo,
     request: &Request<Incoming>,
 ) -> Result<Principal, ApiError> {
-    let uri = origin_form(request.uri());
-    auth::authenticate(state, request.headers(), uri, client.peer.ip()).await
+    auth::authenticate(state, &audit::Request::new(request, client.peer)).await
 }
 
 async fn forward(

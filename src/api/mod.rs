@@ -7,11 +7,11 @@ mod authenticate;
 pub mod params;
 mod tokens;
 
-use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
+use crate::audit;
 use crate::auth::{self, Principal};
 use crate::error::ApiError;
 use crate::identity::{AccountId, TokenName};
@@ -156,6 +156,8 @@ pub struct Call<'a> {
     pub params: Params,
     /// The request path, for Elasticsearch's parameter messages.
     pub path: &'a str,
+    /// The request as the audit log records it (client address, path, headers).
+    pub request: audit::Request<'a>,
 }
 
 impl Call<'_> {
@@ -165,11 +167,15 @@ impl Call<'_> {
         if auth::holds_any(self.principal, admin_roles, action.privileges) {
             return Ok(());
         }
-        Err(ApiError::Unauthorized {
+        let error = ApiError::Unauthorized {
             action: action.name,
             caller: self.principal.caller(),
             privileges: action.privileges,
-        })
+        };
+        Err(self
+            .state
+            .audit
+            .denied(&self.request, self.principal.subject(), error))
     }
 
     /// Elasticsearch's request validation for a call naming an account (and a token): every
@@ -225,14 +231,15 @@ impl Call<'_> {
 pub async fn handle(
     state: &State,
     endpoint: Endpoint,
-    parts: &Parts,
+    request: &audit::Request<'_>,
     principal: &Principal,
 ) -> Result<Response<Body>, ApiError> {
     let call = Call {
         state,
         principal,
-        params: Params::parse(parts.uri.query()),
-        path: parts.uri.path(),
+        params: Params::parse(request.uri.query()),
+        path: request.uri.path(),
+        request: *request,
     };
     match endpoint {
         Endpoint::Authenticate => authenticate::handle(&call),

@@ -39,6 +39,8 @@ pub async fn create(
         }
     }
     tracing::info!(token = %qualified, "service token created");
+    let audit = &call.state.audit;
+    audit.token_created(&call.request, call.principal.subject(), account, &name);
     Ok(call.reply(
         StatusCode::OK,
         &json!({"created": true, "token": {"name": name.as_str(), "value": value}}),
@@ -64,6 +66,8 @@ pub async fn delete(
     if found {
         tracing::info!(token = %qualified, "service token deleted");
     }
+    let audit = &call.state.audit;
+    audit.token_deleted(&call.request, call.principal.subject(), account, &name);
     let status = if found {
         StatusCode::OK
     } else {
@@ -93,6 +97,9 @@ pub fn clear_cache(call: &Call<'_>, names: &str) -> Result<Response<Body>, ApiEr
     // Elasticsearch clears cache keys by name and never looks the account up.
     call.require(actions::CLEAR_SECURITY_CACHE)?;
     call.state.file_tokens.clear_cache();
+    call.state
+        .audit
+        .cache_cleared(&call.request, call.principal.subject());
     let config = &call.state.config.server;
     let body = json!({
         "_nodes": {"total": 1, "successful": 1, "failed": 0},

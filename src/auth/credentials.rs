@@ -6,6 +6,8 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use crate::audit::Presented;
+
 /// What a request presented.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Credentials<'a> {
@@ -47,6 +49,16 @@ impl<'a> Credentials<'a> {
             return Self::Unusable;
         }
         Self::parse(value.as_bytes())
+    }
+
+    /// What an audit event may learn of these credentials: the encoded value, which the audit
+    /// log reads only for the name it claims.
+    pub fn presented(&self) -> Presented<'a> {
+        match *self {
+            Self::Bearer(value) => Presented::Bearer(value),
+            Self::Basic(value) => Presented::Basic(value),
+            Self::ApiKey | Self::Unusable | Self::None => Presented::Other,
+        }
     }
 
     /// Splits `<scheme> <credentials>`.

@@ -2,8 +2,9 @@
 //!
 //! Every authentication failure renders the same 401, except that a well-formed service token
 //! that fails gets Elasticsearch's reason naming what the token itself says (its account and
-//! token name); which check failed is logged at debug only. A successful bearer check names its
-//! token once, here, so nothing downstream reads the `Authorization` header again.
+//! token name); which check failed is logged at debug only (the audit log and a rate-limited
+//! warning record who failed from where, never why). A successful bearer check names its token
+//! once, here, so nothing downstream reads the `Authorization` header again.
 //!
 //! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
 //! checks refused because the pool was full: an address over its limit gets 429 for anything it
@@ -15,9 +16,8 @@ pub mod credentials;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::HeaderMap;
-
 use crate::accounts::Accounts;
+use crate::audit;
 use crate::error::{ApiError, Caller};
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::metrics::AuthFailure;
@@ -53,26 +53,33 @@ impl Principal {
             },
         }
     }
+
+    /// The caller as audit events name it.
+    pub fn subject(&self) -> audit::Subject<'_> {
+        match self {
+            Principal::User(user) => audit::Subject::User(user),
+            Principal::ServiceToken(token) => audit::Subject::Token(token),
+        }
+    }
 }
 
 /// What a client is told while the password pool is full.
 const PASSWORD_POOL_FULL: &str = "too many password verifications in progress, retry later";
 
-/// The principal behind a request's `Authorization` header, sent from `peer`. `uri` is only used
-/// in the missing-credentials message.
+/// The principal behind a request's `Authorization` header. Failures (and, when asked for,
+/// successes) go to the audit log with the request they came with.
 pub async fn authenticate(
     state: &State,
-    headers: &HeaderMap,
-    uri: &str,
-    peer: IpAddr,
+    request: &audit::Request<'_>,
 ) -> Result<Principal, ApiError> {
-    let credentials = Credentials::from_headers(headers);
+    let credentials = Credentials::from_headers(request.headers);
     if credentials == Credentials::None {
         state.metrics.auth_failure(AuthFailure::Missing);
         return Err(ApiError::MissingCredentials {
-            uri: uri.to_owned(),
+            uri: request.target().to_owned(),
         });
     }
+    let peer = request.peer.ip();
     if let Some(wait) = state.throttle.refusal(peer) {
         state.metrics.auth_failure(AuthFailure::Throttled);
         return Err(throttled(wait));
@@ -81,13 +88,26 @@ pub async fn authenticate(
     match credentials {
         Credentials::Bearer(value) => {
             if let Some(identity) = verify_bearer(&state.store, &state.accounts, value) {
-                return Ok(Principal::ServiceToken(identity));
+                let principal = Principal::ServiceToken(identity);
+                state
+                    .audit
+                    .authentication_success(request, principal.subject());
+                return Ok(principal);
             }
             // Only for a value the journal does not know: a file token's hash is slow.
             match state.file_tokens.verify(value).await {
-                Ok(Some(identity)) => return Ok(Principal::ServiceToken(identity)),
+                Ok(Some(identity)) => {
+                    let principal = Principal::ServiceToken(identity);
+                    state
+                        .audit
+                        .authentication_success(request, principal.subject());
+                    return Ok(principal);
+                }
                 Ok(None) => {}
-                Err(Busy) => return Err(pool_full(state, peer)),
+                Err(Busy) => {
+                    state.metrics.auth_failure(AuthFailure::PoolFull);
+                    return Err(pool_full(state, peer));
+                }
             }
             tracing::debug!("bearer token rejected");
             state.metrics.auth_failure(AuthFailure::Bearer);
@@ -96,7 +116,13 @@ pub async fn authenticate(
             }
         }
         Credentials::Basic(value) => match state.users.authenticate(value).await {
-            Ok(user) => return Ok(Principal::User(user)),
+            Ok(user) => {
+                let principal = Principal::User(user);
+                state
+                    .audit
+                    .authentication_success(request, principal.subject());
+                return Ok(principal);
+            }
             Err(Denied::Busy) => {
                 tracing::debug!("password pool full; basic credentials not checked");
                 state.metrics.auth_failure(AuthFailure::PoolFull);
@@ -120,6 +146,9 @@ pub async fn authenticate(
             state.metrics.auth_failure(AuthFailure::Unusable);
         }
     }
+    state
+        .audit
+        .authentication_failed(request, credentials.presented());
     Err(state.throttle.failed(peer).map_or(failure, throttled))
 }
 
