@@ -174,3 +174,28 @@ async fn the_json_log_format_writes_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn reset_password_is_audited_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash("old-password", 4).unwrap();
+    std::fs::write(dir.path().join("users"), format!("elastic:{hash}\n")).unwrap();
+    std::fs::write(dir.path().join("users_roles"), "superuser:elastic\n").unwrap();
+    let output = run_to_end(
+        tokengate()
+            .args(["reset-password", "-u", "elastic", "--data-dir"])
+            .arg(dir.path()),
+    );
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let new_password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("New value: "))
+        .unwrap();
+    let audit = std::fs::read_to_string(dir.path().join("audit.json")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(audit.trim_end()).unwrap();
+    assert_eq!(event["event.type"], "security_config_change");
+    assert_eq!(event["event.action"], "change_password");
+    assert_eq!(event["change"]["password"]["user"]["name"], "elastic");
+    assert!(!audit.contains(new_password), "{audit}");
+}
