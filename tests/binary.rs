@@ -199,3 +199,33 @@ fn reset_password_is_audited_without_the_password() {
     assert_eq!(event["change"]["password"]["user"]["name"], "elastic");
     assert!(!audit.contains(new_password), "{audit}");
 }
+
+#[tokio::test]
+async fn a_failed_login_is_a_warning_in_the_main_log_at_the_default_level() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = GatewayProcess::spawn(
+        tokengate()
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("http://{}", upstream.addr))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ELASTIC_PASSWORD", PASSWORD),
+    )
+    .await;
+    let response = common::client()
+        .get(format!("http://{}/_cluster/health", child.addr))
+        .header("authorization", common::basic("elastic", "wrong-guess-42"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let line = child.wait_for("authentication failed").await;
+    assert!(line.contains("WARN"), "{line}");
+    assert_eq!(field(&line, "user"), Some("\"elastic\""), "{line}");
+    assert!(
+        field(&line, "client").is_some_and(|c| c.starts_with("127.0.0.1")),
+        "{line}"
+    );
+    assert!(!line.contains("wrong-guess-42"), "{line}");
+}
