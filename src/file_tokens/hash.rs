@@ -291,8 +291,8 @@ mod tests {
             "{PBKDF2_STRETCH}0$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==",
             "{PBKDF2_STRETCH}x$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==",
             "{PBKDF2_STRETCH}1000001$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==", // past ES's largest
-            "{PBKDF2}10$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAA==", // salt under 8 bytes
-            "{PBKDF2}10$AAAAAAAAAAA=$AAAA",                 // key not whole halves
+            "{PBKDF2}10$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAA==",                  // salt under 8 bytes
+            "{PBKDF2}10$AAAAAAAAAAA=$AAAA",                                  // key not whole halves
             "{SSHA256}short",
             "$2a$10$tooshort",
         ] {
