@@ -3,7 +3,10 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tokengate::cli::main(tokengate::cli::Cli::parse())
+    match tokengate::cli::Cli::try_parse() {
+        Ok(cli) => tokengate::cli::main(cli),
+        Err(error) => tokengate::cli::usage(&error),
+    }
 }
 
 /// Fewer CPU cycles per request than the system allocator under load (see README, Performance).

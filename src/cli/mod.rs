@@ -1,6 +1,9 @@
-//! The command line: run the gateway (default), check a configuration, reset a password,
-//! import tokens, manage file service tokens. Parsing and exit codes only; the gateway itself is [`crate::app`].
+//! The command line: run the gateway (default), check a configuration, reset a password, manage
+//! file-realm users, import tokens, manage file service tokens. Parsing and exit codes only; the
+//! gateway itself is [`crate::app`], the files and the store are [`crate::users`] and
+//! [`crate::store`].
 
+mod file_users;
 mod service_tokens;
 mod tokens;
 
@@ -66,6 +69,11 @@ pub enum Command {
         #[arg(short = 'i', long)]
         interactive: bool,
     },
+    /// Manage the file realm's users (`users` and `users_roles` in the data directory).
+    Users {
+        #[command(subcommand)]
+        action: file_users::UsersCommand,
+    },
     /// Manage the token store offline (the gateway must not be running on the same data dir).
     Tokens {
         #[command(subcommand)]
@@ -126,6 +134,17 @@ impl Common {
     }
 }
 
+/// Prints clap's message for a command line it refused: help and version are successes, anything
+/// else is a usage error (64, like a bad configuration) rather than clap's own 2.
+pub fn usage(error: &clap::Error) -> ExitCode {
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Runs the parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
     let config = match cli.common.load() {
@@ -138,6 +157,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::ResetPassword { user, interactive }) => {
             reset_password(&config, &user, interactive)
         }
+        Some(Command::Users { action }) => file_users::run(&config, action),
         Some(Command::Tokens {
             action: TokensCommand::Import { file },
         }) => tokens::import(&config, &file),

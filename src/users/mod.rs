@@ -22,6 +22,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 
 mod failures;
+mod files;
 mod flights;
 mod pool;
 mod secret;
@@ -29,6 +30,11 @@ mod secret;
 use crate::atomic_file;
 use crate::config::AuthThrottle;
 pub(crate) use failures::FailureCache;
+use files::hash_password;
+pub use files::{
+    add, change_roles, delete, list, parse_roles, passwd, set_password, validate_password,
+    validate_username, EditError, MIN_PASSWORD_LEN,
+};
 pub(crate) use flights::Flights;
 pub use pool::{Busy, PasswordPool};
 use secret::SecretHash;
@@ -80,7 +86,7 @@ pub enum RealmError {
     UnknownUser(String),
     #[error("password hashing failed: {0}")]
     Hash(#[from] bcrypt::BcryptError),
-    #[error("passwords must be at least 6 characters long")]
+    #[error("passwords must be at least [{MIN_PASSWORD_LEN}] characters long")]
     ShortPassword,
     #[error("cannot start the password threads: {0}")]
     Threads(std::io::Error),
@@ -384,13 +390,6 @@ pub fn generate_password() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn hash_password(password: &str) -> Result<String, RealmError> {
-    if password.chars().count() < 6 {
-        return Err(RealmError::ShortPassword);
-    }
-    Ok(bcrypt::hash_with_result(password, BCRYPT_COST)?.format_for_version(bcrypt::Version::TwoA))
-}
-
 /// Writes the first user's files: `elastic` with `password`, role `superuser`.
 fn bootstrap(dir: &Path, password: &str) -> Result<(), RealmError> {
     let users = format!("{BOOTSTRAP_USER}:{}\n", hash_password(password)?);
@@ -404,29 +403,6 @@ fn bootstrap(dir: &Path, password: &str) -> Result<(), RealmError> {
     }
     let path = users_path(dir);
     atomic_file::replace(&path, users.as_bytes()).map_err(io_error(&path))
-}
-
-/// Replaces the password of an existing user, keeping every other line as it was.
-pub fn set_password(dir: &Path, user: &str, password: &str) -> Result<(), RealmError> {
-    let path = users_path(dir);
-    let text = read_optional(&path)?;
-    let hash = hash_password(password)?;
-    let mut found = false;
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        match line.trim().split_once(':') {
-            Some((name, _)) if name == user && !line.trim_start().starts_with('#') => {
-                found = true;
-                out.push_str(&format!("{user}:{hash}"));
-            }
-            _ => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    if !found {
-        return Err(RealmError::UnknownUser(user.to_owned()));
-    }
-    atomic_file::replace(&path, out.as_bytes()).map_err(io_error(&path))
 }
 
 #[cfg(test)]
