@@ -1,10 +1,12 @@
 //! The command line: run the gateway (default), check a configuration, reset a password, manage
-//! file-realm users, import tokens, manage file service tokens. Parsing and exit codes only; the
-//! gateway itself is [`crate::app`], the files and the store are [`crate::users`] and
-//! [`crate::store`].
+//! file-realm users, import, list and revoke tokens, manage file service tokens. Parsing and exit
+//! codes only; the gateway itself is [`crate::app`], the files and the store are [`crate::users`]
+//! and [`crate::store`].
 
 mod file_users;
+mod remote;
 mod service_tokens;
+mod token_admin;
 mod tokens;
 
 use std::path::PathBuf;
@@ -74,7 +76,7 @@ pub enum Command {
         #[command(subcommand)]
         action: file_users::UsersCommand,
     },
-    /// Manage the token store offline (the gateway must not be running on the same data dir).
+    /// Manage the token store: import offline; list and revoke offline or through a running gateway.
     Tokens {
         #[command(subcommand)]
         action: TokensCommand,
@@ -116,6 +118,23 @@ pub enum TokensCommand {
     Import {
         /// File of token values.
         file: PathBuf,
+    },
+    /// List tokens as `ns/svc/name`, of one account or all (through a running gateway's API
+    /// when it holds the data directory).
+    List {
+        /// The service account, `namespace/service`.
+        account: Option<String>,
+        #[command(flatten)]
+        remote: token_admin::RemoteArgs,
+    },
+    /// Delete a token (through a running gateway's API when it holds the data directory).
+    Revoke {
+        /// The service account, `namespace/service`.
+        account: String,
+        /// The token's name.
+        name: String,
+        #[command(flatten)]
+        remote: token_admin::RemoteArgs,
     },
 }
 
@@ -162,6 +181,17 @@ pub fn main(cli: Cli) -> ExitCode {
             action: TokensCommand::Import { file },
         }) => tokens::import(&config, &file),
         Some(Command::ServiceTokens { action }) => service_tokens::run(&config, &action),
+        Some(Command::Tokens {
+            action: TokensCommand::List { account, remote },
+        }) => token_admin::list(&config, account.as_deref(), &remote),
+        Some(Command::Tokens {
+            action:
+                TokensCommand::Revoke {
+                    account,
+                    name,
+                    remote,
+                },
+        }) => token_admin::revoke(&config, &account, &name, &remote),
     }
 }
 

@@ -100,6 +100,13 @@ impl Maps {
         names
     }
 
+    /// Every token's qualified name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.iter().map(|e| e.key().to_string()).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Calls `f` with every token's name and fingerprint, for rewriting the journal. Stops at the
     /// first error.
     pub fn try_for_each<E>(

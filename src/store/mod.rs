@@ -276,6 +276,12 @@ impl TokenStore {
         self.inner.shared.maps.names_of(account.as_str())
     }
 
+    /// Every token's `namespace/service/name`, sorted, whatever its account: an operator
+    /// looking at a data directory also sees tokens of accounts no longer configured.
+    pub fn names(&self) -> Vec<String> {
+        self.inner.shared.maps.names()
+    }
+
     pub fn len(&self) -> usize {
         self.inner.shared.maps.len()
     }
