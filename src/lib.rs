@@ -8,7 +8,7 @@
 //!
 //! | step | module | owns |
 //! |---|---|---|
-//! | start | [`cli`] → [`app`] | command line; the gateway as one value: state, listeners, background tasks, signals |
+//! | start | [`cli`] → [`app`] | command line (run, users, tokens); the gateway as one value: state, listeners, background tasks, signals, service-manager notification |
 //! | configure | [`config`] | typed and validated configuration, every default as a named constant |
 //! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
 //! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |

@@ -5,6 +5,8 @@
 //! The binary and the test harness both start gateways only through here, so a new listener or
 //! task is wired in one place and every caller gets it.
 
+#[cfg(unix)]
+pub mod notify;
 mod runtime;
 pub mod signals;
 mod tasks;

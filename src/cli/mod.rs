@@ -238,7 +238,15 @@ fn run(config: Config) -> ExitCode {
         if let Some(password) = gateway.take_generated_password() {
             show_generated_password(&password);
         }
-        gateway.run(app::signals::terminate()).await;
+        #[cfg(unix)]
+        app::notify::ready();
+        gateway
+            .run(async {
+                app::signals::terminate().await;
+                #[cfg(unix)]
+                app::notify::stopping();
+            })
+            .await;
         ExitCode::SUCCESS
     })
 }
