@@ -51,6 +51,13 @@ async fn tokens_list_and_revoke_on_a_stopped_gateways_data_dir() {
         ok(&tokens(&["list"])),
         "elastic/fleet-server/t2\nelastic/kibana/k1\n"
     );
+    let missing = root.path().join("missing");
+    fails(
+        &run(&missing, &["tokens", "list"], None),
+        64,
+        "missing: no such data directory",
+    );
+    assert!(!missing.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

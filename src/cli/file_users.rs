@@ -61,6 +61,11 @@ pub enum UsersCommand {
 /// Runs `command` on the configured data directory.
 pub fn run(config: &Config, command: UsersCommand) -> ExitCode {
     let dir = config.server.data_dir.as_path();
+    let edits = match &command {
+        UsersCommand::List { .. } => false,
+        UsersCommand::Roles { add, remove, .. } => !(add.is_empty() && remove.is_empty()),
+        _ => true,
+    };
     let outcome = match command {
         UsersCommand::Add {
             username,
@@ -79,7 +84,12 @@ pub fn run(config: &Config, command: UsersCommand) -> ExitCode {
         UsersCommand::Delete { username } => users::delete(dir, &username),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let Some(warning) = edits.then(|| users::ownership_warning(dir)).flatten() {
+                eprintln!("tokengate: warning: {warning}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(error) => fail(&error),
     }
 }

@@ -179,9 +179,17 @@ fn unknown(config: &Config, text: &str) -> Failure {
     )
 }
 
-/// The store, or `None` when a running gateway holds the data directory.
+/// The store, or `None` when a running gateway holds the data directory. A directory that does
+/// not exist is an error rather than created: it is more likely a wrong path than an empty store.
 fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
-    match TokenStore::open(&config.server.data_dir, StoreOptions::default()) {
+    let dir = &config.server.data_dir;
+    if !dir.is_dir() {
+        return Err(Failure(
+            EXIT_CONFIG,
+            format!("{}: no such data directory", dir.display()),
+        ));
+    }
+    match TokenStore::open(dir, StoreOptions::default()) {
         Ok(store) => Ok(Some(store)),
         Err(StoreError::Locked { .. }) => Ok(None),
         Err(error) => Err(Failure(EXIT_START, error.to_string())),

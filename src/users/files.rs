@@ -330,6 +330,34 @@ pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<(String, Vec<String>)>
         .collect())
 }
 
+/// A warning when the files now belong to someone other than the data directory's owner: they
+/// are owner-only, so a gateway running as the directory's owner could no longer read them
+/// (typically an edit run as root on a service's directory).
+pub fn ownership_warning(dir: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir).ok()?.uid();
+        for path in [users_path(dir), roles_path(dir)] {
+            let uid = std::fs::metadata(&path).ok()?.uid();
+            if uid != owner {
+                return Some(format!(
+                    "{} belongs to uid {uid} but the data directory to uid {owner}: a gateway \
+                     running as uid {owner} cannot read it; run this command as that user, or \
+                     chown the file",
+                    path.display()
+                ));
+            }
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,5 +462,23 @@ mod tests {
             Err(EditError::NoUser(_))
         ));
         assert!(matches!(delete(&dir, "dave"), Err(EditError::NoUser(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_owned_by_another_user_than_the_directory_are_pointed_out() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = dir_with("bob:$2a$04$y\n", "");
+        assert_eq!(ownership_warning(dir.path()), None);
+        if fs::metadata(dir.path().join("users")).unwrap().uid() != 0 {
+            eprintln!("skipped: changing a directory's owner needs root");
+            return;
+        }
+        std::os::unix::fs::chown(dir.path(), Some(4242), None).unwrap();
+        let warning = ownership_warning(dir.path()).unwrap();
+        assert!(
+            warning.contains("belongs to uid 0 but the data directory to uid 4242"),
+            "{warning}"
+        );
     }
 }

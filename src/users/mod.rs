@@ -32,8 +32,8 @@ use crate::config::AuthThrottle;
 pub(crate) use failures::FailureCache;
 use files::hash_password;
 pub use files::{
-    add, change_roles, delete, list, parse_roles, passwd, set_password, validate_password,
-    validate_username, EditError, MIN_PASSWORD_LEN,
+    add, change_roles, delete, list, ownership_warning, parse_roles, passwd, set_password,
+    validate_password, validate_username, EditError, MIN_PASSWORD_LEN,
 };
 pub(crate) use flights::Flights;
 pub use pool::{Busy, PasswordPool};
