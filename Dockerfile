@@ -1,0 +1,40 @@
+# tokengate in a container: a release build on the Rust image, run as a non-root user on Debian
+# slim with its state on the /data volume.
+#
+#   docker build -t tokengate .
+#   docker run -d --name tokengate -p 8080:8080 -v tokengate-data:/data \
+#     -e ELASTIC_PASSWORD=changeme tokengate --upstream http://elasticsearch:9200
+#   docker exec -it tokengate tokengate users add alice -r superuser
+#
+# packaging/check.sh runs the same build commands (and this build, where docker is present).
+
+# The toolchain the crate declares as its minimum (Cargo.toml, rust-version).
+ARG RUST_VERSION=1.89
+
+FROM rust:${RUST_VERSION}-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin tokengate \
+ && install -D -m 0755 target/release/tokengate /out/tokengate
+
+FROM debian:bookworm-slim
+# CA roots for https:// upstreams that trust the system store.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin tokengate \
+ && install -d -m 0700 -o tokengate -g tokengate /data
+COPY --from=build /out/tokengate /usr/local/bin/tokengate
+COPY packaging/docker.toml /etc/tokengate/tokengate.toml
+# Read by every subcommand, so `docker exec … tokengate users …` edits the same /data.
+ENV TOKENGATE_CONFIG=/etc/tokengate/tokengate.toml
+USER tokengate
+VOLUME ["/data"]
+EXPOSE 8080
+# Until the admin listener with /readyz exists this only proves the public listener answers
+# HTTP (an unauthenticated request gets the gateway's own 401 without reaching the cluster).
+# When the admin port lands, probe its /readyz instead.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3 && IFS= read -r status <&3 && [[ $status == HTTP/1.1\ * ]]'
+ENTRYPOINT ["tokengate"]
