@@ -25,18 +25,17 @@ mod failures;
 mod files;
 mod flights;
 mod pool;
+mod rules;
 mod secret;
 
 use crate::atomic_file;
 use crate::config::AuthThrottle;
 pub(crate) use failures::FailureCache;
 use files::hash_password;
-pub use files::{
-    add, change_roles, delete, list, ownership_warning, parse_roles, passwd, set_password,
-    validate_password, validate_username, EditError, MIN_PASSWORD_LEN,
-};
+pub use files::{add, change_roles, delete, list, ownership_warning, passwd, set_password};
 pub(crate) use flights::Flights;
 pub use pool::{Busy, PasswordPool};
+pub use rules::{parse_roles, validate_password, validate_username, EditError, MIN_PASSWORD_LEN};
 use secret::SecretHash;
 
 /// bcrypt cost Elasticsearch uses for the file realm.
