@@ -32,9 +32,8 @@ ENV TOKENGATE_CONFIG=/etc/tokengate/tokengate.toml
 USER tokengate
 VOLUME ["/data"]
 EXPOSE 8080
-# Until the admin listener with /readyz exists this only proves the public listener answers
-# HTTP (an unauthenticated request gets the gateway's own 401 without reaching the cluster).
-# When the admin port lands, probe its /readyz instead.
+# The admin listener stays on the container's loopback (nothing outside needs it but the health
+# check); /readyz is 200 only when the gateway serves and the cluster accepts connections.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/8080 && printf "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3 && IFS= read -r status <&3 && [[ $status == HTTP/1.1\ * ]]'
+  CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/9901 && printf "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3 && IFS= read -r status <&3 && [[ $status == "HTTP/1.1 200"* ]]'
 ENTRYPOINT ["tokengate"]

@@ -29,9 +29,14 @@ if ! docker info >/dev/null 2>&1; then
 fi
 docker build -t tokengate:check .
 name="tokengate-check-$$"
-docker run -d --name "$name" -e ELASTIC_PASSWORD=check-password tokengate:check \
-  --upstream http://127.0.0.1:9 >/dev/null
-cleanup() { docker rm -f "$name" >/dev/null 2>&1 || true; }
+# No cluster here: readiness is told not to wait for one, so the check proves the gateway serves.
+config="$(mktemp)"
+printf '[server]\nlisten = "0.0.0.0:8080"\ndata_dir = "/data"\n[admin]\nready_requires_upstream = false\n' >"$config"
+chmod 644 "$config"
+docker run -d --name "$name" -e ELASTIC_PASSWORD=check-password \
+  -v "$config:/etc/tokengate/check.toml:ro" -e TOKENGATE_CONFIG=/etc/tokengate/check.toml \
+  tokengate:check --upstream http://127.0.0.1:9 >/dev/null
+cleanup() { docker rm -f "$name" >/dev/null 2>&1 || true; rm -f "$config"; }
 trap cleanup EXIT
 # The health check runs every 10s after a 10s start period; give it a bounded minute.
 for _ in $(seq 60); do

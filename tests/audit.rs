@@ -185,7 +185,10 @@ async fn refusals_of_the_authenticated_are_access_denied() {
         "cluster:admin/xpack/security/service_account/token/create"
     );
     assert_eq!(denials[0]["url.path"], create);
-    assert_eq!(denials[1]["action"], "cluster:admin/xpack/security/user/get");
+    assert_eq!(
+        denials[1]["action"],
+        "cluster:admin/xpack/security/user/get"
+    );
     assert_eq!(denials[1]["url.path"], "/_security/user");
     for denial in denials {
         assert_eq!(denial["user.name"], "viewer");

@@ -152,8 +152,8 @@ fn principal(config: &Config, text: &str) -> Result<AccountId, Failure> {
 /// Refuses an account the configuration does not declare (for the offline path; a running
 /// gateway answers from its own configuration).
 fn known(config: &Config, id: &AccountId) -> Outcome {
-    let accounts = Accounts::new(&config.service_accounts)
-        .map_err(|e| Failure(EXIT_START, e.to_string()))?;
+    let accounts =
+        Accounts::new(&config.service_accounts).map_err(|e| Failure(EXIT_START, e.to_string()))?;
     if accounts.contains(id.namespace(), id.service()) {
         Ok(())
     } else {
