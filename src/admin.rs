@@ -149,6 +149,17 @@ impl AdminService {
             .tls_failures
             .set(gauge(self.stats.tls_failures.load(Ordering::Relaxed)));
         metrics.ready.set(i64::from(ready));
+        let dropped = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics
+            .log_lines_dropped
+            .with_label_values(&["audit"])
+            .set(dropped(self.state.audit.dropped()));
+        if let Some(log) = &self.state.access_log {
+            metrics
+                .log_lines_dropped
+                .with_label_values(&["access"])
+                .set(dropped(log.dropped()));
+        }
     }
 }
 

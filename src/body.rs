@@ -25,6 +25,13 @@ pub enum BodyError {
     Idle(Duration),
 }
 
+/// Told once when a response body is done: how many bytes went out and whether it ended
+/// normally (not cut by an error, a deadline or the client going away). The access log's line
+/// waits for this.
+pub trait OnEnd: Send {
+    fn done(self: Box<Self>, bytes: u64, complete: bool);
+}
+
 /// `inner`, failing with [`BodyError::Idle`] after `timeout` without a frame; releases `slot`
 /// when the body ends or is dropped.
 pub struct Guarded<B> {
@@ -35,6 +42,13 @@ pub struct Guarded<B> {
     /// A frame arrived since the timer was last armed.
     stale: bool,
     slot: Option<OwnedSemaphorePermit>,
+    /// Data bytes passed on so far.
+    sent: u64,
+    /// Told when the body is done; `None` unless someone asked (the access log).
+    tail: Option<Box<dyn OnEnd>>,
+    /// The body's length, when it is known up front: hyper drops a body whose declared length
+    /// has gone out without polling it for its end.
+    expected: Option<u64>,
 }
 
 impl<B> Guarded<B> {
@@ -45,7 +59,35 @@ impl<B> Guarded<B> {
             timeout,
             stale: false,
             slot,
+            sent: 0,
+            tail: None,
+            expected: None,
         }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        self.slot.take();
+        if let Some(tail) = self.tail.take() {
+            tail.done(self.sent, complete);
+        }
+    }
+}
+
+impl<B> Drop for Guarded<B> {
+    /// A body dropped before its end (the client went away) still gets its line; one whose
+    /// declared length went out whole ended normally.
+    fn drop(&mut self) {
+        if let Some(tail) = self.tail.take() {
+            tail.done(self.sent, self.expected == Some(self.sent));
+        }
+    }
+}
+
+impl Guarded<Incoming> {
+    /// `tail` is told when this body is done (or dropped before its end).
+    pub fn set_tail(&mut self, tail: Box<dyn OnEnd>) {
+        self.expected = self.inner.size_hint().exact();
+        self.tail = Some(tail);
     }
 }
 
@@ -61,14 +103,17 @@ impl Body for Guarded<Incoming> {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.stale = true;
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
-                this.slot.take();
+                this.finish(false);
                 Poll::Ready(Some(Err(BodyError::Source(error))))
             }
             Poll::Ready(None) => {
-                this.slot.take();
+                this.finish(true);
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -81,7 +126,7 @@ impl Body for Guarded<Incoming> {
                     idle.as_mut().reset(Instant::now() + timeout);
                 }
                 if idle.as_mut().poll(cx).is_ready() {
-                    this.slot.take();
+                    this.finish(false);
                     return Poll::Ready(Some(Err(BodyError::Idle(timeout))));
                 }
                 Poll::Pending

@@ -27,6 +27,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access;
+pub mod access_log;
 pub mod accounts;
 pub mod admin;
 pub mod api;
@@ -41,6 +42,7 @@ pub mod error;
 pub mod file_tokens;
 pub mod framing;
 pub mod identity;
+pub mod line_writer;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

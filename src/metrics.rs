@@ -168,7 +168,7 @@ pub struct Metrics {
     upstream_failures: Vec<IntCounter>,
     journal_fsync: Histogram,
     journal_batch: Histogram,
-    access_log_dropped: IntCounter,
+    pub(crate) log_lines_dropped: IntGaugeVec,
     // Read from the gateway's parts at scrape time.
     pub(crate) tokens: IntGaugeVec,
     pub(crate) upstream_in_flight: IntGauge,
@@ -249,11 +249,14 @@ impl Metrics {
             "Records made durable by one journal fsync.",
             &BATCH_BUCKETS,
         )?;
-        let access_log_dropped = counter(
-            &registry,
-            "access_log_dropped_total",
-            "Access log lines dropped because the writer fell behind.",
+        let log_lines_dropped = IntGaugeVec::new(
+            Opts::new(
+                "log_lines_dropped",
+                "Lines the access and audit logs dropped since start (writer behind or failing).",
+            ),
+            &["log"],
         )?;
+        registry.register(Box::new(log_lines_dropped.clone()))?;
         let tokens = IntGaugeVec::new(
             Opts::new("tokens", "Service tokens in the store, by account."),
             &["account"],
@@ -299,7 +302,7 @@ impl Metrics {
             upstream_failures,
             journal_fsync,
             journal_batch,
-            access_log_dropped,
+            log_lines_dropped,
             tokens,
             upstream_in_flight,
             client_connections,
@@ -344,10 +347,6 @@ impl Metrics {
         self.journal_batch.observe(records as f64);
     }
 
-    pub fn access_log_dropped(&self) {
-        self.access_log_dropped.inc();
-    }
-
     /// Registers the certificate expiry gauge (only a gateway with TLS has one).
     pub fn with_certificate(&self) -> Result<(), MetricsError> {
         self.registry
@@ -381,12 +380,6 @@ fn histogram(
     let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
     registry.register(Box::new(histogram.clone()))?;
     Ok(histogram)
-}
-
-fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
-    let counter = IntCounter::new(name, help)?;
-    registry.register(Box::new(counter.clone()))?;
-    Ok(counter)
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {

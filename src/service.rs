@@ -10,6 +10,7 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
+use crate::access_log::Entry;
 use crate::api::actions::security_action;
 use crate::api::{self, params::Params};
 use crate::audit;
@@ -61,7 +62,11 @@ pub async fn handle(
         .uri()
         .query()
         .is_some_and(|q| q.contains("pretty") && Params::parse(Some(q)).pretty());
-    let response = match dispatch(state, client, request).await {
+    let mut entry = state
+        .access_log
+        .as_ref()
+        .map(|log| log.begin(&request, client.peer));
+    let mut response = match dispatch(state, client, request, &mut entry).await {
         Ok(response) => response,
         Err(error) => {
             if let Some(failure) = upstream_failure(&error) {
@@ -75,7 +80,24 @@ pub async fn handle(
         Either::Right(_) => Outcome::of_gateway_status(response.status()),
     };
     state.metrics.request(outcome, &method, started.elapsed());
+    if let (Some(log), Some(entry)) = (&state.access_log, entry) {
+        let tail = log.tail(entry, response.status().as_u16());
+        match response.body_mut() {
+            Either::Left(streamed) => streamed.set_tail(tail),
+            Either::Right(whole) => {
+                let bytes = hyper::body::Body::size_hint(whole).exact().unwrap_or(0);
+                tail.done(bytes, true);
+            }
+        }
+    }
     response
+}
+
+/// Names the caller in the request's access-log entry, when there is one.
+fn note(entry: &mut Option<Entry>, principal: &Principal) {
+    if let Some(entry) = entry {
+        entry.principal = Some(principal.log_name());
+    }
 }
 
 /// The kind of upstream failure behind an error, for the metrics.
@@ -92,6 +114,7 @@ async fn dispatch(
     state: &State,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
+    entry: &mut Option<Entry>,
 ) -> Result<Response<Body>, ApiError> {
     let http1 = request.version() < http::Version::HTTP_2;
     let ambiguous = http1.then_some(&*client.ambiguous_length);
@@ -114,10 +137,12 @@ async fn dispatch(
                 client,
                 request,
                 Presented::Fixed(Authorization::Keep),
+                entry,
             )
             .await;
         }
         let principal = authenticate(state, client, &request).await?;
+        note(entry, &principal);
         let presented = match &principal {
             Principal::ServiceToken(token) => state
                 .upstream_auth
@@ -128,7 +153,7 @@ async fn dispatch(
             }
             Principal::User(_) => return Err(ApiError::BadCredentials),
         };
-        return forward(state, client, request, presented).await;
+        return forward(state, client, request, presented, entry).await;
     }
     let uri = origin_form(request.uri());
     if let Some(route) = api::route(request.method(), request.uri().path(), uri) {
@@ -137,6 +162,7 @@ async fn dispatch(
         drain_api_body(body, &state.config.server.http).await?;
         let request = audit::Request::from_parts(&parts, client.peer);
         let principal = auth::authenticate(state, &request).await?;
+        note(entry, &principal);
         return api::handle(state, endpoint, &request, &principal).await;
     }
     // The cluster's own security APIs: whoever the cluster will judge by a credential of their
@@ -148,24 +174,26 @@ async fn dispatch(
             client,
             request,
             Presented::Fixed(Authorization::Keep),
+            entry,
         )
         .await;
     }
     let principal = authenticate(state, client, &request).await?;
+    note(entry, &principal);
     match &principal {
         Principal::ServiceToken(token) if state.upstream_auth.scoped(token) => {
             let presented = state
                 .upstream_auth
                 .for_token(token, request.method(), request.uri().path())
                 .map_err(|e| denied(state, client, &request, &principal, e))?;
-            return forward(state, client, request, presented).await;
+            return forward(state, client, request, presented, entry).await;
         }
         Principal::User(_)
             if state.config.security.forward_users
                 && auth::can_manage_tokens(&principal, &state.config.security.admin_roles) =>
         {
             let presented = Presented::Fixed(state.upstream_auth.for_user());
-            return forward(state, client, request, presented).await;
+            return forward(state, client, request, presented, entry).await;
         }
         _ => {}
     }
@@ -238,6 +266,7 @@ async fn forward(
     client: &ClientInfo,
     request: Request<Incoming>,
     presented: Presented,
+    entry: &mut Option<Entry>,
 ) -> Result<Response<Body>, ApiError> {
     let (authorization, key) = presented.into_parts();
     let sent = Instant::now();
@@ -245,7 +274,11 @@ async fn forward(
         .upstream
         .forward(request, client, authorization)
         .await?;
-    state.metrics.upstream(sent.elapsed());
+    let took = sent.elapsed();
+    state.metrics.upstream(took);
+    if let Some(entry) = entry {
+        entry.upstream = Some(took);
+    }
     if let Some((used, slot)) = key {
         if response.status() == StatusCode::UNAUTHORIZED {
             // The account's key is gone at the cluster (invalidated, expired): a new one is

@@ -5,6 +5,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::access_log::{self, AccessLog};
 use crate::accounts::{Accounts, BuiltinError};
 use crate::audit::{self, Audit};
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub enum OpenError {
     Accounts(#[from] BuiltinError),
     #[error(transparent)]
     Audit(#[from] audit::OpenError),
+    #[error(transparent)]
+    AccessLog(#[from] access_log::OpenError),
 }
 
 /// Everything a request may need, behind one `Arc`.
@@ -64,6 +67,8 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     /// Where security events go.
     pub audit: Audit,
+    /// One line per request, when configured.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 impl Deref for State {
@@ -104,6 +109,7 @@ impl State {
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         // After the stores: the data directory, where the audit file usually is, exists now.
         let audit = Audit::open(&config.audit)?;
+        let access_log = AccessLog::open(&config.access_log)?;
         let state = State {
             inner: Arc::new(Parts {
                 config,
@@ -116,6 +122,7 @@ impl State {
                 throttle,
                 metrics,
                 audit,
+                access_log,
             }),
         };
         Ok((state, generated))

@@ -23,7 +23,7 @@ pub use runtime::{init_logging, runtime};
 pub use tasks::Tasks;
 
 use crate::admin::{AdminService, Readiness};
-use crate::config::{AuthThrottle, Config, LogConfig};
+use crate::config::{AccessLogConfig, AuthThrottle, Config, LogConfig};
 use crate::proxy::Upstream;
 use crate::server::{self, Listener};
 use crate::service::GatewayService;
@@ -299,6 +299,9 @@ impl Gateway {
         tasks.stop().await;
         state.store.close();
         state.audit.close();
+        if let Some(log) = &state.access_log {
+            log.close(AccessLogConfig::CLOSE_DEADLINE);
+        }
         tracing::info!("token store closed; stopped");
     }
 }

@@ -9,7 +9,6 @@
 
 mod event;
 mod notices;
-mod writer;
 
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -21,14 +20,14 @@ use base64::Engine;
 use http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
-use crate::config::{AuditConfig, AuditOutput, LogConfig};
+use crate::config::{AuditConfig, LogConfig};
 use crate::error::ApiError;
 use crate::identity::{AccountId, TokenIdentity, TokenName};
+use crate::line_writer::Writer;
 use crate::token;
 use crate::users::User;
 use event::{Event, REST, SECURITY_CONFIG_CHANGE};
 use notices::{Claimed, FailureNotices};
-use writer::Writer;
 
 /// Longest Basic credential read for its user name, encoded (as the realm bounds it).
 const MAX_BASIC_LEN: usize = 1024;
@@ -115,9 +114,15 @@ impl Audit {
         let writer = match &config.output {
             None => None,
             Some(output) => {
-                let (sink, path) = sink(output)?;
-                let writer = Writer::start(sink, config.buffer, AuditConfig::DROP_WARNING_INTERVAL)
-                    .map_err(|source| OpenError { path, source })?;
+                let (sink, path) = crate::line_writer::open_output(output)
+                    .map_err(|(path, source)| OpenError { path, source })?;
+                let writer = Writer::start(
+                    "audit",
+                    sink,
+                    config.buffer,
+                    AuditConfig::DROP_WARNING_INTERVAL,
+                )
+                .map_err(|source| OpenError { path, source })?;
                 Some(writer)
             }
         };
@@ -346,26 +351,5 @@ fn basic_user<'b>(encoded: &[u8], buf: &'b mut [u8; MAX_BASIC_LEN]) -> Option<&'
 }
 
 /// The output and, for messages, what it is called.
-fn sink(output: &AuditOutput) -> Result<(Box<dyn std::io::Write + Send>, PathBuf), OpenError> {
-    Ok(match output {
-        AuditOutput::Stdout => (Box::new(std::io::stdout()), PathBuf::from("<stdout>")),
-        AuditOutput::Stderr => (Box::new(std::io::stderr()), PathBuf::from("<stderr>")),
-        AuditOutput::File(path) => {
-            let mut options = std::fs::OpenOptions::new();
-            options.create(true).append(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let error = |source| OpenError {
-                path: path.clone(),
-                source,
-            };
-            let file = options.open(path).map_err(error)?;
-            let meta = file.metadata().map_err(error)?;
-            crate::atomic_file::warn_if_shared(path, &meta);
-            (Box::new(file), path.clone())
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,12 @@
 //! The audit handle end to end: events in a file, as an operator reads them.
 
 use super::*;
+use crate::config::LogOutput;
 
 fn audit_to(dir: &Path, success: bool) -> (Audit, PathBuf) {
     let path = dir.join("audit.json");
     let config = AuditConfig {
-        output: Some(AuditOutput::File(path.clone())),
+        output: Some(LogOutput::File(path.clone())),
         authentication_success: success,
         buffer: 64,
     };

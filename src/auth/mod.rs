@@ -54,6 +54,14 @@ impl Principal {
         }
     }
 
+    /// The caller as the access log names it: `ns/svc/token` or the user name.
+    pub fn log_name(&self) -> String {
+        match self {
+            Principal::User(user) => user.name.clone(),
+            Principal::ServiceToken(token) => format!("{}/{}", token.account, token.name.as_str()),
+        }
+    }
+
     /// The caller as audit events name it.
     pub fn subject(&self) -> audit::Subject<'_> {
         match self {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::reader::{Reader, Section};
-use super::{AuditConfig, AuditOutput, LogConfig, LogFormat};
+use super::{AuditConfig, LogConfig, LogFormat, LogOutput};
 
 impl Reader<'_> {
     pub(super) fn log(&mut self, log: &mut Section) -> LogConfig {
@@ -43,9 +43,9 @@ impl Reader<'_> {
                 );
                 None
             }
-            "-" | "stdout" => Some(AuditOutput::Stdout),
-            "stderr" => Some(AuditOutput::Stderr),
-            file => Some(AuditOutput::File(data_dir.join(file))),
+            "-" | "stdout" => Some(LogOutput::Stdout),
+            "stderr" => Some(LogOutput::Stderr),
+            file => Some(LogOutput::File(data_dir.join(file))),
         };
         AuditConfig {
             output: output.filter(|_| enabled),
@@ -123,7 +123,7 @@ fn suggestion(word: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::check_filter;
-    use crate::config::{AuditConfig, AuditOutput, Config, LogFormat, Overrides};
+    use crate::config::{AuditConfig, Config, LogFormat, LogOutput, Overrides};
 
     fn problems(text: &str) -> String {
         Config::from_toml("gw.toml", text, &Overrides::default())
@@ -177,17 +177,17 @@ mod tests {
         let default = audit("");
         assert_eq!(
             default.output,
-            Some(AuditOutput::File("/var/lib/gw/audit.json".into()))
+            Some(LogOutput::File("/var/lib/gw/audit.json".into()))
         );
         assert!(!default.authentication_success);
         assert_eq!(default.buffer, AuditConfig::DEFAULT_BUFFER);
         assert_eq!(
             audit("[audit]\npath = \"-\"\n").output,
-            Some(AuditOutput::Stdout)
+            Some(LogOutput::Stdout)
         );
         assert_eq!(
             audit("[audit]\npath = \"/log/a.json\"\n").output,
-            Some(AuditOutput::File("/log/a.json".into()))
+            Some(LogOutput::File("/log/a.json".into()))
         );
         assert_eq!(audit("[audit]\nenabled = false\n").output, None);
         let all = problems("[audit]\nbuffer = 0\npath = \"\"\ncolour = 1\n");

@@ -3,6 +3,7 @@
 //! [`Config::load`] takes the TOML text (or none: the embedded defaults) and the command-line
 //! overrides, and reports every bad key in one [`ConfigError`], each line naming file and key.
 
+mod access_log_reader;
 mod accounts_reader;
 mod admin_reader;
 mod boundary_reader;
@@ -41,6 +42,36 @@ pub struct Config {
     /// The audit log: security events, apart from the main log.
     pub audit: AuditConfig,
     pub admin: AdminConfig,
+    pub access_log: AccessLogConfig,
+}
+
+/// One line per request.
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    /// `None`: no access log (`format = "off"`, the default).
+    pub format: Option<AccessLogFormat>,
+    pub output: Option<LogOutput>,
+    /// Log the query string too (it can carry search terms and ids).
+    pub query: bool,
+    /// Lines waiting for the writer thread; when full, lines are dropped and counted.
+    pub buffer: usize,
+}
+
+impl AccessLogConfig {
+    /// A quarter of a second of a busy gateway's lines, about 200 bytes each: 2 MiB at most.
+    pub const DEFAULT_BUFFER: usize = 10_000;
+    pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+    /// How long a stopping gateway waits for queued lines.
+    pub const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `time client "METHOD target" status bytes_in bytes_out duration upstream principal opaque_id`
+    Text,
+    /// One JSON object per line, ECS-style field names.
+    Json,
 }
 
 /// The admin listener: health checks and metrics, no token needed.
@@ -447,7 +478,7 @@ impl LogConfig {
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     /// Where lines go; `None` when `enabled = false`.
-    pub output: Option<AuditOutput>,
+    pub output: Option<LogOutput>,
     /// Also record every successful authentication: one line per request, so off by default.
     pub authentication_success: bool,
     /// Events waiting for the writer thread; when full, events are dropped and counted rather
@@ -467,9 +498,9 @@ impl AuditConfig {
     pub const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 }
 
-/// Where audit lines are written.
+/// Where a log's lines (audit, access) are written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditOutput {
+pub enum LogOutput {
     /// Appended to this file (created owner-only).
     File(PathBuf),
     Stdout,

@@ -183,6 +183,7 @@ impl<'a> Reader<'a> {
         let audit_config = self.audit(&mut audit, &server_config.data_dir);
         let service_accounts = self.accounts();
         let admin = self.admin(self.overrides.admin_listen.as_deref());
+        let access_log = self.access_log(&server_config.data_dir);
 
         for section in [server, upstream, security, log, audit] {
             self.finish(&section);
@@ -207,6 +208,7 @@ impl<'a> Reader<'a> {
             log: log_config,
             admin,
             audit: audit_config,
+            access_log,
         })
     }
 

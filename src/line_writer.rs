@@ -1,4 +1,5 @@
-//! The audit log's writer: a bounded queue in front of one thread that appends lines and flushes.
+//! A log file's writer: a bounded queue in front of one thread that appends lines and flushes.
+//! The audit log and the access log each have one.
 //!
 //! A request never waits for the disk: [`Writer::write`] hands its line over without blocking
 //! or is told the queue is full, and then the line is dropped and counted, with a main-log
@@ -6,17 +7,20 @@
 //! so another process appending to the same file (`reset-password`) never splits one.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+use crate::config::LogOutput;
 
 /// Bytes gathered into one write when lines queue up faster than they are written.
 const MAX_BATCH: usize = 64 * 1024;
 /// `Counters::warned_at` before the first warning.
 const NEVER: u64 = u64::MAX;
 
-/// The sending side, shared by every clone of the audit handle.
+/// The sending side, shared by every clone of the log's handle.
 pub struct Writer {
     /// `None` once closed; read-locked per line, so senders never wait on each other.
     sender: RwLock<Option<SyncSender<String>>>,
@@ -33,6 +37,8 @@ struct Counters {
     warned_at: AtomicU64,
     started: Instant,
     warn_interval: Duration,
+    /// Which log, for the warnings.
+    name: &'static str,
 }
 
 impl Counters {
@@ -53,7 +59,7 @@ impl Counters {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            tracing::warn!(dropped = total, cause, "audit events dropped");
+            tracing::warn!(log = self.name, dropped = total, cause, "log lines dropped");
         }
     }
 }
@@ -62,6 +68,7 @@ impl Writer {
     /// Starts the thread writing to `sink`; `capacity` lines may wait for it. A full queue is
     /// reported at most once per `warn_interval`.
     pub fn start(
+        name: &'static str,
         sink: Box<dyn Write + Send>,
         capacity: usize,
         warn_interval: Duration,
@@ -73,10 +80,11 @@ impl Writer {
             warned_at: AtomicU64::new(NEVER),
             started: Instant::now(),
             warn_interval,
+            name,
         });
         let thread_counters = Arc::clone(&counters);
         std::thread::Builder::new()
-            .name("audit writer".into())
+            .name(format!("{name} writer"))
             .spawn(move || {
                 drain(&lines, sink, &thread_counters);
                 let _ = done_tx.send(());
@@ -124,6 +132,27 @@ impl Writer {
     }
 }
 
+/// Opens where a log's lines go: a file is created owner-only and appended to (several
+/// processes may append whole lines to it). The error names the file.
+pub fn open_output(
+    output: &LogOutput,
+) -> Result<(Box<dyn Write + Send>, PathBuf), (PathBuf, std::io::Error)> {
+    Ok(match output {
+        LogOutput::Stdout => (Box::new(std::io::stdout()), PathBuf::from("<stdout>")),
+        LogOutput::Stderr => (Box::new(std::io::stderr()), PathBuf::from("<stderr>")),
+        LogOutput::File(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(path).map_err(|e| (path.clone(), e))?;
+            let meta = file.metadata().map_err(|e| (path.clone(), e))?;
+            crate::atomic_file::warn_if_shared(path, &meta);
+            (Box::new(file), path.clone())
+        }
+    })
+}
+
 /// The thread: takes what is queued, up to a batch, writes it in one go and flushes; ends when
 /// every sender is gone and the queue is empty.
 fn drain(lines: &Receiver<String>, mut sink: Box<dyn Write + Send>, counters: &Counters) {
@@ -138,7 +167,7 @@ fn drain(lines: &Receiver<String>, mut sink: Box<dyn Write + Send>, counters: &C
             count += 1;
         }
         if let Err(error) = sink.write_all(&batch).and_then(|()| sink.flush()) {
-            tracing::error!(%error, lines = count, "audit log not written");
+            tracing::error!(%error, log = counters.name, lines = count, "log lines not written");
             counters.lost(count, "output failed");
         }
     }
@@ -178,7 +207,7 @@ mod tests {
             release: release_rx,
             written: Arc::clone(&written),
         };
-        let writer = Writer::start(Box::new(sink), 1, Duration::from_secs(3600)).unwrap();
+        let writer = Writer::start("test", Box::new(sink), 1, Duration::from_secs(3600)).unwrap();
         writer.write("one\n".into());
         // The thread holds "one" inside the blocked output: the queue is empty again.
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -204,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.json");
         let file = std::fs::File::create(&path).unwrap();
-        let writer = Writer::start(Box::new(file), 100, Duration::from_secs(1)).unwrap();
+        let writer = Writer::start("test", Box::new(file), 100, Duration::from_secs(1)).unwrap();
         for n in 0..50 {
             writer.write(format!("{{\"n\":{n}}}\n"));
         }
