@@ -5,6 +5,7 @@
 #   bash bench/instructions.sh                         # this tree's release build
 #   bash bench/instructions.sh OLD_BIN [NEW_BIN]       # two builds side by side
 #
+# EXTRA_TOML='<toml>' adds configuration to every run (e.g. an access log, to measure its cost).
 # KEEP_DIR=<dir> keeps the callgrind profiles (callgrind_annotate shows where the work is).
 # For each build and scenario it runs the gateway under callgrind twice, with N1 and N2
 # sequential keep-alive requests (h2load --h1 -c1), and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
@@ -96,6 +97,7 @@ url = "http://127.0.0.1:$UPSTREAM_PORT"
 [log]
 level = "error"
 ${2:-}
+${EXTRA_TOML:-}
 EOF
   echo "$1.toml"
 }

@@ -17,6 +17,7 @@ use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
 use crate::server::{Handler, Stats};
 use crate::state::State;
+use crate::tls::server::ServerTls;
 
 /// How long one upstream reachability probe result is reused: a probe per scrape or health
 /// check would open a connection to the cluster each time.
@@ -84,14 +85,22 @@ pub struct AdminService {
     readiness: Arc<Readiness>,
     /// The gateway listeners' connection counts.
     stats: Arc<Stats>,
+    /// The HTTPS listener's certificate, for its expiry.
+    tls: Option<ServerTls>,
 }
 
 impl AdminService {
-    pub fn new(state: State, readiness: Arc<Readiness>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        state: State,
+        readiness: Arc<Readiness>,
+        stats: Arc<Stats>,
+        tls: Option<ServerTls>,
+    ) -> Self {
         AdminService {
             state,
             readiness,
             stats,
+            tls,
         }
     }
 
@@ -149,6 +158,9 @@ impl AdminService {
             .tls_failures
             .set(gauge(self.stats.tls_failures.load(Ordering::Relaxed)));
         metrics.ready.set(i64::from(ready));
+        if let Some(expiry) = self.tls.as_ref().and_then(ServerTls::not_after) {
+            metrics.certificate_expiry.set(expiry as f64);
+        }
         let dropped = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         metrics
             .log_lines_dropped

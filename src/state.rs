@@ -88,6 +88,9 @@ impl State {
         let upstream = Upstream::new(&config.upstream, config.server.http.client_body_timeout)?;
         let dir = &config.server.data_dir;
         let metrics = Arc::new(Metrics::new()?);
+        if config.tls.is_some() {
+            metrics.with_certificate()?;
+        }
         let observer = Arc::clone(&metrics);
         let options = StoreOptions {
             on_sync: Some(SyncObserver(Arc::new(move |took, records| {

@@ -360,3 +360,30 @@ async fn a_stalled_handshake_does_not_hold_up_others() {
         .await;
     assert_eq!(status, Ok(200));
 }
+
+#[tokio::test]
+async fn metrics_show_handshakes_and_when_the_certificate_expires() {
+    let upstream = FakeUpstream::start().await;
+    let Setup { ca, gw, .. } = setup(&format!("http://{}", upstream.addr), "").await;
+    let client = TlsClient::trusting(&ca.cert);
+    create_token_over_tls(&gw, &client, "metrics").await;
+    let (status, text) = gw.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    // Test certificates run out 90 days from now (see `leaf_params`).
+    let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+    let expiry: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tokengate_certificate_expiry_timestamp_seconds "))
+        .expect("expiry gauge")
+        .parse()
+        .unwrap();
+    let days = (expiry - now) / 86_400.0;
+    assert!((89.0..=90.5).contains(&days), "{days} days");
+    let handshakes: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tokengate_tls_handshakes_total "))
+        .expect("handshake gauge")
+        .parse()
+        .unwrap();
+    assert!(handshakes >= 1, "{text}");
+}

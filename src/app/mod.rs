@@ -256,6 +256,7 @@ impl Gateway {
             listeners,
             tasks,
             admin,
+            tls,
             ..
         } = self;
         let stats = Arc::new(server::Stats::default());
@@ -266,7 +267,8 @@ impl Gateway {
         let admin_stop = CancellationToken::new();
         let admin_server = async {
             if let Some(listener) = admin {
-                let service = AdminService::new(state.clone(), readiness.clone(), stats.clone());
+                let service =
+                    AdminService::new(state.clone(), readiness.clone(), stats.clone(), tls);
                 let stats = Arc::new(server::Stats::default());
                 let config = &state.config.server;
                 server::run(

@@ -52,6 +52,20 @@ impl Reloading {
 }
 
 impl ServerTls {
+    /// When the certificate served now expires, in seconds since the Unix epoch (for the
+    /// metrics: an alert on it beats an outage); `None` if its leaf does not parse.
+    pub fn not_after(&self) -> Option<i64> {
+        let current = self
+            .resolver
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let leaf = current.cert.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+
     /// Loads the pair (and client CA) and builds the acceptor; any problem names its file.
     pub fn new(config: &TlsConfig) -> Result<ServerTls, TlsError> {
         let pair = load_certified_key(&config.cert, &config.key)?;
