@@ -1,7 +1,7 @@
 //! One audit event as a JSON line, with Elasticsearch's audit field names (flat, dotted keys as
 //! its `LoggingAuditTrail` writes them) so tools that read a cluster's audit log read ours.
 
-use serde_json::{Map, Value};
+use serde::Serialize;
 
 use super::{Request, Subject};
 
@@ -14,27 +14,39 @@ const FILE_REALM: &str = "default_file";
 /// The realm Elasticsearch names for service tokens.
 const SERVICE_ACCOUNT_REALM: &str = "_service_account";
 
-/// An event being built; fields keep the order they are added in.
-pub struct Event(Map<String, Value>);
+/// An event being built, written straight into its JSON line as fields are added (in the order
+/// they are added; no field is added twice). A failed-login flood is what this log sees most,
+/// so an event costs one buffer, not a map of owned keys and values.
+pub struct Event(Vec<u8>);
 
 impl Event {
     /// The fields every event starts with.
     pub fn new(event_type: &str, action: &str) -> Event {
-        let mut fields = Map::new();
-        fields.insert("type".into(), "audit".into());
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-        fields.insert("@timestamp".into(), now.to_string().into());
-        fields.insert("event.type".into(), event_type.into());
-        fields.insert("event.action".into(), action.into());
-        Event(fields)
+        let mut line = Vec::with_capacity(384);
+        line.extend_from_slice(b"{\"type\":\"audit\"");
+        Event(line)
+            .with("@timestamp", now.to_string())
+            .with("event.type", event_type)
+            .with("event.action", action)
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Event {
-        self.0.insert(key.into(), value.into());
+    pub fn with(mut self, key: &str, value: impl Serialize) -> Event {
+        let start = self.0.len();
+        self.0.push(b',');
+        let written = serde_json::to_writer(&mut self.0, key).and_then(|()| {
+            self.0.push(b':');
+            serde_json::to_writer(&mut self.0, &value)
+        });
+        if written.is_err() {
+            // Nothing the gateway puts in an event fails to serialise; if it did, the field is
+            // left out rather than the line broken.
+            self.0.truncate(start);
+        }
         self
     }
 
-    pub fn with_some(self, key: &str, value: Option<impl Into<Value>>) -> Event {
+    pub fn with_some(self, key: &str, value: Option<impl Serialize>) -> Event {
         match value {
             Some(value) => self.with(key, value),
             None => self,
@@ -82,9 +94,10 @@ impl Event {
     }
 
     /// The JSON line, newline included.
-    pub fn line(self) -> String {
-        let mut line = Value::Object(self.0).to_string();
-        line.push('\n');
-        line
+    pub fn line(mut self) -> String {
+        self.0.extend_from_slice(b"}\n");
+        // serde_json writes UTF-8 only.
+        String::from_utf8(self.0)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
