@@ -134,6 +134,8 @@ impl Upstream {
             }
             Ok(Ok(mut response)) => {
                 headers::remove_hop_by_hop(response.headers_mut());
+                // Only the gateway's own answers may say they are its own.
+                response.headers_mut().remove(&crate::response::X_TOKENGATE);
                 // The client's connection is ours, not the upstream's: answer in our version.
                 *response.version_mut() = Version::HTTP_11;
                 Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
