@@ -202,6 +202,8 @@ impl UpstreamConfig {
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// TCP keep-alive probes on upstream connections, so a silently dropped one is noticed.
     pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+    /// A dead cluster fails every request: one log line per cause this often, the rest counted.
+    pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 /// Trust settings towards an `https://` upstream.
