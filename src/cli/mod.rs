@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Gateway};
 use crate::audit::Audit;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Env, Overrides};
 use crate::users;
 
 /// Exit status for an unusable configuration or command line (BSD's EX_USAGE).
@@ -146,11 +146,19 @@ impl Common {
             upstream: self.upstream.clone(),
             data_dir: self.data_dir.clone(),
         };
-        Config::load(self.config.as_deref(), &overrides).map_err(|error| {
+        Config::load(self.config.as_deref(), &overrides, &environment()).map_err(|error| {
             eprint!("tokengate: {error}");
             ExitCode::from(EXIT_CONFIG)
         })
     }
+}
+
+/// The process environment, the one place it is read whole: `TOKENGATE_*` key overrides and
+/// the variables `*_env` keys name. Variables that are not UTF-8 cannot be either.
+fn environment() -> Env {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 /// Prints clap's message for a command line it refused: help and version are successes, anything
