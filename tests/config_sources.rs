@@ -157,3 +157,28 @@ fn a_bad_variable_exits_64_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_lists_every_missing_file_and_an_unusable_data_dir_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain"), "").unwrap();
+    let config = write_config(
+        dir.path(),
+        "[server]\ndata_dir = \"plain/data\"\n[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"missing-cert.pem\"\nkey = \"missing-key.pem\"\n",
+    );
+    let output = run_to_end(tokengate().arg("check-config").arg("--config").arg(&config));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    for needle in [
+        "3 problem(s)",
+        "[tls] cert: cannot read",
+        "missing-cert.pem",
+        "[tls] key: cannot read",
+        "[server] data_dir",
+        "is not a directory",
+    ] {
+        assert!(stderr.contains(needle), "{needle} not in: {stderr}");
+    }
+    let entries = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(entries, 2, "check-config created something");
+}

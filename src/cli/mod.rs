@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Gateway};
 use crate::audit::Audit;
-use crate::config::{Config, Env, Overrides};
+use crate::config::{Config, ConfigError, Env, Overrides};
 use crate::users;
 
 /// Exit status for an unusable configuration or command line (BSD's EX_USAGE).
@@ -203,8 +203,14 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// Validates what a start would load besides the file itself: certificates and keys.
+/// Validates what a start would load besides the file itself: every file the configuration
+/// names and the data directory (all problems at once), then the certificates' and keys' content.
 fn check(config: &Config) -> ExitCode {
+    let problems = config.check_files();
+    if !problems.is_empty() {
+        eprint!("tokengate: {}", ConfigError { problems });
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match Gateway::check(config) {
         Ok(()) => {
             eprintln!("tokengate: configuration {} is valid", config.source);

@@ -7,6 +7,7 @@ mod accounts_reader;
 mod admin_reader;
 mod boundary_reader;
 mod connections_reader;
+mod files_check;
 mod log_reader;
 mod reader;
 mod throttle_reader;
