@@ -137,8 +137,11 @@ impl<'a> Reader<'a> {
                 "an address like 127.0.0.1:8080, or \"\" for HTTPS only",
             ),
         };
-        let file_dir = self.string(&mut server, "data_dir", ServerConfig::DEFAULT_DATA_DIR);
-        let file_dir = self.resolve("server", "data_dir", file_dir);
+        // The default is no file's: like the embedded defaults, it means the working directory.
+        let file_dir = match self.optional_string(&mut server, "data_dir") {
+            Some(dir) => self.resolve("server", "data_dir", dir),
+            None => PathBuf::from(ServerConfig::DEFAULT_DATA_DIR),
+        };
         let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
         let server_config = ServerConfig {
             listen,
@@ -571,6 +574,15 @@ mod tests {
             Some(AuditOutput::File(base.join("state/audit.json")))
         );
 
+        let config = Config::read(
+            "gw.toml",
+            "",
+            Some(base),
+            &Overrides::default(),
+            &Env::new(),
+        )
+        .unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("data"));
         let overrides = Overrides {
             data_dir: Some("cli-dir".into()),
             ..Overrides::default()
