@@ -252,11 +252,13 @@ fn run(config: Config) -> ExitCode {
         if let Some(password) = gateway.take_generated_password() {
             show_generated_password(&password);
         }
+        // Before READY=1: a SIGTERM right after it must find the handler in place.
+        let terminate = app::signals::terminate();
         #[cfg(unix)]
         app::notify::ready();
         gateway
             .run(async {
-                app::signals::terminate().await;
+                terminate.await;
                 #[cfg(unix)]
                 app::notify::stopping();
             })
