@@ -81,6 +81,8 @@ async fn variables_override_the_file_and_carry_the_upstream_credential() {
         tokengate()
             .arg("--config")
             .arg(&config)
+            // The file leaves data_dir out: it is the working directory's `data`.
+            .current_dir(dir.path())
             .env("TOKENGATE_SERVER__LISTEN", "127.0.0.1:0")
             .env(
                 "TOKENGATE_UPSTREAM__URL",
