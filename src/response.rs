@@ -1,4 +1,5 @@
-//! Response bodies and the headers every locally produced answer carries.
+//! Response bodies and the headers every locally produced answer carries (`X-Tokengate: gateway`
+//! among them).
 //!
 //! Forwarded responses stream the upstream's body untouched (`Incoming`); answers the gateway writes
 //! itself are small JSON documents held in one `Bytes`. One `Either` type covers both so the
@@ -18,6 +19,11 @@ pub type Body = Either<Guarded<Incoming>, Full<Bytes>>;
 /// Elasticsearch clients (the official ones check it) refuse a server without this header.
 pub static X_ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product");
 static ELASTICSEARCH: HeaderValue = HeaderValue::from_static("Elasticsearch");
+/// Marks an answer the gateway wrote itself, so an operator reading a client's trace can tell a
+/// gateway 401 or 502 from the cluster's; forwarded responses have it removed, so the cluster
+/// cannot claim it.
+pub static X_TOKENGATE: HeaderName = HeaderName::from_static("x-tokengate");
+static GATEWAY: HeaderValue = HeaderValue::from_static("gateway");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A JSON response as a node would send it: content type and product header set.
@@ -27,6 +33,7 @@ pub fn json(status: StatusCode, body: Bytes) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
     headers.insert(X_ELASTIC_PRODUCT.clone(), ELASTICSEARCH.clone());
+    headers.insert(X_TOKENGATE.clone(), GATEWAY.clone());
     response
 }
 

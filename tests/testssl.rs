@@ -30,7 +30,10 @@ fn testssl() -> Option<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn testssl_finds_nothing_high_or_critical() {
     let Some(program) = testssl() else {
-        eprintln!("skipping: testssl.sh not installed (apt-get install testssl.sh)");
+        common::skipped(
+            "testssl_finds_nothing_high_or_critical",
+            "testssl.sh not installed (apt-get install testssl.sh)",
+        );
         return;
     };
     let ca = Ca::root("testssl CA");

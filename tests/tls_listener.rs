@@ -96,7 +96,7 @@ async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
 #[tokio::test]
 async fn curl_speaks_h2_to_the_listener() {
     if !installed("curl") {
-        eprintln!("skipping: curl not installed");
+        common::skipped("curl_speaks_h2_to_the_listener", "curl not installed");
         return;
     }
     let upstream = FakeUpstream::start().await;
@@ -139,7 +139,10 @@ async fn every_key_type_serves_and_the_whole_chain_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     for kind in [KeyKind::Rsa, KeyKind::P256, KeyKind::P384, KeyKind::Ed25519] {
         let Some(served) = intermediate.try_server(kind) else {
-            eprintln!("skipping {kind:?}: openssl not installed to make the key");
+            common::skipped(
+                &format!("{kind:?} key"),
+                "openssl not installed to make the key",
+            );
             continue;
         };
         let (cert, key) = served.write(dir.path(), &format!("{kind:?}"));

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::process::{tokengate, GatewayProcess};
 use common::{assert_response, es_error, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 
@@ -111,4 +112,34 @@ async fn a_panic_in_the_fake_upstream_fails_the_test() {
     // The gateway passes the fake's 500 on; dropping the fake then re-raises the panic.
     assert_eq!(response.status(), 500);
     drop(upstream);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_logged_with_its_cause_and_the_upstream_address() {
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let password = "failure-log-pw";
+    let mut child = GatewayProcess::spawn(
+        tokengate()
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("http://{closed}"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ELASTIC_PASSWORD", password),
+    )
+    .await;
+    let value = child.create_token("t1", password).await;
+    let response = common::client()
+        .get(format!("http://{}/_cluster/health", child.addr))
+        .bearer_auth(&value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let line = child.wait_for("connection refused").await;
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&format!("http://{closed}")), "{line}");
 }

@@ -5,15 +5,21 @@ use std::future::Future;
 
 use tokio::sync::watch;
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn terminate() {
+/// Takes over SIGINT and SIGTERM now and resolves on the first of them. The handlers are in
+/// place when this returns, not when the future is first polled: a service manager may send
+/// SIGTERM the moment it hears READY=1, and the default action would end the process undrained.
+pub fn terminate() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let handlers = {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match handlers {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("sigterm received, shutting down"),
@@ -25,10 +31,10 @@ pub async fn terminate() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

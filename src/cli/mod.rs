@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, Gateway};
 use crate::audit::Audit;
-use crate::config::{Config, Overrides};
+use crate::config::{Config, ConfigError, Env, Overrides};
 use crate::users;
 
 /// Exit status for an unusable configuration or command line (BSD's EX_USAGE).
@@ -146,11 +146,19 @@ impl Common {
             upstream: self.upstream.clone(),
             data_dir: self.data_dir.clone(),
         };
-        Config::load(self.config.as_deref(), &overrides).map_err(|error| {
+        Config::load(self.config.as_deref(), &overrides, &environment()).map_err(|error| {
             eprint!("tokengate: {error}");
             ExitCode::from(EXIT_CONFIG)
         })
     }
+}
+
+/// The process environment, the one place it is read whole: `TOKENGATE_*` key overrides and
+/// the variables `*_env` keys name. Variables that are not UTF-8 cannot be either.
+fn environment() -> Env {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 /// Prints clap's message for a command line it refused: help and version are successes, anything
@@ -195,8 +203,14 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
-/// Validates what a start would load besides the file itself: certificates and keys.
+/// Validates what a start would load besides the file itself: every file the configuration
+/// names and the data directory (all problems at once), then the certificates' and keys' content.
 fn check(config: &Config) -> ExitCode {
+    let problems = config.check_files();
+    if !problems.is_empty() {
+        eprint!("tokengate: {}", ConfigError { problems });
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match Gateway::check(config) {
         Ok(()) => {
             eprintln!("tokengate: configuration {} is valid", config.source);
@@ -238,11 +252,13 @@ fn run(config: Config) -> ExitCode {
         if let Some(password) = gateway.take_generated_password() {
             show_generated_password(&password);
         }
+        // Before READY=1: a SIGTERM right after it must find the handler in place.
+        let terminate = app::signals::terminate();
         #[cfg(unix)]
         app::notify::ready();
         gateway
             .run(async {
-                app::signals::terminate().await;
+                terminate.await;
                 #[cfg(unix)]
                 app::notify::stopping();
             })

@@ -76,14 +76,8 @@ impl Reader<'_> {
     /// `upstream_authorization_file` and `upstream_authorization_env`.
     fn account_credential(&mut self, section: &mut Section, i: usize) -> Option<AccountCredential> {
         let mode = self.optional_string(section, "upstream_credential");
-        let inline = self.optional_string(section, "upstream_authorization");
-        let file = self.optional_string(section, "upstream_authorization_file");
-        let env = self.optional_string(section, "upstream_authorization_env");
-        let given = [&mode, &inline, &file, &env]
-            .iter()
-            .filter(|v| v.is_some())
-            .count();
-        if given > 1 {
+        let secrets = self.secret_keys(section, "upstream_authorization");
+        if secrets.len() + usize::from(mode.is_some()) > 1 {
             self.problem(
                 SECTION,
                 &format!("#{i}"),
@@ -95,47 +89,84 @@ impl Reader<'_> {
         if let Some(mode) = mode {
             return self.credential_mode(SECTION, &format!("#{i}.upstream_credential"), &mode);
         }
-        let (key, text) = if let Some(text) = inline {
-            ("upstream_authorization", text)
-        } else if let Some(path) = file {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => ("upstream_authorization_file", text),
+        let (key, from) = secrets.into_iter().next()?;
+        self.read_secret(SECTION, &format!("#{i}."), &key, from)
+            .map(AccountCredential::Configured)
+    }
+
+    /// `upstream.authorization`, `authorization_file` or `authorization_env`: at most one.
+    pub(super) fn upstream_authorization(&mut self, upstream: &mut Section) -> Option<HeaderValue> {
+        let mut secrets = self.secret_keys(upstream, "authorization");
+        if secrets.len() > 1 {
+            self.problem(
+                "upstream",
+                "authorization",
+                "set only one of authorization, authorization_file and authorization_env",
+            );
+            return None;
+        }
+        let (key, from) = secrets.pop()?;
+        self.read_secret("upstream", "", &key, from)
+    }
+
+    /// Takes `<base>`, `<base>_file` and `<base>_env` out of `section`: those set, with their keys.
+    fn secret_keys(&mut self, section: &mut Section, base: &str) -> Vec<(String, SecretFrom)> {
+        let mut found = Vec::new();
+        if let Some(text) = self.optional_string(section, base) {
+            found.push((base.to_owned(), SecretFrom::Inline(text)));
+        }
+        let key = format!("{base}_file");
+        if let Some(path) = self.optional_string(section, &key) {
+            let path = self.resolve(section.name, &key, path);
+            found.push((key, SecretFrom::File(path.display().to_string())));
+        }
+        let key = format!("{base}_env");
+        if let Some(var) = self.optional_string(section, &key) {
+            found.push((key, SecretFrom::Env(var)));
+        }
+        found
+    }
+
+    /// The credential behind one of those keys; a problem naming `[section] <label><key>` when it
+    /// cannot be had. The value is a secret: no message quotes it.
+    fn read_secret(
+        &mut self,
+        section: &str,
+        label: &str,
+        key: &str,
+        from: SecretFrom,
+    ) -> Option<HeaderValue> {
+        let name = format!("{label}{key}");
+        let text = match from {
+            SecretFrom::Inline(text) => text,
+            SecretFrom::File(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => text,
                 Err(e) => {
-                    self.problem(
-                        SECTION,
-                        &format!("#{i}.upstream_authorization_file"),
-                        &format!("cannot read {path}: {e}"),
-                    );
+                    self.problem(section, &name, &format!("cannot read {path}: {e}"));
                     return None;
                 }
-            }
-        } else if let Some(var) = env {
-            match std::env::var(&var) {
-                Ok(text) => ("upstream_authorization_env", text),
-                Err(_) => {
+            },
+            SecretFrom::Env(var) => match self.env.get(&var) {
+                Some(text) => text.clone(),
+                None => {
                     self.problem(
-                        SECTION,
-                        &format!("#{i}.upstream_authorization_env"),
+                        section,
+                        &name,
                         &format!("environment variable {var} is not set"),
                     );
                     return None;
                 }
-            }
-        } else {
-            return None;
+            },
         };
-        match secret_header(text.trim()) {
-            Some(value) => Some(AccountCredential::Configured(value)),
-            None => {
-                // The value itself is a secret: never quoted.
-                self.problem(
-                    SECTION,
-                    &format!("#{i}.{key}"),
-                    "is not a usable Authorization value (e.g. \"ApiKey <base64>\")",
-                );
-                None
-            }
+        let value = secret_header(text.trim());
+        if value.is_none() {
+            self.problem(
+                section,
+                &name,
+                "is not a usable Authorization value (e.g. \"ApiKey <base64>\")",
+            );
         }
+        value
     }
 
     /// `"auto"`, `"gateway"` or `"none"`.
@@ -209,6 +240,13 @@ impl Reader<'_> {
         }
         pass
     }
+}
+
+/// Where a credential is: inline, in a file (path resolved), or in an environment variable.
+enum SecretFrom {
+    Inline(String),
+    File(String),
+    Env(String),
 }
 
 /// A header value marked sensitive (kept out of HTTP/2 header compression tables and `Debug`).
@@ -339,5 +377,46 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_gateways_own_credential_comes_from_one_of_three_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("es-key"), "ApiKey ZmlsZQ==\n").unwrap();
+        let env: Env = [("GW_KEY".to_owned(), "Basic ZW52".to_owned())].into();
+        let read = |text: &str| {
+            Config::read(
+                "gw.toml",
+                text,
+                Some(dir.path()),
+                &Overrides::default(),
+                &env,
+            )
+        };
+        let config = read("[upstream]\nauthorization_file = \"es-key\"\n").unwrap();
+        let value = config.upstream.authorization.unwrap();
+        assert_eq!(value, "ApiKey ZmlsZQ==");
+        assert!(value.is_sensitive());
+        let config = read("[upstream]\nauthorization_env = \"GW_KEY\"\n").unwrap();
+        assert_eq!(config.upstream.authorization.unwrap(), "Basic ZW52");
+
+        let problems =
+            read("[upstream]\nauthorization = \"ApiKey x\"\nauthorization_env = \"GW_KEY\"\n")
+                .unwrap_err()
+                .problems;
+        assert!(problems[0].contains("[upstream] authorization: set only one of"));
+        let problems = read("[upstream]\nauthorization_file = \"missing\"\n")
+            .unwrap_err()
+            .problems;
+        assert!(
+            problems[0].contains("[upstream] authorization_file: cannot read"),
+            "{problems:?}"
+        );
+        std::fs::write(dir.path().join("bad"), "Api\u{7f}Key secret-value").unwrap();
+        let problems = read("[upstream]\nauthorization_file = \"bad\"\n")
+            .unwrap_err()
+            .problems;
+        assert!(problems[0].contains("not a usable Authorization value"));
+        assert!(!problems[0].contains("secret-value"), "{problems:?}");
     }
 }

@@ -8,6 +8,7 @@ mod accounts_reader;
 mod admin_reader;
 mod boundary_reader;
 mod connections_reader;
+mod files_check;
 mod log_reader;
 mod reader;
 mod throttle_reader;
@@ -196,7 +197,8 @@ pub struct UpstreamConfig {
     pub authority: Authority,
     /// Path prefix put before every forwarded path (empty for none; never ends in `/`).
     pub path_prefix: String,
-    /// Credential the gateway presents upstream in place of the client's (`ApiKey …`, `Basic …`).
+    /// Credential the gateway presents upstream in place of the client's (`ApiKey …`, `Basic …`),
+    /// from `authorization`, `authorization_file` or `authorization_env`.
     pub authorization: Option<HeaderValue>,
     /// Deadline for opening a TCP connection to the upstream (failure: 502).
     pub connect_timeout: Duration,
@@ -233,6 +235,8 @@ impl UpstreamConfig {
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
     /// TCP keep-alive probes on upstream connections, so a silently dropped one is noticed.
     pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+    /// A dead cluster fails every request: one log line per cause this often, the rest counted.
+    pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(5);
 }
 
 /// Trust settings towards an `https://` upstream.
@@ -516,6 +520,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// The process environment as a map: configuration reads variables only from here, so tests
+/// hand it their own instead of changing the process's.
+pub type Env = std::collections::BTreeMap<String, String>;
+
 /// Command-line values that replace keys of the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -549,29 +557,51 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Reads `path` (or the embedded defaults when `None`) and applies `overrides`.
-    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    /// Reads `path` (or the embedded defaults when `None`), then applies the `TOKENGATE_*`
+    /// variables of `env`, then `overrides`. Relative paths in the file are taken from the file's
+    /// directory, so a start from elsewhere finds the same data directory.
+    pub fn load(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
         match path {
-            None => Self::from_toml("<defaults>", "", overrides),
+            None => Self::read("<defaults>", "", None, overrides, env),
             Some(path) => {
                 let name = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                     problems: vec![format!("{name}: cannot read: {e}")],
                 })?;
-                Self::from_toml(&name, &text, overrides)
+                let dir = path.parent().unwrap_or(Path::new(""));
+                // Absolute, so that logs and messages show where the paths really are.
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+                Self::read(&name, &text, Some(&dir), overrides, env)
             }
         }
     }
 
-    /// Parses TOML text; `source` names it in messages. Tests build configs through this.
+    /// Parses TOML text; `source` names it in messages. Tests build configs through this: no
+    /// environment, paths as written.
     pub fn from_toml(
         source: &str,
         text: &str,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
+        Self::read(source, text, None, overrides, &Env::new())
+    }
+
+    /// Parses TOML text whose relative paths are relative to `base`, with `env` standing in for
+    /// the process environment.
+    pub fn read(
+        source: &str,
+        text: &str,
+        base: Option<&Path>,
+        overrides: &Overrides,
+        env: &Env,
+    ) -> Result<Config, ConfigError> {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
             problems: vec![format!("{source}: {}", e.to_string().trim_end())],
         })?;
-        Reader::new(source, table, overrides).read()
+        Reader::new(source, table, base, overrides, env).read()
     }
 }

@@ -1,16 +1,17 @@
 //! Walks the TOML table key by key, collecting every problem instead of stopping at the first.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Uri};
+use http::Uri;
 use toml::{Table, Value};
 
 use super::{
-    AccountCredential, Config, ConfigError, Overrides, SecurityConfig, ServerConfig, UpstreamConfig,
+    AccountCredential, Config, ConfigError, Env, Overrides, SecurityConfig, ServerConfig,
+    UpstreamConfig,
 };
 
 /// Collects problems while reading one configuration source.
@@ -19,7 +20,22 @@ pub(super) struct Reader<'a> {
     pub(super) root: Table,
     overrides: &'a Overrides,
     pub(super) problems: Vec<String>,
+    /// The configuration file's directory: the file's relative paths mean the same wherever the
+    /// gateway is started from. `None` (embedded defaults): the working directory.
+    base: Option<&'a Path>,
+    /// The process environment: `TOKENGATE_*` overrides and `*_env` credentials.
+    pub(super) env: &'a Env,
+    /// Keys set by an environment variable, as (section, key, variable), so messages name the
+    /// variable and its paths stay relative to the working directory, as a command line's do.
+    from_env: Vec<(String, String, String)>,
 }
+
+/// Sections a `TOKENGATE_<SECTION>__<KEY>` variable may set keys of.
+const ENV_SECTIONS: [&str; 7] = [
+    "server", "upstream", "tls", "security", "log", "audit", "admin",
+];
+/// Prefix of the variables that override configuration keys.
+const ENV_PREFIX: &str = "TOKENGATE_";
 
 /// One `[section]` being read; keys are removed as they are used so leftovers are unknown keys.
 pub(super) struct Section {
@@ -28,16 +44,79 @@ pub(super) struct Section {
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(source: &'a str, root: Table, overrides: &'a Overrides) -> Self {
+    pub(super) fn new(
+        source: &'a str,
+        root: Table,
+        base: Option<&'a Path>,
+        overrides: &'a Overrides,
+        env: &'a Env,
+    ) -> Self {
         Reader {
             source,
             root,
             overrides,
             problems: Vec::new(),
+            base,
+            env,
+            from_env: Vec::new(),
+        }
+    }
+
+    /// Puts every `TOKENGATE_<SECTION>__<KEY>` variable's value into the table, over the file's,
+    /// so it is validated exactly as a file value would be. Variables without `__`
+    /// (`TOKENGATE_CONFIG`, `TOKENGATE_ADMIN_LISTEN`, `TOKENGATE_PASSWORD`) are not keys.
+    fn apply_env(&mut self) {
+        let env = self.env;
+        let overrides = env
+            .range(ENV_PREFIX.to_owned()..)
+            .take_while(|(name, _)| name.starts_with(ENV_PREFIX));
+        for (name, text) in overrides {
+            let Some((section, key)) = name[ENV_PREFIX.len()..].split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            if !ENV_SECTIONS.contains(&section.as_str()) || key.is_empty() || key.contains("__") {
+                self.problems.push(format!(
+                    "environment variable {name}: names no key; use TOKENGATE_<SECTION>__<KEY> \
+                     with a section among {}",
+                    ENV_SECTIONS.join(", ")
+                ));
+                continue;
+            }
+            let table = self
+                .root
+                .entry(section.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
+            // A section that is not a table is reported when it is read.
+            if let Value::Table(table) = table {
+                table.insert(key.clone(), env_value(text));
+            }
+            self.from_env.push((section, key, name.clone()));
+        }
+    }
+
+    /// The variable that set `section.key`, if one did.
+    fn env_var(&self, section: &str, key: &str) -> Option<&str> {
+        self.from_env
+            .iter()
+            .find(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, name)| name.as_str())
+    }
+
+    /// A path from the file, relative to the file's directory; one from the environment,
+    /// relative to the working directory.
+    pub(super) fn resolve(&self, section: &str, key: &str, path: String) -> PathBuf {
+        let path = PathBuf::from(path);
+        match self.base {
+            Some(base) if path.is_relative() && self.env_var(section, key).is_none() => {
+                base.join(path)
+            }
+            _ => path,
         }
     }
 
     pub(super) fn read(mut self) -> Result<Config, ConfigError> {
+        self.apply_env();
         let mut server = self.section("server");
         let mut upstream = self.section("upstream");
         let mut security = self.section("security");
@@ -58,8 +137,11 @@ impl<'a> Reader<'a> {
                 "an address like 127.0.0.1:8080, or \"\" for HTTPS only",
             ),
         };
-        let file_dir =
-            PathBuf::from(self.string(&mut server, "data_dir", ServerConfig::DEFAULT_DATA_DIR));
+        // The default is no file's: like the embedded defaults, it means the working directory.
+        let file_dir = match self.optional_string(&mut server, "data_dir") {
+            Some(dir) => self.resolve("server", "data_dir", dir),
+            None => PathBuf::from(ServerConfig::DEFAULT_DATA_DIR),
+        };
         let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
         let server_config = ServerConfig {
             listen,
@@ -97,18 +179,7 @@ impl<'a> Reader<'a> {
         let file_url = self.string(&mut upstream, "url", UpstreamConfig::DEFAULT_URL);
         let url = self.overrides.upstream.clone().unwrap_or(file_url);
         let target = self.upstream_url(&url);
-        let authorization = self
-            .optional_string(&mut upstream, "authorization")
-            .and_then(|v| {
-                let parsed = HeaderValue::from_str(&v).ok().map(|mut h| {
-                    h.set_sensitive(true);
-                    h
-                });
-                if parsed.is_none() {
-                    self.problem("upstream", "authorization", "is not a valid header value");
-                }
-                parsed
-            });
+        let authorization = self.upstream_authorization(&mut upstream);
         let (scheme, authority, path_prefix) = target.unwrap_or_else(|| {
             (
                 Scheme::HTTP,
@@ -213,8 +284,11 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn problem(&mut self, section: &str, key: &str, what: &str) {
-        self.problems
-            .push(format!("{}: [{section}] {key}: {what}", self.source));
+        let problem = match self.env_var(section, key) {
+            Some(var) => format!("environment variable {var}: [{section}] {key}: {what}"),
+            None => format!("{}: [{section}] {key}: {what}", self.source),
+        };
+        self.problems.push(problem);
     }
 
     pub(super) fn section(&mut self, name: &'static str) -> Section {
@@ -264,6 +338,13 @@ impl<'a> Reader<'a> {
             Some(Value::Array(items)) if items.iter().all(Value::is_str) => items
                 .into_iter()
                 .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            // A variable holds no array unless written as TOML: a comma list is one too.
+            Some(Value::String(list)) if self.env_var(section.name, key).is_some() => list
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
                 .collect(),
             Some(_) => {
                 self.problem(section.name, key, "expected an array of strings");
@@ -394,9 +475,127 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A variable's text as a TOML value when it is one (`100`, `false`, `"text"`, `["a", "b"]`),
+/// else as a string: addresses, URLs and durations need no quotes.
+fn env_value(text: &str) -> Value {
+    match format!("v = {text}").parse::<Table>() {
+        Ok(mut table) if table.len() == 1 => table
+            .remove("v")
+            .unwrap_or_else(|| Value::String(text.to_owned())),
+        _ => Value::String(text.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_variables_replace_file_values_and_the_command_line_wins() {
+        let vars = env(&[
+            ("TOKENGATE_UPSTREAM__URL", "http://es.internal:9200"),
+            ("TOKENGATE_SERVER__LISTEN", "127.0.0.1:7000"),
+            ("TOKENGATE_SERVER__MAX_CONNECTIONS", "77"),
+            ("TOKENGATE_SECURITY__ADMIN_ROLES", "ops, admins"),
+            ("TOKENGATE_LOG__FORMAT", "json"),
+            ("TOKENGATE_CONFIG", "/not/a/key"),
+            ("TOKENGATE_ADMIN_LISTEN", ""),
+        ]);
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 5\n";
+        let base = Path::new("/etc/tokengate");
+        let config =
+            Config::read("gw.toml", text, Some(base), &Overrides::default(), &vars).unwrap();
+        assert_eq!(config.upstream.authority.as_str(), "es.internal:9200");
+        assert_eq!(config.server.listen.unwrap().port(), 7000);
+        assert_eq!(config.server.max_connections, 77);
+        assert_eq!(config.security.admin_roles, ["ops", "admins"]);
+        assert_eq!(config.log.format, LogFormat::Json);
+
+        let array = env(&[("TOKENGATE_SECURITY__ADMIN_ROLES", r#"["a", "b"]"#)]);
+        let config = Config::read("t", "", None, &Overrides::default(), &array).unwrap();
+        assert_eq!(config.security.admin_roles, ["a", "b"]);
+
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let config = Config::read("gw.toml", text, Some(base), &overrides, &vars).unwrap();
+        assert_eq!(config.server.listen.unwrap().port(), 0);
+    }
+
+    #[test]
+    fn a_bad_variable_is_reported_by_its_name() {
+        let vars = env(&[
+            ("TOKENGATE_UPSTREAM__TIMEOUT", "soon"),
+            ("TOKENGATE_SERVER__COLOUR", "red"),
+            ("TOKENGATE_NOSUCH__KEY", "1"),
+        ]);
+        let problems = Config::read("gw.toml", "", None, &Overrides::default(), &vars)
+            .unwrap_err()
+            .problems;
+        let expect = [
+            "environment variable TOKENGATE_UPSTREAM__TIMEOUT: [upstream] timeout: expected a duration",
+            "environment variable TOKENGATE_SERVER__COLOUR: [server] colour: unknown key",
+            "environment variable TOKENGATE_NOSUCH__KEY: names no key",
+        ];
+        for fragment in expect {
+            assert!(
+                problems.iter().any(|p| p.starts_with(fragment)),
+                "{fragment} not in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn relative_paths_in_a_file_are_the_files_and_others_the_working_directorys() {
+        let text = "[server]\ndata_dir = \"state\"\n[tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n[upstream]\nca = \"ca.pem\"\n";
+        let base = Path::new("/etc/tokengate");
+        let config = Config::read(
+            "gw.toml",
+            text,
+            Some(base),
+            &Overrides::default(),
+            &Env::new(),
+        )
+        .unwrap();
+        assert_eq!(config.server.data_dir, base.join("state"));
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert, base.join("tls/cert.pem"));
+        assert_eq!(tls.key, PathBuf::from("/abs/key.pem"));
+        assert_eq!(config.upstream.tls.ca, Some(base.join("ca.pem")));
+        assert_eq!(
+            config.audit.output,
+            Some(AuditOutput::File(base.join("state/audit.json")))
+        );
+
+        let config = Config::read(
+            "gw.toml",
+            "",
+            Some(base),
+            &Overrides::default(),
+            &Env::new(),
+        )
+        .unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("data"));
+        let overrides = Overrides {
+            data_dir: Some("cli-dir".into()),
+            ..Overrides::default()
+        };
+        let config = Config::read("gw.toml", text, Some(base), &overrides, &Env::new()).unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("cli-dir"));
+        let vars = env(&[("TOKENGATE_SERVER__DATA_DIR", "env-dir")]);
+        let config =
+            Config::read("gw.toml", text, Some(base), &Overrides::default(), &vars).unwrap();
+        assert_eq!(config.server.data_dir, PathBuf::from("env-dir"));
+    }
 
     #[test]
     fn empty_text_gives_embedded_defaults() {

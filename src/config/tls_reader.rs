@@ -106,7 +106,7 @@ impl Reader<'_> {
     fn path(&mut self, section: &mut Section, key: &str) -> Option<PathBuf> {
         self.optional_string(section, key)
             .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
+            .map(|p| self.resolve(section.name, key, p))
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole.
 
+mod failure;
 pub mod headers;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ use crate::body::{BodyError, Guarded};
 use crate::config::UpstreamConfig;
 use crate::error::ApiError;
 use crate::tls::{upstream::client_config, TlsError};
+use failure::{Cause, FailureLog};
 use headers::{Authorization, ClientInfo};
 
 /// The upstream cluster and the pooled client that reaches it.
@@ -44,6 +46,8 @@ pub struct Upstream {
     authority: Authority,
     path_prefix: String,
     timeout: std::time::Duration,
+    /// Upstream failures logged, rate-limited per cause.
+    failures: Arc<FailureLog>,
 }
 
 impl Upstream {
@@ -73,6 +77,7 @@ impl Upstream {
             authority: config.authority.clone(),
             path_prefix: config.path_prefix.clone(),
             timeout: config.timeout,
+            failures: Arc::default(),
         })
     }
 
@@ -93,6 +98,11 @@ impl Upstream {
                 80
             });
         format!("{}:{port}", self.authority.host())
+    }
+
+    /// `scheme://host:port`, the port spelled out, for failure logs.
+    fn address(&self) -> String {
+        format!("{}://{}", self.scheme, self.socket_authority())
     }
 
     /// `scheme://authority`, for logs.
@@ -134,6 +144,8 @@ impl Upstream {
             }
             Ok(Ok(mut response)) => {
                 headers::remove_hop_by_hop(response.headers_mut());
+                // Only the gateway's own answers may say they are its own.
+                response.headers_mut().remove(&crate::response::X_TOKENGATE);
                 // The client's connection is ours, not the upstream's: answer in our version.
                 *response.version_mut() = Version::HTTP_11;
                 Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
@@ -149,12 +161,15 @@ impl Upstream {
                     })
                 }
                 None => {
-                    tracing::warn!(%error, connect = error.is_connect(), "upstream request failed");
+                    let cause = Cause::of(&error);
+                    self.failures.report(cause, &self.address(), &error);
                     Err(ApiError::UpstreamUnavailable)
                 }
             },
             Err(_) => {
-                tracing::warn!(timeout = ?self.timeout, "upstream response deadline passed");
+                let deadline = format!("no response headers within {:?}", self.timeout);
+                self.failures
+                    .report(Cause::ResponseTimeout, &self.address(), &deadline);
                 Err(ApiError::UpstreamTimeout)
             }
         }

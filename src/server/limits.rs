@@ -149,7 +149,7 @@ fn answer(reason: String) -> Vec<u8> {
     let body = response::to_bytes(&error.to_json(), false);
     let mut bytes = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         x-elastic-product: Elasticsearch\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
+         x-elastic-product: Elasticsearch\r\nx-tokengate: gateway\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
          connection: close\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )

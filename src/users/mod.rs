@@ -156,6 +156,13 @@ impl UserRealm {
                 None => generated.insert(generate_password()).clone(),
             };
             bootstrap(dir, &password)?;
+        } else if password.is_some() {
+            // Only the first start sets it; saying so spares an operator a login that fails.
+            tracing::warn!(
+                users = %users_path(dir).display(),
+                "ELASTIC_PASSWORD ignored: the users file already exists \
+                 (change a password with `tokengate reset-password`)"
+            );
         }
         for path in [users_path(dir), roles_path(dir)] {
             if let Ok(meta) = fs::metadata(&path) {

@@ -408,3 +408,10 @@ pub fn es_rejection_reason(authorization: &str) -> String {
         _ => BAD_CREDENTIALS.to_owned(),
     }
 }
+
+/// Reports a test (or part of one) that did not run, where `cargo test` shows it: the harness
+/// keeps a passing test's `eprintln!` output to itself, a write to the stderr handle it does not.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}

@@ -68,6 +68,8 @@ pub struct GatewayProcess {
     pub listening: String,
     /// The plain-HTTP address it logged.
     pub addr: SocketAddr,
+    /// Every line logged before `listening`: what a start said about its configuration.
+    pub startup: Vec<String>,
 }
 
 impl GatewayProcess {
@@ -94,8 +96,27 @@ impl GatewayProcess {
             lines,
             listening: String::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            startup: Vec::new(),
         };
-        process.listening = process.wait_for("listening").await;
+        let startup = tokio::time::timeout(LOG_DEADLINE, async {
+            let mut before = Vec::new();
+            while let Some(line) = process.lines.recv().await {
+                if line.contains("listening") {
+                    return Some((before, line));
+                }
+                before.push(line);
+            }
+            None
+        })
+        .await;
+        match startup {
+            Ok(Some((before, line))) => {
+                process.startup = before;
+                process.listening = line;
+            }
+            Ok(None) => panic!("the gateway exited without logging \"listening\""),
+            Err(_) => panic!("no \"listening\" log line within {LOG_DEADLINE:?}"),
+        }
         process.addr = listening_addr(&process.listening);
         process
     }
