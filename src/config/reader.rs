@@ -573,7 +573,7 @@ mod tests {
         assert_eq!(config.upstream.tls.ca, Some(base.join("ca.pem")));
         assert_eq!(
             config.audit.output,
-            Some(AuditOutput::File(base.join("state/audit.json")))
+            Some(LogOutput::File(base.join("state/audit.json")))
         );
 
         let config = Config::read(
