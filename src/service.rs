@@ -24,18 +24,19 @@ use crate::path::{self, PathError, PathKind};
 use crate::proxy::headers::{Authorization, ClientInfo};
 use crate::response::Body;
 use crate::server::Handler;
-use crate::state::State;
+use crate::state::{Live, State};
 use crate::upstream_auth::Presented;
 
 /// The gateway's client-facing service: what its listeners serve.
 #[derive(Clone)]
 pub struct GatewayService {
-    state: State,
+    /// Swapped by a reload; each request loads it once and keeps what it loaded.
+    live: Live,
 }
 
 impl GatewayService {
-    pub fn new(state: State) -> Self {
-        GatewayService { state }
+    pub fn new(live: Live) -> Self {
+        GatewayService { live }
     }
 }
 
@@ -45,7 +46,8 @@ impl Handler for GatewayService {
         request: Request<Incoming>,
         client: &Arc<ClientInfo>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        handle(&self.state, client, request)
+        let state = self.live.load();
+        async move { handle(&state, client, request).await }
     }
 }
 

@@ -1,5 +1,5 @@
 //! Process signals: SIGTERM/SIGINT stop the gateway (it drains first), SIGHUP asks it to re-read
-//! its certificate, users and service tokens file. No signal the gateway listens for may end it abruptly.
+//! its configuration file, certificate, users and service tokens file. No signal the gateway listens for may end it abruptly.
 
 use std::future::Future;
 
@@ -49,7 +49,7 @@ pub fn hangups() -> (
         #[cfg(unix)]
         if let Ok(signal) = &mut hangup {
             while signal.recv().await.is_some() {
-                tracing::info!("sighup received, reloading certificate, users and service tokens");
+                tracing::info!("sighup received, reloading");
                 tx.send_modify(|count| *count += 1);
             }
         }
