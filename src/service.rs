@@ -46,17 +46,19 @@ impl Handler for GatewayService {
         request: Request<Incoming>,
         client: &Arc<ClientInfo>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        let state = self.live.load();
-        async move { handle(&state, client, request).await }
+        handle(self.live.load(), client, request)
     }
 }
 
 /// Answers one request. Never fails: every error is rendered here, and every answer counted.
+/// `state` is owned, so a request keeps the state it started with across a reload (and no
+/// wrapper future is needed to hold it: that copied the whole request future once more).
 pub async fn handle(
-    state: &State,
+    state: State,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let state = &state;
     let started = Instant::now();
     let method = request.method().clone();
     let pretty = request
