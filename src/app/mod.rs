@@ -216,6 +216,9 @@ impl Gateway {
             );
         }
 
+        // The data directory is locked by now: the file names the gateway that holds it. Before
+        // the lines below, so `tokengate reload` works for whoever has seen them.
+        pid::write(&config.server.data_dir);
         // Last, so that a log reader who sees it can rely on everything above.
         for (addr, https) in [(http_addr, false), (https_addr, true)] {
             if let Some(addr) = addr {
@@ -225,8 +228,6 @@ impl Gateway {
         if let Some(addr) = admin_addr {
             tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
         }
-        // The data directory is locked by now: the file names the gateway that holds it.
-        pid::write(&config.server.data_dir);
         Ok(Gateway {
             live,
             listeners,

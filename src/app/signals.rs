@@ -5,15 +5,21 @@ use std::future::Future;
 
 use tokio::sync::watch;
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn terminate() {
+/// Takes over SIGINT and SIGTERM now, so from this call on they drain instead of killing the
+/// process (a signal sent right after the `listening` line must not find the default action),
+/// and returns what resolves on the first of them.
+pub fn terminate() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match signals {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("sigterm received, shutting down"),
@@ -25,10 +31,10 @@ pub async fn terminate() {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -234,6 +234,7 @@ fn run(source: ConfigSource, config: Config) -> ExitCode {
         .ok()
         .filter(|p| !p.is_empty());
     runtime.block_on(async {
+        let terminate = app::signals::terminate();
         let mut gateway =
             match Gateway::start_from(Some(source), config, bootstrap.as_deref()).await {
                 Ok(gateway) => gateway,
@@ -254,7 +255,7 @@ fn run(source: ConfigSource, config: Config) -> ExitCode {
         app::notify::ready();
         gateway
             .run(async {
-                app::signals::terminate().await;
+                terminate.await;
                 #[cfg(unix)]
                 app::notify::stopping();
             })
