@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use crate::proxy::headers::ClientInfo;
 use crate::response::Body;
 use crate::server::{Handler, Stats};
-use crate::state::State;
+use crate::state::{Live, State};
 use crate::tls::server::ServerTls;
 
 /// How long one upstream reachability probe result is reused: a probe per scrape or health
@@ -28,18 +28,17 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Whether the gateway should get traffic.
 pub struct Readiness {
     draining: AtomicBool,
-    requires_upstream: bool,
-    /// `host:port` of the cluster, for the probe.
-    upstream: String,
+    /// Where the probe reads the cluster's address and whether it matters: both may change on
+    /// a reload.
+    live: Live,
     probe: Mutex<Option<(Instant, bool)>>,
 }
 
 impl Readiness {
-    pub fn new(requires_upstream: bool, upstream: String) -> Self {
+    pub fn new(live: Live) -> Self {
         Readiness {
             draining: AtomicBool::new(false),
-            requires_upstream,
-            upstream,
+            live,
             probe: Mutex::new(None),
         }
     }
@@ -54,20 +53,25 @@ impl Readiness {
         if self.draining.load(Ordering::Relaxed) {
             return Err("draining");
         }
-        if self.requires_upstream && !self.upstream_reachable().await {
+        let state = self.live.load();
+        if state.config.admin.ready_requires_upstream
+            && !self
+                .upstream_reachable(state.upstream.socket_authority())
+                .await
+        {
             return Err("upstream unreachable");
         }
         Ok(())
     }
 
-    async fn upstream_reachable(&self) -> bool {
+    async fn upstream_reachable(&self, upstream: String) -> bool {
         let cached = *self.probe.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, reachable)) = cached {
             if at.elapsed() < PROBE_REUSE {
                 return reachable;
             }
         }
-        let connect = tokio::net::TcpStream::connect(self.upstream.as_str());
+        let connect = tokio::net::TcpStream::connect(upstream.as_str());
         let reachable = matches!(
             tokio::time::timeout(PROBE_TIMEOUT, connect).await,
             Ok(Ok(_))
@@ -81,7 +85,8 @@ impl Readiness {
 /// What the admin listener serves.
 #[derive(Clone)]
 pub struct AdminService {
-    state: State,
+    /// Read per scrape: the accounts and the upstream client may change on a reload.
+    live: Live,
     readiness: Arc<Readiness>,
     /// The gateway listeners' connection counts.
     stats: Arc<Stats>,
@@ -91,13 +96,13 @@ pub struct AdminService {
 
 impl AdminService {
     pub fn new(
-        state: State,
+        live: Live,
         readiness: Arc<Readiness>,
         stats: Arc<Stats>,
         tls: Option<ServerTls>,
     ) -> Self {
         AdminService {
-            state,
+            live,
             readiness,
             stats,
             tls,
@@ -119,8 +124,9 @@ impl AdminService {
             },
             "/metrics" => {
                 let ready = self.readiness.check().await.is_ok();
-                self.refresh_gauges(ready);
-                let mut response = reply(StatusCode::OK, self.state.metrics.render().into());
+                let state = self.live.load();
+                self.refresh_gauges(&state, ready);
+                let mut response = reply(StatusCode::OK, state.metrics.render().into());
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -135,10 +141,11 @@ impl AdminService {
     }
 
     /// Sets the gauges that are read, not counted.
-    fn refresh_gauges(&self, ready: bool) {
-        let metrics = &self.state.metrics;
-        for (account, _) in self.state.accounts.matching(None, None) {
-            let count = self.state.store.names_of(account).len();
+    fn refresh_gauges(&self, state: &State, ready: bool) {
+        let stats = &self.stats;
+        let metrics = &state.metrics;
+        for (account, _) in state.accounts.matching(None, None) {
+            let count = state.store.names_of(account).len();
             metrics
                 .tokens
                 .with_label_values(&[account.as_str()])
@@ -147,16 +154,16 @@ impl AdminService {
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         metrics
             .upstream_in_flight
-            .set(gauge(self.state.upstream.in_flight() as u64));
+            .set(gauge(state.upstream.in_flight() as u64));
         metrics
             .client_connections
-            .set(gauge(self.stats.open.load(Ordering::Relaxed)));
+            .set(gauge(stats.open.load(Ordering::Relaxed)));
         metrics
             .tls_handshakes
-            .set(gauge(self.stats.tls_handshakes.load(Ordering::Relaxed)));
+            .set(gauge(stats.tls_handshakes.load(Ordering::Relaxed)));
         metrics
             .tls_failures
-            .set(gauge(self.stats.tls_failures.load(Ordering::Relaxed)));
+            .set(gauge(stats.tls_failures.load(Ordering::Relaxed)));
         metrics.ready.set(i64::from(ready));
         if let Some(expiry) = self.tls.as_ref().and_then(ServerTls::not_after) {
             metrics.certificate_expiry.set(expiry as f64);
@@ -165,8 +172,8 @@ impl AdminService {
         metrics
             .log_lines_dropped
             .with_label_values(&["audit"])
-            .set(dropped(self.state.audit.dropped()));
-        if let Some(log) = &self.state.access_log {
+            .set(dropped(state.audit.dropped()));
+        if let Some(log) = &state.access_log {
             metrics
                 .log_lines_dropped
                 .with_label_values(&["access"])

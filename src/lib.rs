@@ -8,7 +8,7 @@
 //!
 //! | step | module | owns |
 //! |---|---|---|
-//! | start | [`cli`] → [`app`] | command line (run, users, tokens); the gateway as one value: state, listeners, background tasks, signals, service-manager notification |
+//! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification |
 //! | configure | [`config`] | typed and validated configuration from a file, `TOKENGATE_*` variables and the command line, every default as a named constant; the files it names checked |
 //! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
 //! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
@@ -21,7 +21,7 @@
 //! | record | [`audit`], [`metrics`], [`admin`] | security events as JSON lines, off the request path; failed logins in the main log; Prometheus metrics; the admin listener |
 //!
 //! [`state`] owns the parts a request needs (store, file tokens, users, accounts, upstream, configuration) in
-//! one cheap-clone handle; [`atomic_file`] replaces small files crash-safely and keeps the data
+//! one cheap-clone handle, and the cell a reload swaps it in; [`atomic_file`] replaces small files crash-safely and keeps the data
 //! directory owner-only. Dependencies point down this table and never back: `tests/layout.rs`
 //! fails on an import cycle.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

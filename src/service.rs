@@ -25,18 +25,19 @@ use crate::path::{self, PathError, PathKind};
 use crate::proxy::headers::{Authorization, ClientInfo};
 use crate::response::Body;
 use crate::server::Handler;
-use crate::state::State;
+use crate::state::{Live, State};
 use crate::upstream_auth::Presented;
 
 /// The gateway's client-facing service: what its listeners serve.
 #[derive(Clone)]
 pub struct GatewayService {
-    state: State,
+    /// Swapped by a reload; each request loads it once and keeps what it loaded.
+    live: Live,
 }
 
 impl GatewayService {
-    pub fn new(state: State) -> Self {
-        GatewayService { state }
+    pub fn new(live: Live) -> Self {
+        GatewayService { live }
     }
 }
 
@@ -46,16 +47,19 @@ impl Handler for GatewayService {
         request: Request<Incoming>,
         client: &Arc<ClientInfo>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        handle(&self.state, client, request)
+        handle(self.live.load(), client, request)
     }
 }
 
 /// Answers one request. Never fails: every error is rendered here, and every answer counted.
+/// `state` is owned, so a request keeps the state it started with across a reload (and no
+/// wrapper future is needed to hold it: that copied the whole request future once more).
 pub async fn handle(
-    state: &State,
+    state: State,
     client: &Arc<ClientInfo>,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    let state = &state;
     let started = Instant::now();
     let method = request.method().clone();
     let pretty = request

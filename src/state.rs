@@ -1,9 +1,15 @@
 //! The shared state every connection holds: a cheap-clone handle over one `Arc`, owning the
 //! gateway's parts. Modules that answer requests borrow the parts they need from here; none of
 //! them owns another's.
+//!
+//! [`Live`] is the cell the listeners read it from: a reload builds a new [`State`] that shares
+//! the long-lived parts (store, users, file tokens, throttle, metrics, audit) and swaps it in;
+//! a request keeps the state it started with.
 
 use std::ops::Deref;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::access_log::{self, AccessLog};
 use crate::accounts::{Accounts, BuiltinError};
@@ -60,7 +66,7 @@ pub struct Parts {
     /// The cluster and the pooled client that reaches it.
     pub upstream: Upstream,
     /// What each account's forwarded requests carry upstream, and its local rules.
-    pub upstream_auth: UpstreamAuth,
+    pub upstream_auth: Arc<UpstreamAuth>,
     /// Failed authentications per client address; shared with the task that sweeps it.
     pub throttle: Arc<FailureThrottle>,
     /// What `/metrics` on the admin listener shows; the journal writer reports to it too.
@@ -121,7 +127,7 @@ impl State {
                 users,
                 accounts,
                 upstream,
-                upstream_auth,
+                upstream_auth: Arc::new(upstream_auth),
                 throttle,
                 metrics,
                 audit,
@@ -129,5 +135,142 @@ impl State {
             }),
         };
         Ok((state, generated))
+    }
+
+    /// A state for `config` beside this one: the parts that hold files, locks, threads or
+    /// counters are shared, never reopened; the configuration is replaced, and so are the
+    /// upstream client and the accounts' credentials when their settings changed. The accounts
+    /// registry stays (the file tokens parse against it): new or removed accounts and changed
+    /// role descriptors wait for a restart, which the caller reports.
+    ///
+    /// `auto` API keys: the credentials are rebuilt only when their inputs changed, and then a
+    /// new key maker replaces the old one; the gateway's key task follows [`Live`] and runs only
+    /// the current one, so two never compete for the keys file.
+    pub fn reload(&self, config: Config) -> Result<State, OpenError> {
+        let old = &self.config;
+        let upstream = if upstream_changed(old, &config) {
+            Upstream::new(&config.upstream, config.server.http.client_body_timeout)?
+        } else {
+            self.upstream.clone()
+        };
+        let upstream_auth = if credentials_changed(old, &config) {
+            Arc::new(UpstreamAuth::open(&config, &self.accounts)?)
+        } else {
+            Arc::clone(&self.upstream_auth)
+        };
+        Ok(State {
+            inner: Arc::new(Parts {
+                config,
+                store: self.store.clone(),
+                file_tokens: self.file_tokens.clone(),
+                users: self.users.clone(),
+                accounts: self.accounts.clone(),
+                upstream,
+                upstream_auth,
+                throttle: Arc::clone(&self.throttle),
+                metrics: Arc::clone(&self.metrics),
+                audit: self.audit.clone(),
+                access_log: self.access_log.clone(),
+            }),
+        })
+    }
+}
+
+/// Whether the pooled client must be rebuilt: its settings are fixed when it is made.
+fn upstream_changed(old: &Config, new: &Config) -> bool {
+    old.upstream.authorization != new.upstream.authorization
+        || format!("{:?}", old.upstream) != format!("{:?}", new.upstream)
+        || old.server.http.client_body_timeout != new.server.http.client_body_timeout
+}
+
+/// Whether the accounts' upstream credentials must be resolved again. `Debug` redacts the
+/// credentials, so they are compared apart.
+fn credentials_changed(old: &Config, new: &Config) -> bool {
+    let secrets = |c: &Config| {
+        let mut values = vec![c.upstream.authorization.clone()];
+        for account in &c.service_accounts {
+            values.push(match &account.credential {
+                Some(crate::config::AccountCredential::Configured(value)) => Some(value.clone()),
+                _ => None,
+            });
+        }
+        values
+    };
+    upstream_changed(old, new)
+        || secrets(old) != secrets(new)
+        || format!("{:?}", old.service_accounts) != format!("{:?}", new.service_accounts)
+        || old.server.data_dir != new.server.data_dir
+}
+
+/// The current [`State`], swappable while requests run: a request loads it once (a lock-free
+/// atomic load and a reference count) and keeps what it loaded to its end.
+#[derive(Clone)]
+pub struct Live {
+    current: Arc<ArcSwap<Parts>>,
+}
+
+impl Live {
+    pub fn new(state: &State) -> Live {
+        Live {
+            current: Arc::new(ArcSwap::new(Arc::clone(&state.inner))),
+        }
+    }
+
+    /// The state requests start with from now on.
+    pub fn load(&self) -> State {
+        State {
+            inner: self.current.load_full(),
+        }
+    }
+
+    /// Makes `state` the one new requests get; those in flight finish with theirs.
+    pub fn store(&self, state: &State) {
+        self.current.store(Arc::clone(&state.inner));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn config(dir: &std::path::Path, upstream: &str) -> Config {
+        let overrides = Overrides {
+            upstream: Some(upstream.into()),
+            data_dir: Some(dir.to_owned()),
+            ..Overrides::default()
+        };
+        Config::from_toml("test", "", &overrides).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reload_shares_the_long_lived_parts_and_replaces_config_and_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, _) = State::open(
+            config(dir.path(), "http://127.0.0.1:9200"),
+            Some("pw-1234567"),
+        )
+        .unwrap();
+        let live = Live::new(&old);
+        let new = old
+            .reload(config(dir.path(), "http://127.0.0.1:9300"))
+            .unwrap();
+        live.store(&new);
+        let current = live.load();
+        assert!(Arc::ptr_eq(&current.inner, &new.inner));
+        assert!(Arc::ptr_eq(&old.throttle, &new.throttle));
+        assert!(Arc::ptr_eq(&old.metrics, &new.metrics));
+        assert!(old.store.same_as(&new.store));
+        assert!(old.users.same_as(&new.users));
+        assert_eq!(old.upstream.describe(), "http://127.0.0.1:9200");
+        assert_eq!(new.upstream.describe(), "http://127.0.0.1:9300");
+        assert!(!Arc::ptr_eq(&old.upstream_auth, &new.upstream_auth));
+        // Unchanged inputs keep the credentials (and any key maker) as they are.
+        let again = new
+            .reload(config(dir.path(), "http://127.0.0.1:9300"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&new.upstream_auth, &again.upstream_auth));
+        assert!(again.store.same_as(&old.store));
+        old.store.close();
     }
 }

@@ -7,6 +7,8 @@
 
 #[cfg(unix)]
 pub mod notify;
+pub mod pid;
+mod reload;
 mod runtime;
 pub mod signals;
 mod tasks;
@@ -19,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::net::TcpListener;
 
-pub use runtime::{init_logging, runtime};
+pub use reload::ConfigSource;
+pub use runtime::{init_logging, runtime, set_log_level};
 pub use tasks::Tasks;
 
 use crate::admin::{AdminService, Readiness};
@@ -27,7 +30,7 @@ use crate::config::{AccessLogConfig, AuthThrottle, Config, LogConfig};
 use crate::proxy::Upstream;
 use crate::server::{self, Listener};
 use crate::service::GatewayService;
-use crate::state::{OpenError, State};
+use crate::state::{Live, OpenError, State};
 use crate::tls::server::ServerTls;
 use crate::tls::TlsError;
 
@@ -61,7 +64,8 @@ impl StartError {
 
 /// A started gateway: state open, sockets bound, background tasks running.
 pub struct Gateway {
-    state: State,
+    /// The current state: a reload swaps it.
+    live: Live,
     listeners: Vec<Listener>,
     http_addr: Option<SocketAddr>,
     https_addr: Option<SocketAddr>,
@@ -88,7 +92,19 @@ impl Gateway {
     /// Opens the state under the data directory, binds the plain and HTTPS listeners (port 0
     /// picks a free port; see [`Gateway::http_addr`]) and starts the background tasks.
     /// `bootstrap_password` is the `elastic` user's password when there is no users file yet.
+    /// A SIGHUP reloads certificates, users and file tokens, not `config`: nothing says where
+    /// it came from ([`Gateway::start_from`] does).
     pub async fn start(
+        config: Config,
+        bootstrap_password: Option<&str>,
+    ) -> Result<Gateway, StartError> {
+        Self::start_from(None, config, bootstrap_password).await
+    }
+
+    /// As [`Gateway::start`], and every SIGHUP also reads the configuration again from
+    /// `source` and applies it (see [`reload`]).
+    pub async fn start_from(
+        source: Option<ConfigSource>,
         config: Config,
         bootstrap_password: Option<&str>,
     ) -> Result<Gateway, StartError> {
@@ -101,6 +117,7 @@ impl Gateway {
             .transpose()
             .map_err(StartError::ListenerTls)?;
         let (state, generated_password) = State::open(config, bootstrap_password)?;
+        let live = Live::new(&state);
         let config = &state.config;
 
         let mut listeners = Vec::new();
@@ -125,6 +142,11 @@ impl Gateway {
 
         let mut tasks = Tasks::default();
         tasks.spawn("sighup", feed);
+        let (applied, reloads) = tokio::sync::watch::channel(0u64);
+        if let Some(source) = source {
+            let task = reload::on_hangups(source, live.clone(), hangups.clone(), applied);
+            tasks.spawn("configuration reload", task);
+        }
         if let Some(keys) = state.upstream_auth.keys() {
             // Keys made before the first request spare it a 503; a cluster that is down delays
             // the start by this much at most, and the task keeps trying.
@@ -133,8 +155,9 @@ impl Gateway {
             if tokio::time::timeout(wait, keys.provision()).await.is_err() {
                 tracing::warn!(?wait, "API keys not ready at start; still trying");
             }
-            tasks.spawn("api keys", std::sync::Arc::clone(keys).run());
         }
+        // Always: a reload may bring `auto` credentials where there were none.
+        tasks.spawn("api keys", reload::api_keys(live.clone(), reloads));
         let (users, audit) = (state.users.clone(), state.audit.clone());
         let dir = config.server.data_dir.clone();
         tasks.spawn(
@@ -193,6 +216,9 @@ impl Gateway {
             );
         }
 
+        // The data directory is locked by now: the file names the gateway that holds it. Before
+        // the lines below, so `tokengate reload` works for whoever has seen them.
+        pid::write(&config.server.data_dir);
         // Last, so that a log reader who sees it can rely on everything above.
         for (addr, https) in [(http_addr, false), (https_addr, true)] {
             if let Some(addr) = addr {
@@ -203,7 +229,7 @@ impl Gateway {
             tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
         }
         Ok(Gateway {
-            state,
+            live,
             listeners,
             http_addr,
             https_addr,
@@ -220,8 +246,9 @@ impl Gateway {
         self.admin_addr
     }
 
-    pub fn state(&self) -> &State {
-        &self.state
+    /// The state requests start with now.
+    pub fn state(&self) -> State {
+        self.live.load()
     }
 
     /// The plain-HTTP listener's address as bound.
@@ -252,23 +279,22 @@ impl Gateway {
     /// after it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Gateway {
-            state,
+            live,
             listeners,
             tasks,
             admin,
             tls,
             ..
         } = self;
+        // What a reload cannot change (listeners, limits per connection) is read from here.
+        let state = live.load();
         let stats = Arc::new(server::Stats::default());
-        let readiness = Arc::new(Readiness::new(
-            state.config.admin.ready_requires_upstream,
-            state.upstream.socket_authority(),
-        ));
+        let readiness = Arc::new(Readiness::new(live.clone()));
         let admin_stop = CancellationToken::new();
         let admin_server = async {
             if let Some(listener) = admin {
                 let service =
-                    AdminService::new(state.clone(), readiness.clone(), stats.clone(), tls);
+                    AdminService::new(live.clone(), readiness.clone(), stats.clone(), tls);
                 let stats = Arc::new(server::Stats::default());
                 let config = &state.config.server;
                 server::run(
@@ -282,7 +308,7 @@ impl Gateway {
             }
         };
         let gateway_server = async {
-            let service = GatewayService::new(state.clone());
+            let service = GatewayService::new(live.clone());
             let draining = async {
                 shutdown.await;
                 readiness.drain();
@@ -300,6 +326,7 @@ impl Gateway {
         tokio::join!(gateway_server, admin_server);
         tasks.stop().await;
         state.store.close();
+        pid::remove(&state.config.server.data_dir);
         state.audit.close();
         if let Some(log) = &state.access_log {
             log.close(AccessLogConfig::CLOSE_DEADLINE);

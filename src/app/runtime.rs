@@ -1,5 +1,9 @@
 //! The process around a gateway: the async runtime and the log subscriber.
 
+use std::sync::OnceLock;
+
+use tracing_subscriber::EnvFilter;
+
 use crate::config::{LogConfig, LogFormat, ServerConfig};
 
 /// The runtime for `config.workers` threads (one per core when unset). One worker (a one-core
@@ -20,30 +24,65 @@ pub fn runtime(config: &ServerConfig) -> std::io::Result<tokio::runtime::Runtime
     builder.enable_all().build()
 }
 
-/// Logs to standard error with `config.level` as the filter (`RUST_LOG` wins when set), as text
-/// or as JSON lines.
-pub fn init_logging(config: &LogConfig) {
-    let level = &config.level;
-    // rustls warns about client mistakes (an IP address sent as SNI) on every handshake; any
-    // client could flood the log with them, so they are kept to errors unless asked for.
+/// Replaces the log filter of the running process; set once by [`init_logging`]. Boxed because
+/// the handle's type differs between the text and the JSON formatter.
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+static FILTER: OnceLock<SetFilter> = OnceLock::new();
+
+/// The filter for `level`, with rustls kept quiet: it warns about client mistakes (an IP address
+/// sent as SNI) on every handshake, and any client could flood the log with them.
+fn filter(level: &str) -> Result<EnvFilter, String> {
     let level = if level.contains("rustls") {
         level.to_owned()
     } else {
         format!("{level},rustls=error")
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    EnvFilter::try_new(&level).map_err(|e| e.to_string())
+}
+
+/// Logs to standard error with `config.level` as the filter (`RUST_LOG` wins when set), as text
+/// or as JSON lines. The filter stays replaceable ([`set_log_level`]) for a reload.
+pub fn init_logging(config: &LogConfig) {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let filter = from_env
+        .or_else(|| filter(&config.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match config.format {
+    let set: Option<SetFilter> = match config.format {
         LogFormat::Text => {
             // Colour codes only for a person at a terminal; files and pipes get plain text.
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            builder.with_ansi(ansi).try_init()
+            let builder = builder.with_ansi(ansi).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .ok()
+                .map(|()| Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())) as _)
         }
         // Fields at the top level, beside `message`, as log shippers index them.
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder
+                .try_init()
+                .ok()
+                .map(|()| Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())) as _)
+        }
     };
+    // `RUST_LOG` is the operator's word for this process: a reload leaves it alone.
+    if let (Some(set), false) = (set, pinned) {
+        let _ = FILTER.set(set);
+    }
+}
+
+/// Applies a reloaded `log.level`. `Ok(false)`: nothing to replace (`RUST_LOG` set the filter,
+/// or this process did not install the log subscriber, as in the test harness).
+pub fn set_log_level(level: &str) -> Result<bool, String> {
+    match FILTER.get() {
+        Some(set) => set(filter(level)?).map(|()| true),
+        None => Ok(false),
+    }
 }

@@ -1,16 +1,16 @@
 //! Process signals: SIGTERM/SIGINT stop the gateway (it drains first), SIGHUP asks it to re-read
-//! its certificate, users and service tokens file. No signal the gateway listens for may end it abruptly.
+//! its configuration file, certificate, users and service tokens file. No signal the gateway listens for may end it abruptly.
 
 use std::future::Future;
 
 use tokio::sync::watch;
 
-/// Takes over SIGINT and SIGTERM now and resolves on the first of them. The handlers are in
-/// place when this returns, not when the future is first polled: a service manager may send
-/// SIGTERM the moment it hears READY=1, and the default action would end the process undrained.
-pub fn terminate() -> impl Future<Output = ()> {
+/// Takes over SIGINT and SIGTERM now, so from this call on they drain instead of killing the
+/// process (a signal sent right after the `listening` line must not find the default action),
+/// and returns what resolves on the first of them.
+pub fn terminate() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let handlers = {
+    let signals = {
         use tokio::signal::unix::{signal, SignalKind};
         (
             signal(SignalKind::terminate()),
@@ -19,7 +19,7 @@ pub fn terminate() -> impl Future<Output = ()> {
     };
     async move {
         #[cfg(unix)]
-        match handlers {
+        match signals {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!("sigterm received, shutting down"),
@@ -55,7 +55,7 @@ pub fn hangups() -> (
         #[cfg(unix)]
         if let Ok(signal) = &mut hangup {
             while signal.recv().await.is_some() {
-                tracing::info!("sighup received, reloading certificate, users and service tokens");
+                tracing::info!("sighup received, reloading");
                 tx.send_modify(|count| *count += 1);
             }
         }

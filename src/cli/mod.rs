@@ -4,6 +4,7 @@
 //! and [`crate::store`].
 
 mod file_users;
+mod reload;
 mod remote;
 mod service_tokens;
 mod token_admin;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::{self, Gateway};
+use crate::app::{self, ConfigSource, Gateway};
 use crate::audit::Audit;
 use crate::config::{Config, ConfigError, Env, Overrides};
 use crate::users;
@@ -62,6 +63,8 @@ pub struct Common {
 pub enum Command {
     /// Validate the configuration and exit (0 when valid, 64 otherwise).
     CheckConfig,
+    /// Make the gateway running on this data directory reload its configuration (SIGHUP).
+    Reload,
     /// Set a new password for a file-realm user (random unless -i).
     ResetPassword {
         /// The user whose password changes.
@@ -139,14 +142,22 @@ pub enum TokensCommand {
 }
 
 impl Common {
+    /// The file and the overrides, as a reload reads them again.
+    fn source(&self) -> ConfigSource {
+        ConfigSource {
+            path: self.config.clone(),
+            overrides: Overrides {
+                listen: self.listen.clone(),
+                admin_listen: self.admin_listen.clone(),
+                upstream: self.upstream.clone(),
+                data_dir: self.data_dir.clone(),
+            },
+            env: environment(),
+        }
+    }
+
     fn load(&self) -> Result<Config, ExitCode> {
-        let overrides = Overrides {
-            listen: self.listen.clone(),
-            admin_listen: self.admin_listen.clone(),
-            upstream: self.upstream.clone(),
-            data_dir: self.data_dir.clone(),
-        };
-        Config::load(self.config.as_deref(), &overrides, &environment()).map_err(|error| {
+        self.source().load().map_err(|error| {
             eprint!("tokengate: {error}");
             ExitCode::from(EXIT_CONFIG)
         })
@@ -179,8 +190,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Err(code) => return code,
     };
     match cli.command {
-        None => run(config),
+        None => run(cli.common.source(), config),
         Some(Command::CheckConfig) => check(&config),
+        Some(Command::Reload) => reload::run(&config),
         Some(Command::ResetPassword { user, interactive }) => {
             reset_password(&config, &user, interactive)
         }
@@ -223,8 +235,8 @@ fn check(config: &Config) -> ExitCode {
     }
 }
 
-/// Runs the gateway until SIGTERM or SIGINT.
-fn run(config: Config) -> ExitCode {
+/// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads from `source`.
+fn run(source: ConfigSource, config: Config) -> ExitCode {
     app::init_logging(&config.log);
     let runtime = match app::runtime(&config.server) {
         Ok(runtime) => runtime,
@@ -237,23 +249,23 @@ fn run(config: Config) -> ExitCode {
         .ok()
         .filter(|p| !p.is_empty());
     runtime.block_on(async {
-        let mut gateway = match Gateway::start(config, bootstrap.as_deref()).await {
-            Ok(gateway) => gateway,
-            Err(error) => {
-                tracing::error!(%error, "cannot start");
-                let code = if error.is_config() {
-                    EXIT_CONFIG
-                } else {
-                    EXIT_START
-                };
-                return ExitCode::from(code);
-            }
-        };
+        let terminate = app::signals::terminate();
+        let mut gateway =
+            match Gateway::start_from(Some(source), config, bootstrap.as_deref()).await {
+                Ok(gateway) => gateway,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start");
+                    let code = if error.is_config() {
+                        EXIT_CONFIG
+                    } else {
+                        EXIT_START
+                    };
+                    return ExitCode::from(code);
+                }
+            };
         if let Some(password) = gateway.take_generated_password() {
             show_generated_password(&password);
         }
-        // Before READY=1: a SIGTERM right after it must find the handler in place.
-        let terminate = app::signals::terminate();
         #[cfg(unix)]
         app::notify::ready();
         gateway

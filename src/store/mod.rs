@@ -147,7 +147,26 @@ fn lock_dir(dir: &Path) -> Result<fs::File, StoreError> {
     }
 }
 
+/// Whether a running gateway holds `dir` now. The lock is the truth a pid file cannot be: it
+/// goes away with the process, however that ends.
+pub fn in_use(dir: &Path) -> Result<bool, StoreError> {
+    match lock_dir(dir) {
+        Ok(_released_on_drop) => Ok(false),
+        Err(StoreError::Locked { .. }) => Ok(true),
+        // No directory, no gateway on it.
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(false)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 impl TokenStore {
+    /// Whether `other` is this very instance (a reload shares it, never reopens it).
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Opens (creating the dir if needed) `<dir>/tokens.journal`, replays it
     /// into memory, starts the writer thread.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<TokenStore, StoreError> {

@@ -140,6 +140,11 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RealmError + '_ {
 }
 
 impl UserRealm {
+    /// Whether `other` is this very instance (a reload shares it, never reopens it).
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Loads the realm from `dir`, creating `elastic` (superuser) first when there is no users
     /// file. Returns the generated password when one had to be made up (`password` was `None`),
     /// for the caller to show once. `limits` sizes the password pool and the failure cache.

@@ -150,7 +150,7 @@ impl TestGatewayBuilder {
         let https_addr = gateway.https_addr();
         let admin_addr = gateway.admin_addr();
         let addr = gateway.http_addr().or(https_addr).unwrap();
-        let (state, tls) = (gateway.state().clone(), gateway.tls().cloned());
+        let (state, tls) = (gateway.state(), gateway.tls().cloned());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run(async move {
             let _ = stop_rx.await;

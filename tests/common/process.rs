@@ -140,6 +140,28 @@ impl GatewayProcess {
         }
     }
 
+    /// The log lines up to and including the next one containing `needle` (bounded as
+    /// [`GatewayProcess::wait_for`]), to check what was logged before it.
+    pub async fn lines_until(&mut self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(LOG_DEADLINE, async {
+            while let Some(line) = self.lines.recv().await {
+                let done = line.contains(needle);
+                seen.push(line);
+                if done {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(
+            matches!(found, Ok(true)),
+            "no log line with {needle:?}: {seen:?}"
+        );
+        seen
+    }
+
     /// Creates token `name` of `elastic/fleet-server` through the process's API as `elastic`
     /// with `password`; returns the token's value.
     pub async fn create_token(&self, name: &str, password: &str) -> String {
