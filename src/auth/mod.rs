@@ -112,10 +112,7 @@ pub async fn authenticate(
                     return Ok(principal);
                 }
                 Ok(None) => {}
-                Err(Busy) => {
-                    state.metrics.auth_failure(AuthFailure::PoolFull);
-                    return Err(pool_full(state, peer));
-                }
+                Err(Busy) => return Err(pool_full(state, peer, "file token")),
             }
             tracing::debug!("bearer token rejected");
             state.metrics.auth_failure(AuthFailure::Bearer);
@@ -131,19 +128,7 @@ pub async fn authenticate(
                     .authentication_success(request, principal.subject());
                 return Ok(principal);
             }
-            Err(Denied::Busy) => {
-                tracing::debug!("password pool full; basic credentials not checked");
-                state.metrics.auth_failure(AuthFailure::PoolFull);
-                // Not a success, and keeping the pool full is what a guesser does: it counts
-                // like a failure, or one address could hold the pool for everyone.
-                if let Some(wait) = state.throttle.failed(peer) {
-                    return Err(throttled(wait));
-                }
-                return Err(ApiError::TooManyRequests {
-                    reason: PASSWORD_POOL_FULL.to_owned(),
-                    retry_after: 1,
-                });
-            }
+            Err(Denied::Busy) => return Err(pool_full(state, peer, "basic credentials")),
             Err(Denied::BadCredentials) => {
                 tracing::debug!("basic credentials rejected");
                 state.metrics.auth_failure(AuthFailure::Basic);
@@ -174,10 +159,12 @@ fn rejected_service_token(value: &[u8]) -> Option<ApiError> {
     })
 }
 
-/// The answer to a file token left unchecked because the password pool was full, as for Basic
-/// credentials: it counts like a failure, or one address could hold the pool for everyone.
-fn pool_full(state: &State, peer: IpAddr) -> ApiError {
-    tracing::debug!("password pool full; file token not checked");
+/// The answer to credentials (Basic, or a file token) left unchecked because the password pool
+/// was full. Not a success, and keeping the pool full is what a guesser does: it counts like a
+/// failure, or one address could hold the pool for everyone.
+fn pool_full(state: &State, peer: IpAddr, what: &'static str) -> ApiError {
+    tracing::debug!(what, "password pool full; credentials not checked");
+    state.metrics.auth_failure(AuthFailure::PoolFull);
     match state.throttle.failed(peer) {
         Some(wait) => throttled(wait),
         None => ApiError::TooManyRequests {
