@@ -49,17 +49,7 @@ async fn readiness_follows_the_cluster_unless_configured_otherwise() {
 async fn a_draining_gateway_is_not_ready_while_requests_finish() {
     let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let upstream = FakeUpstream::builder()
-        .handler({
-            let (arrived, release) = (arrived.clone(), release.clone());
-            move |_| {
-                let (arrived, release) = (arrived.clone(), release.clone());
-                async move {
-                    arrived.notify_one();
-                    release.notified().await;
-                    common::upstream::default_response()
-                }
-            }
-        })
+        .hold(&arrived, &release)
         .start()
         .await;
     let mut gw = TestGateway::start(&upstream).await;

@@ -34,17 +34,7 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0() {
     // The cluster holds the one forwarded request until the test releases it.
     let (arrived, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let upstream = FakeUpstream::builder()
-        .handler({
-            let (arrived, release) = (arrived.clone(), release.clone());
-            move |_| {
-                let (arrived, release) = (arrived.clone(), release.clone());
-                async move {
-                    arrived.notify_one();
-                    release.notified().await;
-                    common::upstream::default_response()
-                }
-            }
-        })
+        .hold(&arrived, &release)
         .start()
         .await;
     let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Bodies longer than this are recorded by length and checksum only.
@@ -146,6 +146,20 @@ impl FakeUpstreamBuilder {
                     .insert(http::header::CONTENT_TYPE, kind.clone());
             }
             async move { response }
+        })
+    }
+
+    /// Holds every request: tells `arrived` when one has come in, and answers it with the
+    /// default response once `release` is notified.
+    pub fn hold(self, arrived: &Arc<Notify>, release: &Arc<Notify>) -> Self {
+        let (arrived, release) = (arrived.clone(), release.clone());
+        self.handler(move |_| {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            async move {
+                arrived.notify_one();
+                release.notified().await;
+                default_response()
+            }
         })
     }
 
