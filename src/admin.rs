@@ -14,6 +14,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::proxy::headers::ClientInfo;
+use crate::proxy::Upstream;
 use crate::response::Body;
 use crate::server::{Handler, Stats};
 use crate::state::{Live, State};
@@ -55,27 +56,36 @@ impl Readiness {
         }
         let state = self.live.load();
         if state.config.admin.ready_requires_upstream
-            && !self
-                .upstream_reachable(state.upstream.socket_authority())
-                .await
+            && !self.upstream_reachable(&state.upstream).await
         {
             return Err("upstream unreachable");
         }
         Ok(())
     }
 
-    async fn upstream_reachable(&self, upstream: String) -> bool {
+    /// Whether some node accepts a connection: those in rotation are tried first. Ejection
+    /// alone does not decide it, or a gateway taken out of its load balancer would never see
+    /// the request that brings a node back.
+    async fn upstream_reachable(&self, upstream: &Upstream) -> bool {
         let cached = *self.probe.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, reachable)) = cached {
             if at.elapsed() < PROBE_REUSE {
                 return reachable;
             }
         }
-        let connect = tokio::net::TcpStream::connect(upstream.as_str());
-        let reachable = matches!(
-            tokio::time::timeout(PROBE_TIMEOUT, connect).await,
-            Ok(Ok(_))
-        );
+        let mut nodes: Vec<_> = upstream.nodes().iter().cloned().collect();
+        nodes.sort_by_key(|n| !n.is_up());
+        let mut reachable = false;
+        for node in nodes {
+            let connect = tokio::net::TcpStream::connect(node.url.socket_authority());
+            if matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+                Ok(Ok(_))
+            ) {
+                reachable = true;
+                break;
+            }
+        }
         *self.probe.lock().unwrap_or_else(PoisonError::into_inner) =
             Some((Instant::now(), reachable));
         reachable
@@ -155,6 +165,35 @@ impl AdminService {
         metrics
             .upstream_in_flight
             .set(gauge(state.upstream.in_flight() as u64));
+        for vec in [
+            &metrics.node_up,
+            &metrics.node_in_flight,
+            &metrics.node_ejections,
+        ] {
+            vec.reset();
+        }
+        for node in state.upstream.nodes().iter() {
+            let label = [node.label.as_str()];
+            metrics
+                .node_up
+                .with_label_values(&label)
+                .set(i64::from(node.is_up()));
+            metrics
+                .node_in_flight
+                .with_label_values(&label)
+                .set(gauge(node.outstanding() as u64));
+            metrics
+                .node_ejections
+                .with_label_values(&label)
+                .set(gauge(node.ejections_total()));
+        }
+        let (retried, refused) = state.upstream.retries();
+        for (outcome, n) in [("retried", retried), ("budget_exhausted", refused)] {
+            metrics
+                .upstream_retries
+                .with_label_values(&[outcome])
+                .set(gauge(n));
+        }
         metrics
             .client_connections
             .set(gauge(stats.open.load(Ordering::Relaxed)));

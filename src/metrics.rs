@@ -172,6 +172,12 @@ pub struct Metrics {
     // Read from the gateway's parts at scrape time.
     pub(crate) tokens: IntGaugeVec,
     pub(crate) upstream_in_flight: IntGauge,
+    /// Per node, labelled `scheme://host:port`: the node set can change (sniffing, reload), so
+    /// these are rebuilt at each scrape.
+    pub(crate) node_up: IntGaugeVec,
+    pub(crate) node_in_flight: IntGaugeVec,
+    pub(crate) node_ejections: IntGaugeVec,
+    pub(crate) upstream_retries: IntGaugeVec,
     pub(crate) client_connections: IntGauge,
     pub(crate) tls_handshakes: IntGauge,
     pub(crate) tls_failures: IntGauge,
@@ -267,6 +273,31 @@ impl Metrics {
             "upstream_requests_in_flight",
             "Requests holding an upstream slot (each one upstream connection).",
         )?;
+        let node_vec = |name: &str, help: &str| -> Result<IntGaugeVec, MetricsError> {
+            let vec = IntGaugeVec::new(Opts::new(name, help), &["node"])?;
+            registry.register(Box::new(vec.clone()))?;
+            Ok(vec)
+        };
+        let node_up = node_vec(
+            "upstream_node_up",
+            "1 while a node is in rotation, 0 while ejected or failing its health checks.",
+        )?;
+        let node_in_flight = node_vec(
+            "upstream_node_requests_in_flight",
+            "Requests in flight to a node (each one connection).",
+        )?;
+        let node_ejections = node_vec(
+            "upstream_node_ejections_total",
+            "Times a node was taken out of rotation (refused connections, failed health checks).",
+        )?;
+        let upstream_retries = IntGaugeVec::new(
+            Opts::new(
+                "upstream_retries_total",
+                "Requests tried again on another node, and retries the budget refused.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(upstream_retries.clone()))?;
         let client_connections = gauge(
             &registry,
             "client_connections",
@@ -305,6 +336,10 @@ impl Metrics {
             log_lines_dropped,
             tokens,
             upstream_in_flight,
+            node_up,
+            node_in_flight,
+            node_ejections,
+            upstream_retries,
             client_connections,
             tls_handshakes,
             tls_failures,

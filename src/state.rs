@@ -236,7 +236,7 @@ mod tests {
 
     fn config(dir: &std::path::Path, upstream: &str) -> Config {
         let overrides = Overrides {
-            upstream: Some(upstream.into()),
+            upstream: vec![upstream.into()],
             data_dir: Some(dir.to_owned()),
             ..Overrides::default()
         };

@@ -42,7 +42,7 @@ async fn try_start(upstream: &FakeUpstream, dir: &Path) -> Result<Gateway, Start
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
         admin_listen: Some("127.0.0.1:0".into()),
-        upstream: Some(format!("http://{}", upstream.addr)),
+        upstream: vec![format!("http://{}", upstream.addr)],
         data_dir: Some(dir.to_owned()),
     };
     let config = Config::from_toml("test", "", &overrides).unwrap();

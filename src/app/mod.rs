@@ -12,6 +12,7 @@ mod reload;
 mod runtime;
 pub mod signals;
 mod tasks;
+mod upstream_nodes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,6 +159,8 @@ impl Gateway {
         }
         // Always: a reload may bring `auto` credentials where there were none.
         tasks.spawn("api keys", reload::api_keys(live.clone(), reloads));
+        // Always: a reload may switch health checks or sniffing on.
+        tasks.spawn("upstream nodes", upstream_nodes::maintain(live.clone()));
         let (users, audit) = (state.users.clone(), state.audit.clone());
         let dir = config.server.data_dir.clone();
         tasks.spawn(

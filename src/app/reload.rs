@@ -145,16 +145,14 @@ fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             }
         )*};
     }
-    if (
-        &old.upstream.scheme,
-        &old.upstream.authority,
-        &old.upstream.path_prefix,
-    ) != (
-        &new.upstream.scheme,
-        &new.upstream.authority,
-        &new.upstream.path_prefix,
-    ) {
-        changed.push("upstream.url");
+    if old.upstream.nodes != new.upstream.nodes {
+        // Named as the operator most likely wrote it.
+        let one = old.upstream.nodes.len() == 1 && new.upstream.nodes.len() == 1;
+        changed.push(if one {
+            "upstream.url"
+        } else {
+            "upstream.nodes"
+        });
     }
     // Compared apart: `Debug` redacts credentials.
     if old.upstream.authorization != new.upstream.authorization {
@@ -170,6 +168,9 @@ fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         "upstream.max_pending" => upstream.max_pending;
         "upstream.body_timeout" => upstream.body_timeout;
         "upstream.service_credentials" => upstream.service_credentials;
+        "upstream node health" => upstream.health;
+        "upstream retries" => upstream.retry;
+        "upstream sniffing" => upstream.sniff;
         "server.http" => server.http;
         "server.cluster_name" => server.cluster_name;
         "server.node_name" => server.node_name;

@@ -47,9 +47,10 @@ pub struct Common {
     /// Listen address, e.g. 127.0.0.1:8080 (replaces server.listen).
     #[arg(long, global = true)]
     pub listen: Option<String>,
-    /// Upstream cluster URL, e.g. http://127.0.0.1:9200 (replaces upstream.url).
+    /// Upstream node URL, e.g. http://127.0.0.1:9200; repeat it for several nodes (replaces
+    /// upstream.url and upstream.nodes).
     #[arg(long, global = true)]
-    pub upstream: Option<String>,
+    pub upstream: Vec<String>,
     /// Directory for tokens and users (replaces server.data_dir).
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,

@@ -13,6 +13,7 @@ mod log_reader;
 mod reader;
 mod throttle_reader;
 mod tls_reader;
+mod upstream_reader;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -191,12 +192,9 @@ impl ConnectionLimits {
 /// The cluster behind the gateway.
 #[derive(Clone)]
 pub struct UpstreamConfig {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and port requests are sent to.
-    pub authority: Authority,
-    /// Path prefix put before every forwarded path (empty for none; never ends in `/`).
-    pub path_prefix: String,
+    /// The nodes as configured (`url`, `nodes` or `--upstream`): where requests go until
+    /// sniffing finds others, and whom sniffing asks.
+    pub nodes: NodeList,
     /// Credential the gateway presents upstream in place of the client's (`ApiKey …`, `Basic …`),
     /// from `authorization`, `authorization_file` or `authorization_env`.
     pub authorization: Option<HeaderValue>,
@@ -206,11 +204,11 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
-    /// Idle connections kept per upstream host.
+    /// Idle connections kept per node.
     pub pool_max_idle: usize,
     /// How an `https://` upstream is trusted.
     pub tls: UpstreamTls,
-    /// Requests in flight to the upstream at once (each holds one connection); more wait.
+    /// Requests in flight to each node at once (each holds one connection); more wait.
     pub max_connections: usize,
     /// Requests that may wait for one of those; more get 503 at once.
     pub max_pending: usize,
@@ -219,6 +217,156 @@ pub struct UpstreamConfig {
     /// What service-token requests carry upstream for accounts without a setting of their own:
     /// `Auto`, `Gateway` or `Nothing`.
     pub service_credentials: AccountCredential,
+    /// When a node is taken out of rotation and brought back.
+    pub health: NodeHealth,
+    /// When a failed request is tried again on another node.
+    pub retry: RetryPolicy,
+    /// Discovering the cluster's nodes from `GET /_nodes/http`; `None`: off.
+    pub sniff: Option<Sniff>,
+}
+
+/// One node's base URL, split into the parts every forwarded request reuses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeUrl {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port requests are sent to.
+    pub authority: Authority,
+    /// Path prefix put before every forwarded path (empty for none; never ends in `/`).
+    pub path_prefix: String,
+}
+
+impl NodeUrl {
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// `host:port` with the scheme's port spelled out, for connecting and for logs.
+    pub fn socket_authority(&self) -> String {
+        let port = self
+            .authority
+            .port_u16()
+            .unwrap_or(if self.is_https() { 443 } else { 80 });
+        format!("{}:{port}", self.authority.host())
+    }
+}
+
+impl fmt::Display for NodeUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_prefix
+        )
+    }
+}
+
+/// At least one node, by construction: there is always somewhere to send a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeList {
+    first: NodeUrl,
+    rest: Vec<NodeUrl>,
+}
+
+impl NodeList {
+    pub fn new(first: NodeUrl, rest: Vec<NodeUrl>) -> Self {
+        NodeList { first, rest }
+    }
+
+    /// The first configured node: the one API-key management and sniffing ask first.
+    pub fn first(&self) -> &NodeUrl {
+        &self.first
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &NodeUrl> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    pub fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether any node is reached over TLS, so the trust settings are needed.
+    pub fn any_https(&self) -> bool {
+        self.iter().any(NodeUrl::is_https)
+    }
+}
+
+/// Passive ejection and optional active checks, as Elasticsearch's clients and Envoy's outlier
+/// detection do them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHealth {
+    /// How long a node that refused a connection (or did not accept one in time) is left out;
+    /// each further ejection in a row doubles it.
+    pub eject_for: Duration,
+    /// The longest ejection.
+    pub eject_max: Duration,
+    /// Active checks; `None`: only passive ejection.
+    pub check: Option<ActiveCheck>,
+}
+
+impl NodeHealth {
+    /// Elasticsearch's clients wait 1 s before retrying a dead node, doubling to 30 s.
+    pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(1);
+    pub const DEFAULT_EJECT_MAX: Duration = Duration::from_secs(30);
+}
+
+/// `GET <path>` on every node every `interval`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCheck {
+    pub interval: Duration,
+    pub path: String,
+    pub timeout: Duration,
+    /// Failed checks in a row that take a node out.
+    pub unhealthy_threshold: u32,
+    /// Passed checks in a row that bring it back.
+    pub healthy_threshold: u32,
+}
+
+impl ActiveCheck {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 3;
+    pub const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+}
+
+/// Retries on another node, only where they are safe, within a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further nodes one request may be tried on.
+    pub max_retries: usize,
+    /// Retries allowed as a share of requests, in percent (linkerd's and Envoy's budgets).
+    pub budget_percent: u32,
+    /// Retries allowed each second whatever the traffic, so a quiet gateway still retries.
+    pub min_per_second: u32,
+}
+
+impl RetryPolicy {
+    pub const DEFAULT_MAX_RETRIES: usize = 2;
+    pub const DEFAULT_BUDGET_PERCENT: u32 = 20;
+    pub const DEFAULT_MIN_PER_SECOND: u32 = 10;
+}
+
+/// When the node list is read from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sniff {
+    /// Once, right after the start.
+    pub on_start: bool,
+    /// Again every `interval`.
+    pub interval: Option<Duration>,
+    /// Again when a node is ejected (at most once per [`Sniff::MIN_SPACING`]).
+    pub on_failure: bool,
+    /// Deadline for the `_nodes/http` answer.
+    pub timeout: Duration,
+}
+
+impl Sniff {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Elasticsearch's clients' `min_delay_between_sniffing`.
+    pub const MIN_SPACING: Duration = Duration::from_secs(10);
 }
 
 impl UpstreamConfig {
@@ -228,8 +376,8 @@ impl UpstreamConfig {
     /// Longer than a cluster's own idle timeout would be pointless; shorter costs handshakes.
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
     pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
-    /// Enough for a busy cluster of a few nodes; an h2 client alone could otherwise open one
-    /// upstream connection per stream.
+    /// Per node: enough for a busy node; an h2 client alone could otherwise open one upstream
+    /// connection per stream.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
     pub const DEFAULT_MAX_PENDING: usize = 1024;
     pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -293,9 +441,7 @@ impl fmt::Debug for UpstreamConfig {
     /// Redacts the upstream credential: configs get logged, credentials must not.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamConfig")
-            .field("scheme", &self.scheme)
-            .field("authority", &self.authority)
-            .field("path_prefix", &self.path_prefix)
+            .field("nodes", &self.nodes)
             .field(
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
@@ -309,6 +455,9 @@ impl fmt::Debug for UpstreamConfig {
             .field("max_pending", &self.max_pending)
             .field("body_timeout", &self.body_timeout)
             .field("service_credentials", &self.service_credentials)
+            .field("health", &self.health)
+            .field("retry", &self.retry)
+            .field("sniff", &self.sniff)
             .finish()
     }
 }
@@ -530,7 +679,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--admin-listen`.
     pub admin_listen: Option<String>,
-    pub upstream: Option<String>,
+    /// `--upstream`, repeatable: the nodes, replacing `upstream.url` and `upstream.nodes`.
+    pub upstream: Vec<String>,
     pub data_dir: Option<PathBuf>,
 }
 

@@ -5,20 +5,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-use http::Uri;
 use toml::{Table, Value};
 
-use super::{
-    AccountCredential, Config, ConfigError, Env, Overrides, SecurityConfig, ServerConfig,
-    UpstreamConfig,
-};
+use super::{Config, ConfigError, Env, Overrides, SecurityConfig, ServerConfig};
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
     pub(super) source: &'a str,
     pub(super) root: Table,
-    overrides: &'a Overrides,
+    pub(super) overrides: &'a Overrides,
     pub(super) problems: Vec<String>,
     /// The configuration file's directory: the file's relative paths mean the same wherever the
     /// gateway is started from. `None` (embedded defaults): the working directory.
@@ -176,60 +171,7 @@ impl<'a> Reader<'a> {
             trusted_proxies: self.trusted_proxies(&mut server),
         };
 
-        let file_url = self.string(&mut upstream, "url", UpstreamConfig::DEFAULT_URL);
-        let url = self.overrides.upstream.clone().unwrap_or(file_url);
-        let target = self.upstream_url(&url);
-        let authorization = self.upstream_authorization(&mut upstream);
-        let (scheme, authority, path_prefix) = target.unwrap_or_else(|| {
-            (
-                Scheme::HTTP,
-                Authority::from_static("127.0.0.1:9200"),
-                String::new(),
-            )
-        });
-        let upstream_config = UpstreamConfig {
-            scheme,
-            authority,
-            path_prefix,
-            authorization,
-            connect_timeout: self.duration(
-                &mut upstream,
-                "connect_timeout",
-                UpstreamConfig::DEFAULT_CONNECT_TIMEOUT,
-            ),
-            timeout: self.duration(&mut upstream, "timeout", UpstreamConfig::DEFAULT_TIMEOUT),
-            pool_idle_timeout: self.duration(
-                &mut upstream,
-                "pool_idle_timeout",
-                UpstreamConfig::DEFAULT_POOL_IDLE_TIMEOUT,
-            ),
-            pool_max_idle: self.count(
-                &mut upstream,
-                "pool_max_idle",
-                UpstreamConfig::DEFAULT_POOL_MAX_IDLE,
-            ),
-            tls: self.upstream_tls(&mut upstream),
-            max_connections: self.positive_count(
-                &mut upstream,
-                "max_connections",
-                UpstreamConfig::DEFAULT_MAX_CONNECTIONS,
-            ),
-            max_pending: self.count(
-                &mut upstream,
-                "max_pending",
-                UpstreamConfig::DEFAULT_MAX_PENDING,
-            ),
-            body_timeout: self.duration(
-                &mut upstream,
-                "body_timeout",
-                UpstreamConfig::DEFAULT_BODY_TIMEOUT,
-            ),
-            service_credentials: {
-                let text = self.string(&mut upstream, "service_credentials", "auto");
-                self.credential_mode("upstream", "service_credentials", &text)
-                    .unwrap_or(AccountCredential::Auto)
-            },
-        };
+        let upstream_config = self.upstream(&mut upstream);
         let tls = self.listener_tls();
         if listen_off && tls.is_none() {
             self.problem(
@@ -446,33 +388,6 @@ impl<'a> Reader<'a> {
         }
         parsed
     }
-
-    /// Splits the upstream URL into the parts every forwarded request reuses.
-    fn upstream_url(&mut self, url: &str) -> Option<(Scheme, Authority, String)> {
-        let bad = |reader: &mut Self, why: &str| {
-            reader.problem("upstream", "url", &format!("{why}: \"{url}\""));
-            None
-        };
-        let Ok(uri) = url.parse::<Uri>() else {
-            return bad(self, "not a URL");
-        };
-        let scheme = match uri.scheme_str() {
-            Some("http") => Scheme::HTTP,
-            Some("https") => Scheme::HTTPS,
-            _ => return bad(self, "must start with http:// or https://"),
-        };
-        let Some(authority) = uri.authority().cloned() else {
-            return bad(self, "has no host");
-        };
-        if uri.query().is_some() || authority.as_str().contains('@') {
-            return bad(
-                self,
-                "must not carry a query or user info (use upstream.authorization)",
-            );
-        }
-        let prefix = uri.path().trim_end_matches('/').to_owned();
-        Some((scheme, authority, prefix))
-    }
 }
 
 /// A variable's text as a TOML value when it is one (`100`, `false`, `"text"`, `["a", "b"]`),
@@ -512,7 +427,10 @@ mod tests {
         let base = Path::new("/etc/tokengate");
         let config =
             Config::read("gw.toml", text, Some(base), &Overrides::default(), &vars).unwrap();
-        assert_eq!(config.upstream.authority.as_str(), "es.internal:9200");
+        assert_eq!(
+            config.upstream.nodes.first().authority.as_str(),
+            "es.internal:9200"
+        );
         assert_eq!(config.server.listen.unwrap().port(), 7000);
         assert_eq!(config.server.max_connections, 77);
         assert_eq!(config.security.admin_roles, ["ops", "admins"]);
@@ -602,7 +520,10 @@ mod tests {
         let config = Config::from_toml("t", "", &Overrides::default()).unwrap();
         assert_eq!(config.server.listen.unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(config.server.max_connections, 10_000);
-        assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:9200");
+        assert_eq!(
+            config.upstream.nodes.first().authority.as_str(),
+            "127.0.0.1:9200"
+        );
         assert_eq!(config.server.data_dir, PathBuf::from("data"));
     }
 
@@ -639,13 +560,13 @@ mod tests {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             admin_listen: None,
-            upstream: Some("https://es.example:9243/prefix/".into()),
+            upstream: vec!["https://es.example:9243/prefix/".into()],
             data_dir: Some("/tmp/x".into()),
         };
         let config =
             Config::from_toml("t", "[server]\nlisten = \"1.2.3.4:1\"", &overrides).unwrap();
         assert_eq!(config.server.listen.unwrap().port(), 0);
-        assert_eq!(config.upstream.scheme, Scheme::HTTPS);
-        assert_eq!(config.upstream.path_prefix, "/prefix");
+        assert_eq!(config.upstream.nodes.first().scheme, Scheme::HTTPS);
+        assert_eq!(config.upstream.nodes.first().path_prefix, "/prefix");
     }
 }

@@ -24,11 +24,13 @@ pub enum Cause {
     ResponseTimeout,
     /// The connection was reset or closed before a response arrived.
     Reset,
+    /// Every node was out of rotation and each one's probe was taken.
+    NoNode,
     Other,
 }
 
 impl Cause {
-    const ALL: usize = 8;
+    const ALL: usize = 9;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +41,7 @@ impl Cause {
             Self::ConnectTimeout => "connect timeout",
             Self::ResponseTimeout => "response timeout",
             Self::Reset => "connection reset",
+            Self::NoNode => "every upstream node is out of rotation",
             Self::Other => "request failed",
         }
     }

@@ -1,51 +1,59 @@
-//! Forwarding an authenticated request to the cluster over pooled keep-alive connections.
+//! Forwarding an authenticated request to the cluster's nodes over pooled keep-alive
+//! connections, with passive and active health, safe retries and node discovery.
 //!
-//! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole.
+//! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole,
+//! and so never sent twice.
 
 mod failure;
 pub mod headers;
+mod maintain;
+pub mod nodes;
+mod outbound;
+mod retry;
+mod sniff;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{HeaderValue, Request, Response, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{BodyError, Guarded};
-use crate::config::UpstreamConfig;
+use crate::config::{NodeHealth, RetryPolicy, UpstreamConfig};
 use crate::error::ApiError;
 use crate::tls::{upstream::client_config, TlsError};
 use failure::{Cause, FailureLog};
 use headers::{Authorization, ClientInfo};
+use nodes::{Node, NodeSet, Pick};
+use outbound::Outbound;
+use retry::{idempotent, RetryBudget};
 
-/// The upstream cluster and the pooled client that reaches it.
+/// The cluster's nodes and the pooled client that reaches them (one pool per node).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Guarded<Incoming>>,
-    /// One permit per request in flight upstream, held until its response body ends: bounds
-    /// the connections the pool opens, whatever the clients multiplex onto the gateway.
-    slots: Arc<Semaphore>,
-    /// Requests waiting for a slot.
+    client: Client<HttpsConnector<HttpConnector>, Outbound>,
+    nodes: Arc<NodeSet>,
+    /// The configured nodes: where sniffing starts and falls back to.
+    seeds: Arc<crate::config::NodeList>,
+    health: Arc<NodeHealth>,
+    retry: RetryPolicy,
+    budget: Arc<RetryBudget>,
+    /// Requests waiting for a slot on their node.
     waiting: Arc<AtomicUsize>,
     max_pending: usize,
-    max_connections: usize,
     /// How long a request may wait for a slot.
     slot_wait: Duration,
     client_body_timeout: Duration,
     body_timeout: Duration,
-    /// The upstream's `Host`, built once instead of per request.
-    host: HeaderValue,
-    scheme: Scheme,
-    authority: Authority,
-    path_prefix: String,
-    timeout: std::time::Duration,
+    timeout: Duration,
+    /// The gateway's own credential, for health checks and sniffing.
+    authorization: Option<HeaderValue>,
     /// Upstream failures logged, rate-limited per cause.
     failures: Arc<FailureLog>,
 }
@@ -61,124 +69,204 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        let host = HeaderValue::from_str(config.authority.as_str())
+        let nodes = NodeSet::new(config.nodes.iter().cloned(), config.max_connections)
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Upstream {
             client,
-            slots: Arc::new(Semaphore::new(config.max_connections)),
+            nodes: Arc::new(nodes),
+            seeds: Arc::new(config.nodes.clone()),
+            health: Arc::new(config.health.clone()),
+            retry: config.retry.clone(),
+            budget: Arc::new(RetryBudget::new(&config.retry)),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_pending: config.max_pending,
-            max_connections: config.max_connections,
             slot_wait: config.connect_timeout,
             client_body_timeout,
             body_timeout: config.body_timeout,
-            host,
-            scheme: config.scheme.clone(),
-            authority: config.authority.clone(),
-            path_prefix: config.path_prefix.clone(),
             timeout: config.timeout,
+            authorization: config.authorization.clone(),
             failures: Arc::default(),
         })
     }
 
-    /// Requests holding an upstream slot now.
+    /// Requests holding an upstream slot now, over all nodes.
     pub fn in_flight(&self) -> usize {
-        self.max_connections
-            .saturating_sub(self.slots.available_permits())
+        self.nodes.outstanding()
     }
 
-    /// `host:port` of the cluster, for reachability probes.
-    pub fn socket_authority(&self) -> String {
-        let port = self
-            .authority
-            .port_u16()
-            .unwrap_or(if self.scheme == Scheme::HTTPS {
-                443
-            } else {
-                80
-            });
-        format!("{}:{port}", self.authority.host())
+    /// The nodes now, for metrics and readiness.
+    pub fn nodes(&self) -> Arc<Vec<Arc<Node>>> {
+        self.nodes.all()
     }
 
-    /// `scheme://host:port`, the port spelled out, for failure logs.
-    fn address(&self) -> String {
-        format!("{}://{}", self.scheme, self.socket_authority())
+    /// Retries made, and refused for want of budget, since the start.
+    pub fn retries(&self) -> (u64, u64) {
+        (
+            self.budget.retried.load(Ordering::Relaxed),
+            self.budget.refused.load(Ordering::Relaxed),
+        )
     }
 
-    /// `scheme://authority`, for logs.
+    /// The nodes, for logs: `http://a:9200, http://b:9200`.
     pub fn describe(&self) -> String {
-        format!("{}://{}{}", self.scheme, self.authority, self.path_prefix)
+        let nodes = self.nodes.all();
+        let mut text = String::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&node.url.to_string());
+        }
+        text
     }
 
     /// Sends `request` upstream with `authorization` and returns its response with hop-by-hop
-    /// fields removed. Refused/reset connections become 502, a missed response deadline 504, no
-    /// free upstream slot 503; a client body that breaks off or stalls is the client's 400 or 408.
+    /// fields removed. A node that refuses the connection is ejected and the request goes to
+    /// another while that is safe (see [`Upstream::may_retry`]). Refused/reset connections
+    /// become 502, a missed response deadline 504, no free upstream slot 503; a client body that
+    /// breaks off or stalls is the client's 400 or 408.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         authorization: Authorization,
     ) -> Result<Response<Guarded<Incoming>>, ApiError> {
-        let slot = self.slot().await?;
-        let (mut parts, body) = request.into_parts();
-        let body = Guarded::new(body, self.client_body_timeout, None);
+        let (parts, body) = request.into_parts();
         let authority = parts
             .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        parts.uri = self.target(&parts.uri)?;
-        parts.version = Version::HTTP_11;
-        headers::rewrite_request(
-            &mut parts.headers,
-            client,
-            authorization,
-            authority.as_ref(),
-        );
-        parts.headers.insert(http::header::HOST, self.host.clone());
-        let pending = self.client.request(Request::from_parts(parts, body));
-        match tokio::time::timeout(self.timeout, pending).await {
-            Ok(Ok(response)) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
-                tracing::warn!("upstream switched protocols unasked; refused");
-                Err(ApiError::UpstreamUnavailable)
-            }
-            Ok(Ok(mut response)) => {
-                headers::remove_hop_by_hop(response.headers_mut());
-                // Only the gateway's own answers may say they are its own.
-                response.headers_mut().remove(&crate::response::X_TOKENGATE);
-                // The client's connection is ours, not the upstream's: answer in our version.
-                *response.version_mut() = Version::HTTP_11;
-                Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
-            }
-            Ok(Err(error)) => match client_body_fault(&error) {
-                Some(fault) => {
-                    tracing::debug!(%fault, "client request body failed");
-                    Err(match fault {
-                        BodyError::Idle(_) => ApiError::ClientTimeout,
-                        BodyError::Source(_) => {
-                            ApiError::BadFraming("the request body could not be read")
-                        }
-                    })
+        let path_and_query = parts.uri.path_and_query().cloned();
+        let method = parts.method;
+        let mut headers = parts.headers;
+        headers::rewrite_request(&mut headers, client, authorization, authority.as_ref());
+        let retries = self
+            .retry
+            .max_retries
+            .min(self.nodes.len().saturating_sub(1));
+        if retries > 0 {
+            self.budget.deposit();
+        }
+        let body = Guarded::new(body, self.client_body_timeout, None);
+        let (mut outbound, mut claim) = Outbound::new(body, retries > 0);
+        let mut headers = Some(headers);
+        let mut tried: Vec<Arc<Node>> = Vec::new();
+        loop {
+            let Some(pick) = self.nodes.pick(&tried) else {
+                if tried.is_empty() {
+                    self.failures
+                        .report(Cause::NoNode, "every node", &"no node in rotation");
                 }
-                None => {
-                    let cause = Cause::of(&error);
-                    self.failures.report(cause, &self.address(), &error);
-                    Err(ApiError::UpstreamUnavailable)
+                return Err(ApiError::UpstreamUnavailable);
+            };
+            let node = Arc::clone(&pick.node);
+            let uri = match node.target(path_and_query.as_ref()) {
+                Ok(uri) => uri,
+                Err(error) => {
+                    node.inconclusive(&pick);
+                    return Err(error);
                 }
-            },
-            Err(_) => {
-                let deadline = format!("no response headers within {:?}", self.timeout);
-                self.failures
-                    .report(Cause::ResponseTimeout, &self.address(), &deadline);
-                Err(ApiError::UpstreamTimeout)
+            };
+            let slot = match self.slot(&node).await {
+                Ok(slot) => slot,
+                Err(error) => {
+                    node.inconclusive(&pick);
+                    return Err(error);
+                }
+            };
+            let last = tried.len() >= retries;
+            let mut head = if last {
+                headers.take().unwrap_or_default()
+            } else {
+                headers.clone().unwrap_or_default()
+            };
+            head.insert(http::header::HOST, node.host.clone());
+            let mut request = Request::new(outbound);
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = uri;
+            *request.version_mut() = Version::HTTP_11;
+            *request.headers_mut() = head;
+            let error = match tokio::time::timeout(self.timeout, self.client.request(request)).await
+            {
+                Ok(Ok(response)) => {
+                    node.answered(&pick);
+                    return self.answer(response, slot);
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    node.inconclusive(&pick);
+                    let deadline = format!("no response headers within {:?}", self.timeout);
+                    self.failures
+                        .report(Cause::ResponseTimeout, &node.label, &deadline);
+                    return Err(ApiError::UpstreamTimeout);
+                }
+            };
+            drop(slot);
+            if let Some(fault) = client_body_fault(&error) {
+                node.inconclusive(&pick);
+                tracing::debug!(%fault, "client request body failed");
+                return Err(match fault {
+                    BodyError::Idle(_) => ApiError::ClientTimeout,
+                    BodyError::Source(_) => {
+                        ApiError::BadFraming("the request body could not be read")
+                    }
+                });
             }
+            self.failures.report(Cause::of(&error), &node.label, &error);
+            let unsent = error.is_connect();
+            self.judge(&pick, unsent);
+            let again = match claim.reclaim() {
+                Some(next) if !last && self.may_retry(&method, unsent) => next,
+                _ => return Err(ApiError::UpstreamUnavailable),
+            };
+            (outbound, claim) = again;
+            tracing::debug!(node = %node.label, %method, "retrying the request on another node");
+            tried.push(node);
         }
     }
 
-    /// A slot for one request upstream: at once when one is free, else after waiting in a
+    /// What a failed attempt says about its node: a connection that could not be made ejects
+    /// it; anything later (a reset mid-request) may be the request's own doing.
+    fn judge(&self, pick: &Pick, unsent: bool) {
+        if unsent {
+            if pick.node.refused(pick, &self.health) {
+                self.nodes.ejected.notify_one();
+            }
+        } else {
+            pick.node.inconclusive(pick);
+        }
+    }
+
+    /// Whether a failed attempt may be repeated elsewhere: when no byte of it reached the node
+    /// (the connection was never made), or when the method is idempotent — the caller has
+    /// checked that no body byte was read and no response byte arrived — and the budget pays.
+    fn may_retry(&self, method: &Method, unsent: bool) -> bool {
+        (unsent || idempotent(method)) && self.budget.withdraw()
+    }
+
+    /// The node's response, as the client gets it.
+    fn answer(
+        &self,
+        mut response: Response<Incoming>,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Response<Guarded<Incoming>>, ApiError> {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
+            tracing::warn!("upstream switched protocols unasked; refused");
+            return Err(ApiError::UpstreamUnavailable);
+        }
+        headers::remove_hop_by_hop(response.headers_mut());
+        // Only the gateway's own answers may say they are its own.
+        response.headers_mut().remove(&crate::response::X_TOKENGATE);
+        // The client's connection is ours, not the upstream's: answer in our version.
+        *response.version_mut() = Version::HTTP_11;
+        Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
+    }
+
+    /// A slot for one request on `node`: at once when one is free, else after waiting in a
     /// bounded queue for up to the connect timeout; 503 when the queue is full or the wait ends.
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+    async fn slot(&self, node: &Node) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(permit) = node.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
@@ -189,35 +277,42 @@ impl Upstream {
             );
             return Err(ApiError::UpstreamBusy);
         }
-        let waited = tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await;
+        let waited = tokio::time::timeout(self.slot_wait, node.slots.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
-                tracing::warn!(wait = ?self.slot_wait, "no upstream slot in time; request refused");
+                tracing::warn!(wait = ?self.slot_wait, node = %node.label, "no upstream slot in time; request refused");
                 Err(ApiError::UpstreamBusy)
             }
         }
     }
 
-    /// The upstream URI for a client URI: same path and query, upstream scheme and authority.
-    fn target(&self, uri: &Uri) -> Result<Uri, ApiError> {
-        let path_and_query = match (self.path_prefix.is_empty(), uri.path_and_query()) {
-            (true, Some(pq)) => pq.clone(),
-            (true, None) => PathAndQuery::from_static("/"),
-            (false, pq) => {
-                let pq = pq.map_or("/", PathAndQuery::as_str);
-                format!("{}{pq}", self.path_prefix)
-                    .parse()
-                    .map_err(|_| ApiError::Internal)?
-            }
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| ApiError::Internal)
+    /// A `GET` of `path` on `node` with the gateway's credential: health checks and sniffing.
+    async fn get(
+        &self,
+        node: &Node,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, String> {
+        let path = path
+            .parse::<http::uri::PathAndQuery>()
+            .map_err(|e| e.to_string())?;
+        let uri = node
+            .target(Some(&path))
+            .map_err(|_| format!("cannot ask {} for {path}", node.label))?;
+        let mut request = Request::new(Outbound::Empty);
+        *request.uri_mut() = uri;
+        let headers: &mut HeaderMap = request.headers_mut();
+        headers.insert(http::header::HOST, node.host.clone());
+        if let Some(credential) = &self.authorization {
+            headers.insert(http::header::AUTHORIZATION, credential.clone());
+        }
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(Cause::of(&error).as_str().to_owned()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
     }
 }
 
@@ -229,7 +324,7 @@ pub fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector
     connector.set_keepalive(Some(UpstreamConfig::TCP_KEEPALIVE));
     connector.enforce_http(false);
     let https = HttpsConnectorBuilder::new()
-        .with_tls_config(client_config(&config.tls, config.scheme == Scheme::HTTPS)?)
+        .with_tls_config(client_config(&config.tls, config.nodes.any_https())?)
         .https_or_http();
     Ok(if config.tls.http2 {
         https.enable_all_versions().wrap_connector(connector)

@@ -150,13 +150,16 @@ impl ApiKeys {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(proxy::connector(config)?);
+        // Keys are managed through the first configured node; a node that is down delays
+        // them (retried with back-off) without failing any request.
+        let node = config.nodes.first();
         let endpoint = Uri::builder()
-            .scheme(config.scheme.clone())
-            .authority(config.authority.clone())
-            .path_and_query(format!("{}/_security/api_key", config.path_prefix))
+            .scheme(node.scheme.clone())
+            .authority(node.authority.clone())
+            .path_and_query(format!("{}/_security/api_key", node.path_prefix))
             .build()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let host = HeaderValue::from_str(config.authority.as_str())
+        let host = HeaderValue::from_str(node.authority.as_str())
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         let file = data_dir.join(FILE_NAME);
         let mut saved = load(&file)?;

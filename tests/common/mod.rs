@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod nodes;
 pub mod process;
 pub mod raw;
 pub mod upstream;
@@ -47,7 +48,7 @@ struct TestUser {
 /// Configures a [`TestGateway`].
 #[derive(Default)]
 pub struct TestGatewayBuilder {
-    upstream: Option<String>,
+    upstream: Vec<String>,
     config: String,
     data_dir: Option<PathBuf>,
     users: Vec<TestUser>,
@@ -78,13 +79,19 @@ pub struct TestGateway {
 impl TestGatewayBuilder {
     /// The fake (or unreachable) cluster requests are forwarded to.
     pub fn upstream(mut self, addr: SocketAddr) -> Self {
-        self.upstream = Some(format!("http://{addr}"));
+        self.upstream = vec![format!("http://{addr}")];
+        self
+    }
+
+    /// Several nodes of one cluster, as `--upstream` repeated.
+    pub fn upstreams(mut self, addrs: &[SocketAddr]) -> Self {
+        self.upstream = addrs.iter().map(|a| format!("http://{a}")).collect();
         self
     }
 
     /// The upstream as a full URL (scheme, authority, optional path prefix).
     pub fn upstream_url(mut self, url: &str) -> Self {
-        self.upstream = Some(url.to_owned());
+        self.upstream = vec![url.to_owned()];
         self
     }
 

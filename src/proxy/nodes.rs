@@ -1,0 +1,378 @@
+//! The cluster's nodes as the gateway sees them: where each one is, how busy it is, and whether
+//! it may be sent a request now.
+//!
+//! Choosing costs no lock and, while every node is healthy, no clock read: each node's health
+//! is a few atomics. Balancing is power of two choices on outstanding requests, which follows
+//! the slowest node's load better than round robin without the herd a pure least-loaded pick
+//! sends to a node that just came back.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::uri::{PathAndQuery, Uri};
+use http::HeaderValue;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::config::{NodeHealth, NodeUrl};
+use crate::error::ApiError;
+
+/// One node of the cluster.
+pub struct Node {
+    pub url: NodeUrl,
+    /// The node's `Host`, built once instead of per request.
+    pub host: HeaderValue,
+    /// `scheme://host:port`, for logs and metrics.
+    pub label: String,
+    /// One permit per request in flight to this node, held until its response body ends.
+    pub slots: Arc<Semaphore>,
+    max: usize,
+    health: Health,
+}
+
+/// A node's health: passive ejection (connections refused or not accepted in time) and the
+/// active checks' verdict. A node is used when neither holds it out.
+#[derive(Default)]
+struct Health {
+    /// 0: not ejected; else when the ejection ends, in [`now_ms`] time.
+    ejected_until: AtomicU64,
+    /// Ejections in a row, for the growing back-off.
+    ejections: AtomicU32,
+    /// Set while one request tries a node that is out: only one at a time does (half-open).
+    probing: AtomicBool,
+    /// The active checks' verdict: out until they pass again.
+    checked_down: AtomicBool,
+    /// Active check results in a row: passes (positive) or failures (negative).
+    streak: std::sync::atomic::AtomicI32,
+    /// Every ejection since the start, for metrics.
+    ejections_total: AtomicU64,
+}
+
+/// Whether a node takes requests now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    Up,
+    /// Its ejection is over: the next request that finds its probe free tries it.
+    Probation,
+    Out,
+}
+
+impl Node {
+    fn new(url: NodeUrl, max: usize) -> Result<Node, http::header::InvalidHeaderValue> {
+        Ok(Node {
+            host: HeaderValue::from_str(url.authority.as_str())?,
+            label: format!("{}://{}", url.scheme, url.socket_authority()),
+            url,
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            health: Health::default(),
+        })
+    }
+
+    /// A node outside the set: a seed asked while sniffing.
+    pub fn detached(url: NodeUrl) -> Result<Node, http::header::InvalidHeaderValue> {
+        Node::new(url, 1)
+    }
+
+    /// Requests in flight to this node.
+    pub fn outstanding(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Whether the node is in rotation (not ejected, not failed by the active checks).
+    pub fn is_up(&self) -> bool {
+        self.standing(&mut None) == Standing::Up
+    }
+
+    pub fn ejections_total(&self) -> u64 {
+        self.health.ejections_total.load(Ordering::Relaxed)
+    }
+
+    fn standing(&self, now: &mut Option<u64>) -> Standing {
+        if self.health.checked_down.load(Ordering::Relaxed) {
+            return Standing::Out;
+        }
+        match self.health.ejected_until.load(Ordering::Relaxed) {
+            0 => Standing::Up,
+            until if *now.get_or_insert_with(now_ms) >= until => Standing::Probation,
+            _ => Standing::Out,
+        }
+    }
+
+    fn try_probe(&self) -> bool {
+        self.health
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The upstream URI for a client's path and query on this node.
+    pub fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, ApiError> {
+        let path_and_query = match (self.url.path_prefix.is_empty(), path_and_query) {
+            (true, Some(pq)) => pq.clone(),
+            (true, None) => PathAndQuery::from_static("/"),
+            (false, pq) => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                format!("{}{pq}", self.url.path_prefix)
+                    .parse()
+                    .map_err(|_| ApiError::Internal)?
+            }
+        };
+        Uri::builder()
+            .scheme(self.url.scheme.clone())
+            .authority(self.url.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ApiError::Internal)
+    }
+
+    /// A response came back: a node on probation is in rotation again.
+    pub fn answered(&self, pick: &Pick) {
+        if pick.probe {
+            if self.health.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+                tracing::info!(node = %self.label, "upstream node answers again; back in rotation");
+            }
+            self.health.ejections.store(0, Ordering::Relaxed);
+            self.health.probing.store(false, Ordering::Release);
+        }
+    }
+
+    /// The request ended without telling anything about the node (a client fault, a timeout
+    /// on a response that may just be slow): a probe's turn passes to the next request.
+    pub fn inconclusive(&self, pick: &Pick) {
+        if pick.probe {
+            self.health.probing.store(false, Ordering::Release);
+        }
+    }
+
+    /// A connection to the node was refused or not accepted in time: out for a back-off that
+    /// doubles with each ejection in a row. Requests that raced the first failure do not
+    /// lengthen it. Returns whether this call ejected it.
+    pub fn refused(&self, pick: &Pick, policy: &NodeHealth) -> bool {
+        let health = &self.health;
+        let ejected = pick.probe || health.ejected_until.load(Ordering::Acquire) == 0;
+        if ejected {
+            let n = health.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+            let back_off = policy
+                .eject_for
+                .saturating_mul(1 << n)
+                .min(policy.eject_max);
+            health
+                .ejected_until
+                .store(now_ms() + millis(back_off).max(1), Ordering::Release);
+            health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.label, ?back_off, "upstream node ejected: it refused or did not accept a connection");
+        }
+        if pick.probe {
+            health.probing.store(false, Ordering::Release);
+        }
+        ejected
+    }
+
+    /// One active check's result. Returns whether the node's verdict changed.
+    pub fn checked(&self, passed: bool, unhealthy: u32, healthy: u32) -> bool {
+        let health = &self.health;
+        let streak = health.streak.load(Ordering::Relaxed);
+        let streak = match (passed, streak) {
+            (true, s) if s > 0 => s.saturating_add(1),
+            (true, _) => 1,
+            (false, s) if s < 0 => s.saturating_sub(1),
+            (false, _) => -1,
+        };
+        health.streak.store(streak, Ordering::Relaxed);
+        let down = health.checked_down.load(Ordering::Relaxed);
+        if down && passed && streak.unsigned_abs() >= healthy {
+            health.checked_down.store(false, Ordering::Relaxed);
+            // The check saw it answer: no need to wait out a passive ejection too.
+            health.ejected_until.store(0, Ordering::Release);
+            health.ejections.store(0, Ordering::Relaxed);
+            tracing::info!(node = %self.label, "upstream node passes its health checks; back in rotation");
+            return true;
+        }
+        if !down && !passed && streak.unsigned_abs() >= unhealthy {
+            health.checked_down.store(true, Ordering::Relaxed);
+            health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %self.label, failures = streak.unsigned_abs(), "upstream node fails its health checks; taken out of rotation");
+            return true;
+        }
+        if passed && health.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+            health.ejections.store(0, Ordering::Relaxed);
+            tracing::info!(node = %self.label, "upstream node passes its health check; back in rotation");
+        }
+        false
+    }
+}
+
+/// The node a request goes to, and whether it is that node's one probe.
+pub struct Pick {
+    pub node: Arc<Node>,
+    pub probe: bool,
+}
+
+/// The nodes requests are spread over; replaced whole when sniffing finds a different set.
+pub struct NodeSet {
+    nodes: ArcSwap<Vec<Arc<Node>>>,
+    max_per_node: usize,
+    /// Told when a node is ejected, for sniffing on failure.
+    pub ejected: Notify,
+}
+
+impl NodeSet {
+    pub fn new(
+        urls: impl IntoIterator<Item = NodeUrl>,
+        max_per_node: usize,
+    ) -> Result<NodeSet, http::header::InvalidHeaderValue> {
+        let nodes = urls
+            .into_iter()
+            .map(|url| Node::new(url, max_per_node).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(NodeSet {
+            nodes: ArcSwap::from_pointee(nodes),
+            max_per_node,
+            ejected: Notify::new(),
+        })
+    }
+
+    /// The nodes now.
+    pub fn all(&self) -> Arc<Vec<Arc<Node>>> {
+        self.nodes.load_full()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.load().is_empty()
+    }
+
+    /// Replaces the nodes with `urls`, keeping the state (health, requests in flight, pooled
+    /// connections) of those that stay. Returns whether anything changed.
+    pub fn replace(&self, urls: Vec<NodeUrl>) -> bool {
+        let current = self.nodes.load_full();
+        let same =
+            urls.len() == current.len() && urls.iter().all(|u| current.iter().any(|n| &n.url == u));
+        if same || urls.is_empty() {
+            return false;
+        }
+        let mut next = Vec::with_capacity(urls.len());
+        for url in urls {
+            match current.iter().find(|n| n.url == url) {
+                Some(node) => next.push(Arc::clone(node)),
+                None => match Node::new(url, self.max_per_node) {
+                    Ok(node) => next.push(Arc::new(node)),
+                    Err(error) => tracing::warn!(%error, "skipping a discovered node"),
+                },
+            }
+        }
+        if next.is_empty() {
+            return false;
+        }
+        let labels: Vec<&str> = next.iter().map(|n| n.label.as_str()).collect();
+        tracing::info!(nodes = ?labels, "upstream nodes changed");
+        self.nodes.store(Arc::new(next));
+        true
+    }
+
+    /// The node for the next attempt, not one of `tried`: a node on probation whose probe is
+    /// free first (so a node that came back gets traffic again as soon as its back-off ends),
+    /// else the less busy of two random nodes in rotation, else — every node out — one probe
+    /// at a time on the node whose ejection ends first. `None`: nowhere to send it now.
+    pub fn pick(&self, tried: &[Arc<Node>]) -> Option<Pick> {
+        let nodes = self.nodes.load();
+        let mut now = None;
+        if let [node] = nodes.as_slice() {
+            if !tried.is_empty() {
+                return None;
+            }
+            return match node.standing(&mut now) {
+                Standing::Up => Some(Pick {
+                    node: Arc::clone(node),
+                    probe: false,
+                }),
+                _ => node.try_probe().then(|| Pick {
+                    node: Arc::clone(node),
+                    probe: true,
+                }),
+            };
+        }
+        let fresh = |node: &&Arc<Node>| !tried.iter().any(|t| Arc::ptr_eq(t, node));
+        let mut up = 0usize;
+        for node in nodes.iter().filter(fresh) {
+            match node.standing(&mut now) {
+                Standing::Up => up += 1,
+                Standing::Probation if node.try_probe() => {
+                    return Some(Pick {
+                        node: Arc::clone(node),
+                        probe: true,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if up > 0 {
+            if let Some(node) = two_choices(nodes.iter().filter(fresh), up, &mut now) {
+                return Some(Pick { node, probe: false });
+            }
+        }
+        let mut out: Vec<&Arc<Node>> = nodes.iter().filter(fresh).collect();
+        out.sort_by_key(|n| n.health.ejected_until.load(Ordering::Relaxed));
+        out.into_iter().find(|n| n.try_probe()).map(|node| Pick {
+            node: Arc::clone(node),
+            probe: true,
+        })
+    }
+
+    /// Whether any node is in rotation.
+    pub fn any_up(&self) -> bool {
+        self.nodes.load().iter().any(|n| n.is_up())
+    }
+
+    /// Requests in flight over all nodes.
+    pub fn outstanding(&self) -> usize {
+        self.nodes.load().iter().map(|n| n.outstanding()).sum()
+    }
+}
+
+/// Of `count` nodes in rotation among `nodes`, two at random, and of those the one with fewer
+/// requests in flight. `None` only when a health change since the count left none.
+fn two_choices<'a>(
+    nodes: impl Iterator<Item = &'a Arc<Node>>,
+    count: usize,
+    now: &mut Option<u64>,
+) -> Option<Arc<Node>> {
+    let mut up = nodes.filter(|n| n.standing(now) == Standing::Up);
+    if count <= 1 {
+        return up.next().map(Arc::clone);
+    }
+    let mut rng = rand::thread_rng();
+    let a = rng.gen_range(0..count);
+    // A second index different from the first, uniformly.
+    let b = (a + rng.gen_range(1..count)) % count;
+    let (mut first, mut second) = (None, None);
+    for (i, node) in up.enumerate() {
+        if i == a {
+            first = Some(node);
+        } else if i == b {
+            second = Some(node);
+        }
+    }
+    // A tie goes to the first pick, itself random: sequential traffic spreads evenly.
+    match (first, second) {
+        (Some(x), Some(y)) if y.outstanding() < x.outstanding() => Some(Arc::clone(y)),
+        (Some(x), _) | (None, Some(x)) => Some(Arc::clone(x)),
+        (None, None) => None,
+    }
+}
+
+/// Milliseconds since the first call: a monotonic clock cheap to compare in an atomic.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    millis(EPOCH.get_or_init(Instant::now).elapsed())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
