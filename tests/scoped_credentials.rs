@@ -449,3 +449,32 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn keys_are_made_through_another_node_when_the_first_is_down() {
+    let cluster = KeyCluster::start(ADMIN).await;
+    let down = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let gw = TestGateway::builder()
+        .upstreams(&[down, cluster.upstream.addr])
+        .config(&admin_config(""))
+        .build()
+        .await;
+    let key = cluster
+        .key_of(FLEET)
+        .expect("the key made through the second node");
+    assert_eq!(key.created_with, ADMIN);
+    let value = gw.create_token(FLEET, "t1").await;
+    let response = gw
+        .with_token(Method::GET, "/_search", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        cluster.forwarded_authorizations(),
+        [Some(key.authorization)]
+    );
+}

@@ -9,6 +9,7 @@
 //! 503, and renewals are spaced so a cluster refusing every key is not hammered.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -123,8 +124,10 @@ struct Managed {
 /// cluster's security API.
 pub struct ApiKeys {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    endpoint: Uri,
-    host: HeaderValue,
+    /// `/_security/api_key` and `Host` on each configured node.
+    endpoints: Vec<(Uri, HeaderValue)>,
+    /// The node asked first: the last one that could be reached.
+    current: AtomicUsize,
     /// The gateway's own credential: what creates and invalidates the keys.
     gateway: HeaderValue,
     timeout: Duration,
@@ -150,17 +153,21 @@ impl ApiKeys {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(proxy::connector(config)?);
-        // Keys are managed through the first configured node; a node that is down delays
-        // them (retried with back-off) without failing any request.
-        let node = config.nodes.first();
-        let endpoint = Uri::builder()
-            .scheme(node.scheme.clone())
-            .authority(node.authority.clone())
-            .path_and_query(format!("{}/_security/api_key", node.path_prefix))
-            .build()
-            .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let host = HeaderValue::from_str(node.authority.as_str())
-            .map_err(|e| TlsError::Setup(e.to_string()))?;
+        let endpoints = config
+            .nodes
+            .iter()
+            .map(|node| {
+                let endpoint = Uri::builder()
+                    .scheme(node.scheme.clone())
+                    .authority(node.authority.clone())
+                    .path_and_query(format!("{}/_security/api_key", node.path_prefix))
+                    .build()
+                    .map_err(|e| TlsError::Setup(e.to_string()))?;
+                let host = HeaderValue::from_str(node.authority.as_str())
+                    .map_err(|e| TlsError::Setup(e.to_string()))?;
+                Ok((endpoint, host))
+            })
+            .collect::<Result<Vec<_>, TlsError>>()?;
         let file = data_dir.join(FILE_NAME);
         let mut saved = load(&file)?;
         let mut managed = Vec::with_capacity(accounts.len());
@@ -201,8 +208,8 @@ impl ApiKeys {
         }
         Ok(ApiKeys {
             client,
-            endpoint,
-            host,
+            endpoints,
+            current: AtomicUsize::new(0),
             gateway,
             timeout: config.timeout,
             file,
@@ -383,23 +390,49 @@ impl ApiKeys {
         }
     }
 
-    /// One JSON call to `/_security/api_key` with the gateway's credential.
+    /// One JSON call to `/_security/api_key` with the gateway's credential, on the node that
+    /// answered last; a node that cannot be connected to passes the call to the next one (no
+    /// byte of it was sent, so nothing is done twice).
     async fn call(&self, method: Method, body: &Value) -> Result<Value, KeyError> {
-        let bytes = serde_json::to_vec(body).map_err(|_| KeyError::Answer("unencodable body"))?;
+        let bytes = Bytes::from(
+            serde_json::to_vec(body).map_err(|_| KeyError::Answer("unencodable body"))?,
+        );
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = KeyError::Answer("no node");
+        for i in 0..self.endpoints.len() {
+            let node = (first + i) % self.endpoints.len();
+            match self.call_on(node, method.clone(), bytes.clone()).await {
+                Err(KeyError::Unconnected(reason)) => {
+                    last = KeyError::Unreachable(reason);
+                    self.current
+                        .store((node + 1) % self.endpoints.len(), Ordering::Relaxed);
+                }
+                outcome => return outcome,
+            }
+        }
+        Err(last)
+    }
+
+    async fn call_on(&self, node: usize, method: Method, bytes: Bytes) -> Result<Value, KeyError> {
+        let Some((endpoint, host)) = self.endpoints.get(node) else {
+            return Err(KeyError::Answer("no node"));
+        };
         let request = Request::builder()
             .method(method)
-            .uri(self.endpoint.clone())
-            .header(HOST, self.host.clone())
+            .uri(endpoint.clone())
+            .header(HOST, host.clone())
             .header(AUTHORIZATION, self.gateway.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(Bytes::from(bytes)))
+            .body(Full::new(bytes))
             .map_err(|_| KeyError::Answer("unbuildable request"))?;
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| KeyError::Unreachable(e.to_string()))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    KeyError::Unconnected(e.to_string())
+                } else {
+                    KeyError::Unreachable(e.to_string())
+                }
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
@@ -423,6 +456,9 @@ impl ApiKeys {
 enum KeyError {
     #[error("cluster not reachable: {0}")]
     Unreachable(String),
+    /// No connection could be made to the node asked: another may be tried.
+    #[error("node not reachable: {0}")]
+    Unconnected(String),
     #[error("cluster answered {0}: {1}")]
     Refused(StatusCode, String),
     #[error("unexpected answer: {0}")]
