@@ -12,7 +12,7 @@
 # socket errors, req/s; time from the kill to the gateway's ejection line and from the
 # restart to its "back in rotation" line; requests each node served. KILL=0 runs the same
 # load without the restart, for the throughput baseline. 127.0.0.1 only; every process is
-# started here and stopped by PID.
+# started here and stopped by PID. KEEP=1 keeps the logs.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +26,7 @@ RESTART_AT="${RESTART_AT:-15}"
 KILL="${KILL:-1}"
 CONNECTIONS="${CONNECTIONS:-32}"
 GW_PORT="${GW_PORT:-18280}"
+ADMIN_PORT="${ADMIN_PORT:-18281}"
 NODE_PORTS=(19381 19382 19383)
 
 for t in wrk nginx python3 curl; do
@@ -39,14 +40,16 @@ else
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-nodes.XXXXXX")"
-trap 'cleanup; rm -rf "$WORK"' EXIT
+# KEEP=1 keeps the work directory (gateway log, nginx logs, wrk output).
+trap 'cleanup; [[ "${KEEP:-0}" == 1 ]] && log "kept $WORK" || rm -rf "$WORK"' EXIT
 
 declare -A NODE_PID=()
 start_node() {  # index
   local i=$1 port=${NODE_PORTS[$1]} dir="$WORK/node$1"
   mkdir -p "$dir/logs" "$dir/tmp"
   cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
+# One process, so the kill below ends the node whole (a master's worker would outlive it).
+master_process off;
 pid logs/nginx.pid;
 error_log logs/error.log warn;
 events { worker_connections 1024; }
@@ -82,7 +85,7 @@ data_dir = "$WORK/data"
 [upstream]
 nodes = ["http://127.0.0.1:${NODE_PORTS[0]}", "http://127.0.0.1:${NODE_PORTS[1]}", "http://127.0.0.1:${NODE_PORTS[2]}"]
 [admin]
-listen = ""
+listen = "127.0.0.1:$ADMIN_PORT"
 [audit]
 enabled = false
 [log]
@@ -96,7 +99,7 @@ GW=$!
 STARTED+=("$GW")
 wait_port "$GW_PORT" 30 || die "gateway did not start (see $WORK/gateway.log)"
 
-now() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
+now() { date +%s.%N; }
 log "wrk: ${DURATION}s, $CONNECTIONS connections, 3 nodes$( ((KILL)) && echo "; node 1 killed at ${KILL_AT}s, back at ${RESTART_AT}s")"
 TOKENS_FILE="$WORK/tokens.txt" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$BENCH/bearer.lua" \
   "http://127.0.0.1:$GW_PORT/_search" >"$WORK/wrk.out" 2>&1 &
@@ -105,12 +108,14 @@ STARTED+=("$WRK")
 KILLED="" RESTARTED=""
 if ((KILL)); then
   sleep "$KILL_AT"
-  kill -KILL "${NODE_PID[1]}"; wait "${NODE_PID[1]}" 2>/dev/null || true
   KILLED=$(now)
+  kill -KILL "${NODE_PID[1]}"; wait "${NODE_PID[1]}" 2>/dev/null || true
   log "node 1 killed"
-  sleep "$((RESTART_AT - KILL_AT))"
-  start_node 1
+  sleep 1
+  log "a second later: $(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -E '^tokengate_upstream_(node|retries)' | tr '\n' ' ')"
+  sleep "$((RESTART_AT - KILL_AT - 1))"
   RESTARTED=$(now)
+  start_node 1
   log "node 1 started again"
 fi
 wait "$WRK" || true
@@ -131,7 +136,7 @@ ejected = readmitted = None
 for line in open(f"{work}/gateway.log"):
     if not line.startswith("{"):
         continue
-    message = json.loads(line).get("fields", {}).get("message", "")
+    message = json.loads(line).get("message", "")
     if killed and "ejected" in message and ejected is None:
         ejected = stamp(line)
     if restarted and "back in rotation" in message and readmitted is None and stamp(line) >= float(restarted):

@@ -14,7 +14,7 @@
 //! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
 //! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
-//! | forward | [`proxy`] | header rewriting, pooled upstream client, 502/504 and their causes in the log |
+//! | forward | [`proxy`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients, 502/504 and their causes in the log |
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token journal; the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
