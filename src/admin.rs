@@ -169,6 +169,7 @@ impl AdminService {
             &metrics.node_up,
             &metrics.node_in_flight,
             &metrics.node_ejections,
+            &metrics.node_idle,
         ] {
             vec.reset();
         }
@@ -186,6 +187,10 @@ impl AdminService {
                 .node_ejections
                 .with_label_values(&label)
                 .set(gauge(node.ejections_total()));
+            metrics
+                .node_idle
+                .with_label_values(&label)
+                .set(gauge(node.pool.idle() as u64));
         }
         let (retried, refused) = state.upstream.retries();
         for (outcome, n) in [("retried", retried), ("budget_exhausted", refused)] {

@@ -1,5 +1,5 @@
-//! Streamed bodies with a deadline on silence, and the upstream slot a response holds until its
-//! body is done.
+//! Streamed bodies with a deadline on silence, and the upstream lease (slot and connection) a
+//! response holds until its body is done.
 //!
 //! A client that stops sending half-way through a body, or an upstream that stalls after its
 //! headers, would otherwise pin both connections (and an upstream slot) for good. The timer is
@@ -32,7 +32,18 @@ pub trait OnEnd: Send {
     fn done(self: Box<Self>, bytes: u64, complete: bool);
 }
 
-/// `inner`, failing with [`BodyError::Idle`] after `timeout` without a frame; releases `slot`
+/// What a response body holds upstream until it is done: its node's slot and the connection it
+/// arrives on. Told once whether the body ended normally, so a connection whose response was read
+/// whole can serve the next request.
+pub trait Lease: Send {
+    fn release(self: Box<Self>, complete: bool);
+}
+
+impl Lease for OwnedSemaphorePermit {
+    fn release(self: Box<Self>, _complete: bool) {}
+}
+
+/// `inner`, failing with [`BodyError::Idle`] after `timeout` without a frame; releases `lease`
 /// when the body ends or is dropped.
 pub struct Guarded<B> {
     inner: B,
@@ -41,7 +52,7 @@ pub struct Guarded<B> {
     timeout: Duration,
     /// A frame arrived since the timer was last armed.
     stale: bool,
-    slot: Option<OwnedSemaphorePermit>,
+    lease: Option<Box<dyn Lease>>,
     /// Data bytes passed on so far.
     sent: u64,
     /// Told when the body is done; `None` unless someone asked (the access log).
@@ -51,22 +62,31 @@ pub struct Guarded<B> {
     expected: Option<u64>,
 }
 
-impl<B> Guarded<B> {
-    pub fn new(inner: B, timeout: Duration, slot: Option<OwnedSemaphorePermit>) -> Self {
+impl<B: Body> Guarded<B> {
+    pub fn new(inner: B, timeout: Duration, lease: Option<Box<dyn Lease>>) -> Self {
+        let expected = if inner.is_end_stream() {
+            Some(0)
+        } else {
+            inner.size_hint().exact()
+        };
         Guarded {
             inner,
             idle: None,
             timeout,
             stale: false,
-            slot,
+            lease,
             sent: 0,
             tail: None,
-            expected: None,
+            expected,
         }
     }
+}
 
+impl<B> Guarded<B> {
     fn finish(&mut self, complete: bool) {
-        self.slot.take();
+        if let Some(lease) = self.lease.take() {
+            lease.release(complete);
+        }
         if let Some(tail) = self.tail.take() {
             tail.done(self.sent, complete);
         }
@@ -77,8 +97,12 @@ impl<B> Drop for Guarded<B> {
     /// A body dropped before its end (the client went away) still gets its line; one whose
     /// declared length went out whole ended normally.
     fn drop(&mut self) {
+        let complete = self.expected == Some(self.sent);
+        if let Some(lease) = self.lease.take() {
+            lease.release(complete);
+        }
         if let Some(tail) = self.tail.take() {
-            tail.done(self.sent, self.expected == Some(self.sent));
+            tail.done(self.sent, complete);
         }
     }
 }
@@ -86,7 +110,6 @@ impl<B> Drop for Guarded<B> {
 impl Guarded<Incoming> {
     /// `tail` is told when this body is done (or dropped before its end).
     pub fn set_tail(&mut self, tail: Box<dyn OnEnd>) {
-        self.expected = self.inner.size_hint().exact();
         self.tail = Some(tail);
     }
 }

@@ -177,6 +177,7 @@ pub struct Metrics {
     pub(crate) node_up: IntGaugeVec,
     pub(crate) node_in_flight: IntGaugeVec,
     pub(crate) node_ejections: IntGaugeVec,
+    pub(crate) node_idle: IntGaugeVec,
     pub(crate) upstream_retries: IntGaugeVec,
     pub(crate) client_connections: IntGauge,
     pub(crate) tls_handshakes: IntGauge,
@@ -290,6 +291,10 @@ impl Metrics {
             "upstream_node_ejections_total",
             "Times a node was taken out of rotation (refused connections, failed health checks).",
         )?;
+        let node_idle = node_vec(
+            "upstream_node_idle_connections",
+            "Connections to a node kept open for the next request.",
+        )?;
         let upstream_retries = IntGaugeVec::new(
             Opts::new(
                 "upstream_retries_total",
@@ -339,6 +344,7 @@ impl Metrics {
             node_up,
             node_in_flight,
             node_ejections,
+            node_idle,
             upstream_retries,
             client_connections,
             tls_handshakes,

@@ -356,3 +356,32 @@ async fn sniffing_finds_the_nodes_the_cluster_lists() {
         .iter()
         .all(|s| s.authorization.as_deref() == Some("ApiKey Z2F0ZXdheQ==")));
 }
+
+#[tokio::test]
+async fn a_connection_goes_back_to_its_node_pool_when_the_response_is_read() {
+    let cluster = nodes(1).await;
+    let (gw, token) = gateway(&cluster, "").await;
+    for _ in 0..20 {
+        assert_eq!(get(&gw, &token).await, 200);
+    }
+    let head = gw
+        .with_token(Method::HEAD, "/_search", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(get(&gw, &token).await, 200);
+    assert_eq!(
+        cluster[0].connections(),
+        1,
+        "one keep-alive connection served all"
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            &node_series("upstream_node_idle_connections", &cluster[0])
+        )
+        .await,
+        Some(1.0)
+    );
+}

@@ -1,5 +1,5 @@
-//! The loop that keeps the upstream's nodes current: active health checks and sniffing, as
-//! the configuration of the moment says. It follows [`Live`]: after a reload it works on the
+//! The loop that keeps the upstream's nodes current: active health checks, sniffing and the
+//! closing of connections idle too long, as the configuration of the moment says. It follows [`Live`]: after a reload it works on the
 //! new upstream with the new settings.
 
 use std::sync::Weak;
@@ -26,6 +26,7 @@ pub async fn maintain(live: Live) {
         let state = live.load();
         let upstream = state.upstream.clone();
         let config = &state.config.upstream;
+        upstream.sweep_idle();
         if let Some(check) = &config.health.check {
             if due(checked, check.interval) {
                 checked = Some(Instant::now());

@@ -9,6 +9,7 @@ pub mod headers;
 mod maintain;
 pub mod nodes;
 mod outbound;
+mod pool;
 mod retry;
 mod sniff;
 
@@ -16,12 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{BodyError, Guarded};
@@ -30,14 +29,16 @@ use crate::error::ApiError;
 use crate::tls::{upstream::client_config, TlsError};
 use failure::{Cause, FailureLog};
 use headers::{Authorization, ClientInfo};
-use nodes::{Node, NodeSet, Pick};
+use nodes::{Node, NodeSet};
 use outbound::Outbound;
+pub use pool::Connector;
+use pool::{ConnectionLease, SendError};
 use retry::{idempotent, RetryBudget};
 
-/// The cluster's nodes and the pooled client that reaches them (one pool per node).
+/// The cluster's nodes and the connections that reach them (a pool per node).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Outbound>,
+    connector: Connector,
     nodes: Arc<NodeSet>,
     /// The configured nodes: where sniffing starts and falls back to.
     seeds: Arc<crate::config::NodeList>,
@@ -59,20 +60,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the pooled client; fails only on unusable upstream TLS files. `client_body_timeout`
-    /// bounds the silences of a client's request body while it is streamed upstream.
+    /// Prepares the connector and the node set; fails only on unusable upstream TLS files.
+    /// `client_body_timeout` bounds the silences of a client's request body while it is
+    /// streamed upstream.
     pub fn new(config: &UpstreamConfig, client_body_timeout: Duration) -> Result<Self, TlsError> {
-        let connector = connector(config)?;
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        let nodes = NodeSet::new(config.nodes.iter().cloned(), config.max_connections)
+        let pools = (config.pool_max_idle, config.pool_idle_timeout);
+        let nodes = NodeSet::new(config.nodes.iter().cloned(), config.max_connections, pools)
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Upstream {
-            client,
+            connector: connector(config)?,
             nodes: Arc::new(nodes),
             seeds: Arc::new(config.nodes.clone()),
             health: Arc::new(config.health.clone()),
@@ -107,6 +103,13 @@ impl Upstream {
         )
     }
 
+    /// Closes pooled connections idle too long.
+    pub fn sweep_idle(&self) {
+        for node in self.nodes.all().iter() {
+            node.pool.sweep();
+        }
+    }
+
     /// The nodes, for logs: `http://a:9200, http://b:9200`.
     pub fn describe(&self) -> String {
         let nodes = self.nodes.all();
@@ -121,10 +124,11 @@ impl Upstream {
     }
 
     /// Sends `request` upstream with `authorization` and returns its response with hop-by-hop
-    /// fields removed. A node that refuses the connection is ejected and the request goes to
-    /// another while that is safe (see [`Upstream::may_retry`]). Refused/reset connections
-    /// become 502, a missed response deadline 504, no free upstream slot 503; a client body that
-    /// breaks off or stalls is the client's 400 or 408.
+    /// fields removed. A node that cannot be connected to is ejected and the request, still
+    /// whole, goes to another; one that fails after the request went out is repeated elsewhere
+    /// only when it had no body and an idempotent method. All within the retry budget.
+    /// Refused/reset connections become 502, a missed response deadline 504, no free upstream
+    /// slot 503; a client body that breaks off or stalls is the client's 400 or 408.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
@@ -147,9 +151,15 @@ impl Upstream {
         if retries > 0 {
             self.budget.deposit();
         }
-        let body = Guarded::new(body, self.client_body_timeout, None);
-        let (mut outbound, mut claim) = Outbound::new(body, retries > 0);
-        let mut headers = Some(headers);
+        let outbound = Outbound::new(Guarded::new(body, self.client_body_timeout, None));
+        // What it takes to send a request that went out once more: only a body-less one with an
+        // idempotent method may be.
+        let repeatable = (retries > 0 && outbound.is_empty() && idempotent(&method))
+            .then(|| (method.clone(), headers.clone()));
+        let mut request = Request::new(outbound);
+        *request.method_mut() = method;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
         let mut tried: Vec<Arc<Node>> = Vec::new();
         loop {
             let Some(pick) = self.nodes.pick(&tried) else {
@@ -167,6 +177,10 @@ impl Upstream {
                     return Err(error);
                 }
             };
+            *request.uri_mut() = uri;
+            request
+                .headers_mut()
+                .insert(http::header::HOST, node.host.clone());
             let slot = match self.slot(&node).await {
                 Ok(slot) => slot,
                 Err(error) => {
@@ -174,23 +188,15 @@ impl Upstream {
                     return Err(error);
                 }
             };
-            let last = tried.len() >= retries;
-            let mut head = if last {
-                headers.take().unwrap_or_default()
-            } else {
-                headers.clone().unwrap_or_default()
-            };
-            head.insert(http::header::HOST, node.host.clone());
-            let mut request = Request::new(outbound);
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = uri;
-            *request.version_mut() = Version::HTTP_11;
-            *request.headers_mut() = head;
-            let error = match tokio::time::timeout(self.timeout, self.client.request(request)).await
-            {
-                Ok(Ok(response)) => {
+            let sent = node.pool.send(&self.connector, &node.base, request);
+            let error = match tokio::time::timeout(self.timeout, sent).await {
+                Ok(Ok((response, connection))) => {
                     node.answered(&pick);
-                    return self.answer(response, slot);
+                    let lease = ConnectionLease {
+                        _slot: slot,
+                        connection: connection.map(|c| (Arc::clone(&node.pool), c)),
+                    };
+                    return self.answer(response, lease);
                 }
                 Ok(Err(error)) => error,
                 Err(_) => {
@@ -202,53 +208,53 @@ impl Upstream {
                 }
             };
             drop(slot);
-            if let Some(fault) = client_body_fault(&error) {
-                node.inconclusive(&pick);
-                tracing::debug!(%fault, "client request body failed");
-                return Err(match fault {
-                    BodyError::Idle(_) => ApiError::ClientTimeout,
-                    BodyError::Source(_) => {
-                        ApiError::BadFraming("the request body could not be read")
+            let last = tried.len() >= retries;
+            match error {
+                SendError::Unsent(unsent, error) => {
+                    self.failures
+                        .report(Cause::of(error.as_ref()), &node.label, &error);
+                    if node.refused(&pick, &self.health) {
+                        self.nodes.ejected.notify_one();
                     }
-                });
+                    if last || !self.budget.withdraw() {
+                        return Err(ApiError::UpstreamUnavailable);
+                    }
+                    request = *unsent;
+                }
+                SendError::Sent(error) => {
+                    node.inconclusive(&pick);
+                    if let Some(fault) = client_body_fault(&error) {
+                        tracing::debug!(%fault, "client request body failed");
+                        return Err(match fault {
+                            BodyError::Idle(_) => ApiError::ClientTimeout,
+                            BodyError::Source(_) => {
+                                ApiError::BadFraming("the request body could not be read")
+                            }
+                        });
+                    }
+                    self.failures.report(Cause::of(&error), &node.label, &error);
+                    let Some((method, headers)) = repeatable.as_ref() else {
+                        return Err(ApiError::UpstreamUnavailable);
+                    };
+                    if last || !self.budget.withdraw() {
+                        return Err(ApiError::UpstreamUnavailable);
+                    }
+                    request = Request::new(Outbound::Empty);
+                    *request.method_mut() = method.clone();
+                    *request.version_mut() = Version::HTTP_11;
+                    *request.headers_mut() = headers.clone();
+                }
             }
-            self.failures.report(Cause::of(&error), &node.label, &error);
-            let unsent = error.is_connect();
-            self.judge(&pick, unsent);
-            let again = match claim.reclaim() {
-                Some(next) if !last && self.may_retry(&method, unsent) => next,
-                _ => return Err(ApiError::UpstreamUnavailable),
-            };
-            (outbound, claim) = again;
-            tracing::debug!(node = %node.label, %method, "retrying the request on another node");
+            tracing::debug!(node = %node.label, "retrying the request on another node");
             tried.push(node);
         }
-    }
-
-    /// What a failed attempt says about its node: a connection that could not be made ejects
-    /// it; anything later (a reset mid-request) may be the request's own doing.
-    fn judge(&self, pick: &Pick, unsent: bool) {
-        if unsent {
-            if pick.node.refused(pick, &self.health) {
-                self.nodes.ejected.notify_one();
-            }
-        } else {
-            pick.node.inconclusive(pick);
-        }
-    }
-
-    /// Whether a failed attempt may be repeated elsewhere: when no byte of it reached the node
-    /// (the connection was never made), or when the method is idempotent — the caller has
-    /// checked that no body byte was read and no response byte arrived — and the budget pays.
-    fn may_retry(&self, method: &Method, unsent: bool) -> bool {
-        (unsent || idempotent(method)) && self.budget.withdraw()
     }
 
     /// The node's response, as the client gets it.
     fn answer(
         &self,
         mut response: Response<Incoming>,
-        slot: OwnedSemaphorePermit,
+        lease: ConnectionLease,
     ) -> Result<Response<Guarded<Incoming>>, ApiError> {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
@@ -260,7 +266,8 @@ impl Upstream {
         response.headers_mut().remove(&crate::response::X_TOKENGATE);
         // The client's connection is ours, not the upstream's: answer in our version.
         *response.version_mut() = Version::HTTP_11;
-        Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(slot))))
+        let lease = Box::new(lease);
+        Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(lease))))
     }
 
     /// A slot for one request on `node`: at once when one is free, else after waiting in a
@@ -308,9 +315,17 @@ impl Upstream {
         if let Some(credential) = &self.authorization {
             headers.insert(http::header::AUTHORIZATION, credential.clone());
         }
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(Cause::of(&error).as_str().to_owned()),
+        let sent = node.pool.send(&self.connector, &node.base, request);
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(Ok((response, connection))) => {
+                // The caller reads the body whole; the connection is not needed back.
+                drop(connection);
+                Ok(response)
+            }
+            Ok(Err(SendError::Unsent(_, error))) => {
+                Err(Cause::of(error.as_ref()).as_str().to_owned())
+            }
+            Ok(Err(SendError::Sent(error))) => Err(Cause::of(&error).as_str().to_owned()),
             Err(_) => Err(format!("no answer within {timeout:?}")),
         }
     }
@@ -334,8 +349,8 @@ pub fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector
 }
 
 /// The client's own body failure behind an upstream request error, if that is what it was: the
-/// pooled client reports a request body that broke off as its own failure.
-fn client_body_fault(error: &hyper_util::client::legacy::Error) -> Option<&BodyError> {
+/// connection reports a request body that broke off as its own failure.
+fn client_body_fault(error: &hyper::Error) -> Option<&BodyError> {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(fault) = cause.downcast_ref::<BodyError>() {

@@ -16,8 +16,12 @@ use http::HeaderValue;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 
+use super::pool::NodePool;
 use crate::config::{NodeHealth, NodeUrl};
 use crate::error::ApiError;
+
+/// Idle connections kept per node, and for how long.
+pub type PoolSize = (usize, Duration);
 
 /// One node of the cluster.
 pub struct Node {
@@ -28,6 +32,10 @@ pub struct Node {
     pub label: String,
     /// One permit per request in flight to this node, held until its response body ends.
     pub slots: Arc<Semaphore>,
+    /// Its idle connections.
+    pub pool: Arc<NodePool>,
+    /// `scheme://authority/`: what a connection is opened to.
+    pub base: Uri,
     max: usize,
     health: Health,
 }
@@ -60,20 +68,30 @@ enum Standing {
 }
 
 impl Node {
-    fn new(url: NodeUrl, max: usize) -> Result<Node, http::header::InvalidHeaderValue> {
+    fn new(
+        url: NodeUrl,
+        max: usize,
+        (max_idle, idle_timeout): PoolSize,
+    ) -> Result<Node, http::Error> {
         Ok(Node {
             host: HeaderValue::from_str(url.authority.as_str())?,
             label: format!("{}://{}", url.scheme, url.socket_authority()),
+            base: Uri::builder()
+                .scheme(url.scheme.clone())
+                .authority(url.authority.clone())
+                .path_and_query("/")
+                .build()?,
             url,
             slots: Arc::new(Semaphore::new(max)),
+            pool: Arc::new(NodePool::new(max_idle, idle_timeout)),
             max,
             health: Health::default(),
         })
     }
 
     /// A node outside the set: a seed asked while sniffing.
-    pub fn detached(url: NodeUrl) -> Result<Node, http::header::InvalidHeaderValue> {
-        Node::new(url, 1)
+    pub fn detached(url: NodeUrl) -> Result<Node, http::Error> {
+        Node::new(url, 1, (0, Duration::ZERO))
     }
 
     /// Requests in flight to this node.
@@ -108,7 +126,8 @@ impl Node {
             .is_ok()
     }
 
-    /// The upstream URI for a client's path and query on this node.
+    /// The request target on this node for a client's path and query, in origin form (the
+    /// node's path prefix put before it).
     pub fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, ApiError> {
         let path_and_query = match (self.url.path_prefix.is_empty(), path_and_query) {
             (true, Some(pq)) => pq.clone(),
@@ -120,12 +139,7 @@ impl Node {
                     .map_err(|_| ApiError::Internal)?
             }
         };
-        Uri::builder()
-            .scheme(self.url.scheme.clone())
-            .authority(self.url.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| ApiError::Internal)
+        Ok(Uri::from(path_and_query))
     }
 
     /// A response came back: a node on probation is in rotation again.
@@ -215,6 +229,7 @@ pub struct Pick {
 pub struct NodeSet {
     nodes: ArcSwap<Vec<Arc<Node>>>,
     max_per_node: usize,
+    pools: PoolSize,
     /// Told when a node is ejected, for sniffing on failure.
     pub ejected: Notify,
 }
@@ -223,14 +238,16 @@ impl NodeSet {
     pub fn new(
         urls: impl IntoIterator<Item = NodeUrl>,
         max_per_node: usize,
-    ) -> Result<NodeSet, http::header::InvalidHeaderValue> {
+        pools: PoolSize,
+    ) -> Result<NodeSet, http::Error> {
         let nodes = urls
             .into_iter()
-            .map(|url| Node::new(url, max_per_node).map(Arc::new))
+            .map(|url| Node::new(url, max_per_node, pools).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NodeSet {
             nodes: ArcSwap::from_pointee(nodes),
             max_per_node,
+            pools,
             ejected: Notify::new(),
         })
     }
@@ -261,7 +278,7 @@ impl NodeSet {
         for url in urls {
             match current.iter().find(|n| n.url == url) {
                 Some(node) => next.push(Arc::clone(node)),
-                None => match Node::new(url, self.max_per_node) {
+                None => match Node::new(url, self.max_per_node, self.pools) {
                     Ok(node) => next.push(Arc::new(node)),
                     Err(error) => tracing::warn!(%error, "skipping a discovered node"),
                 },

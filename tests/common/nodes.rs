@@ -46,6 +46,8 @@ struct Shared {
     listed: Mutex<Vec<SocketAddr>>,
     /// Requests received, for waiting on.
     count: watch::Sender<usize>,
+    /// Connections accepted.
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 /// A node of a fake cluster on loopback.
@@ -66,6 +68,7 @@ impl ClusterNode {
             behaviour: Mutex::new(Behaviour::Answer),
             listed: Mutex::new(Vec::new()),
             count: watch::Sender::new(0),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         });
         let mut node = ClusterNode {
             addr,
@@ -107,6 +110,13 @@ impl ClusterNode {
         *self.shared.listed.lock().unwrap() = nodes.to_vec();
     }
 
+    /// Connections accepted so far, over restarts.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -133,6 +143,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                shared.connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let shared = Arc::clone(&shared);
                 connections.spawn(async move {
                     let service = service_fn(move |request| answer(Arc::clone(&shared), request));
