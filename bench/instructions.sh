@@ -10,7 +10,8 @@
 # For each build and scenario it runs the gateway under callgrind twice, with N1 and N2
 # sequential keep-alive requests (h2load --h1 -c1), and reports (Ir(N2) - Ir(N1)) / (N2 - N1):
 # start-up, token replay and shutdown cancel out. Scenarios (`SCENARIOS`): `get` (valid token,
-# forwarded to a local nginx), `deny` (wrong secret: the 401 path, with the per-address failure
+# forwarded to a local nginx), `h2` (the same over one h2c connection, 4 streams at once; not in
+# the default set), `deny` (wrong secret: the 401 path, with the per-address failure
 # throttle lifted where the build has one) and `throttled` (the same with default limits: past
 # the burst, the 429 path). 127.0.0.1 only; every process is started here and stopped by PID.
 set -euo pipefail
@@ -112,7 +113,9 @@ run() {
     "$bin" --config "$dir.toml" >"$dir.log" 2>&1 &
   pid=$!; STARTED+=("$pid")
   wait_port "$GW_PORT" 120 || die "gateway did not start under valgrind (see $dir.log)"
-  h2load --h1 -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
+  local proto=(--h1)
+  [[ $token_label == h2 ]] && proto=(-m 4)  # h2c with prior knowledge, 4 streams at once
+  h2load "${proto[@]}" -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
     || die "h2load failed (see $dir.h2load)"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   [[ -n "${KEEP_DIR:-}" ]] && mkdir -p "$KEEP_DIR" && cp "$out" "$KEEP_DIR/$(basename "$bin").$n.$token_label.callgrind"
@@ -123,7 +126,7 @@ printf '| build | scenario | instructions per request |\n|---|---|---:|\n'
 for bin in "${BINS[@]}"; do
   [[ -x "$bin" ]] || die "$bin is not an executable"
   for scenario in $SCENARIOS; do
-    token=$VALID; [[ $scenario != get ]] && token=$DENY
+    token=$VALID; [[ $scenario != get && $scenario != h2 ]] && token=$DENY
     extra=""
     # The 401 path itself, with the per-address failure throttle out of the way (a build
     # without the throttle knows no such key and needs none).

@@ -375,7 +375,11 @@ async fn serve_http<IO, H>(
         let (handler, slot) = (handler.clone(), requests.clone());
         async move {
             let _active = slot.begin();
-            Ok::<_, Infallible>(handler.handle(request, &slot.client).await)
+            // Boxed: the request's future is several kilobytes, and hyper moves the future it
+            // is given (into a task per h2 stream, along its own state); a box moves as a
+            // pointer.
+            let response = Box::pin(handler.handle(request, &slot.client)).await;
+            Ok::<_, Infallible>(response)
         }
     });
     let io = TokioIo::new(Greeting::new(io, slot.clone()));
