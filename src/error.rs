@@ -292,6 +292,10 @@ impl ApiError {
             // its bytes are built once.
             (Self::BadCredentials, false) => response::json(status, BAD_CREDENTIALS_BODY.clone()),
             (Self::AuthThrottled { .. }, false) => response::json(status, THROTTLED_BODY.clone()),
+            // A wrong secret for a known token name: the same document with another reason.
+            (Self::ServiceTokenRejected { .. }, false) => {
+                response::json(status, unauthorized_body(&self.reason()))
+            }
             _ => response::json_value(status, &self.to_json(), pretty),
         };
         let headers = response.headers_mut();
@@ -334,6 +338,32 @@ static THROTTLED_BODY: LazyLock<Bytes> = LazyLock::new(|| {
     let error = ApiError::AuthThrottled { retry_after: 0 };
     Bytes::from(response::to_bytes(&error.to_json(), false))
 });
+
+/// The failed-authentication document split around its reason (which it holds twice), so a
+/// 401 with another reason is three copies and an escape instead of a JSON tree built and
+/// serialised.
+static UNAUTHORIZED_PARTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let body = String::from_utf8_lossy(&BAD_CREDENTIALS_BODY).into_owned();
+    let reason = serde_json::to_string(BAD_CREDENTIALS).unwrap_or_default();
+    body.split(reason.as_str()).map(str::to_owned).collect()
+});
+
+/// A 401 `security_exception` document with `reason`, bytes as the general path writes them.
+fn unauthorized_body(reason: &str) -> Bytes {
+    let Ok(reason) = serde_json::to_string(reason) else {
+        return BAD_CREDENTIALS_BODY.clone();
+    };
+    let parts = &*UNAUTHORIZED_PARTS;
+    let size = parts.iter().map(String::len).sum::<usize>() + 2 * reason.len();
+    let mut body = String::with_capacity(size);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            body.push_str(&reason);
+        }
+        body.push_str(part);
+    }
+    Bytes::from(body)
+}
 
 static CHALLENGE_VALUES: LazyLock<[HeaderValue; 3]> =
     LazyLock::new(|| CHALLENGES.map(HeaderValue::from_static));
@@ -429,6 +459,19 @@ mod tests {
             response.headers().get_all(WWW_AUTHENTICATE).iter().count(),
             3
         );
+    }
+
+    #[test]
+    fn the_prebuilt_rejection_is_byte_for_byte_the_general_one() {
+        for name in ["token1", "with \"quotes\" and \\ and é"] {
+            let error = ApiError::ServiceTokenRejected {
+                account: "elastic/fleet-server".into(),
+                name: name.into(),
+            };
+            let general = response::to_bytes(&error.to_json(), false);
+            assert_eq!(unauthorized_body(&error.reason()).as_ref(), general.as_slice());
+        }
+        assert_eq!(UNAUTHORIZED_PARTS.len(), 3, "the reason appears twice");
     }
 
     #[test]
