@@ -183,6 +183,12 @@ fn unknown(config: &Config, text: &str) -> Failure {
 /// not exist is an error rather than created: it is more likely a wrong path than an empty store.
 fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
     let dir = &config.server.data_dir;
+    // etcd has no single writer to defer to: every gateway and this command change it alike.
+    if config.store.backend == crate::config::StoreBackend::Etcd {
+        return TokenStore::open_configured(&config.store, dir, StoreOptions::default())
+            .map(Some)
+            .map_err(|error| Failure(EXIT_START, error.to_string()));
+    }
     if !dir.is_dir() {
         return Err(Failure(
             EXIT_CONFIG,

@@ -7,6 +7,8 @@
 
 pub mod cli;
 pub mod cluster;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod process;
 pub mod raw;
 pub mod upstream;
