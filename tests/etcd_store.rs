@@ -9,7 +9,9 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use common::cli::{fails, ok, run_command};
 use common::etcd::{EtcdCluster, Relay};
+use common::process::tokengate;
 use common::{json_of, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 use tokengate::config::{Config, Overrides};
@@ -23,9 +25,13 @@ const RECOVERY: Duration = Duration::from_secs(15);
 
 fn store_toml(endpoints: &[String], extra: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    let prefix = if extra.contains("prefix") {
+        ""
+    } else {
+        "prefix = \"/test/\"\n"
+    };
     format!(
-        "[store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"/test/\"\n\
-         start_timeout = \"10s\"\n{extra}",
+        "[store]\nbackend = \"etcd\"\nendpoints = [{}]\n{prefix}start_timeout = \"10s\"\n{extra}",
         list.join(", ")
     )
 }
@@ -305,4 +311,63 @@ async fn two_gateways_starting_at_once_on_an_empty_prefix_agree_on_the_pepper() 
     }
     a.close();
     b.close();
+}
+
+/// `tokens migrate --to etcd` on a stopped gateway's data directory, with etcd named by variables.
+fn migrate(data: &std::path::Path, endpoint: &str) -> std::process::Output {
+    let mut command = tokengate();
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .args(["tokens", "migrate", "--to", "etcd"])
+        .env("TOKENGATE_STORE__ENDPOINTS", endpoint)
+        .env("TOKENGATE_STORE__PREFIX", "/moved/");
+    run_command(&mut command, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_a_journal_to_etcd_once_and_refuses_a_prefix_of_another_pepper() {
+    let test = "migrate_copies_a_journal_to_etcd_once_and_refuses_a_prefix_of_another_pepper";
+    let Some(etcd) = EtcdCluster::start(1, test).await else {
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let (data, other) = (root.path().join("data"), root.path().join("other"));
+    let single = TestGateway::builder()
+        .upstream(upstream.addr)
+        .data_dir(&data)
+        .build()
+        .await;
+    let moved = single.create_token(FLEET, "moved").await;
+    let gone = single.create_token(FLEET, "gone").await;
+    assert_eq!(delete(&single, "gone").await, 200);
+    single.stop().await;
+
+    let out = ok(&migrate(&data, &etcd.endpoint(0)));
+    assert!(out.contains("copied 1 token(s)"), "{out}");
+    // Run again (say, after an interruption): nothing copied twice.
+    let out = ok(&migrate(&data, &etcd.endpoint(0)));
+    assert!(
+        out.contains("copied 0 token(s)") && out.contains("1 already there"),
+        "{out}"
+    );
+
+    let shared = gateway(&upstream, &[etcd.endpoint(0)], "prefix = \"/moved/\"\n").await;
+    assert_eq!(status_with(&shared, &moved).await, 200);
+    assert_eq!(status_with(&shared, &gone).await, 401);
+    shared.stop().await;
+
+    let another = TestGateway::builder()
+        .upstream(upstream.addr)
+        .data_dir(&other)
+        .build()
+        .await;
+    another.create_token(FLEET, "elsewhere").await;
+    another.stop().await;
+    fails(
+        &migrate(&other, &etcd.endpoint(0)),
+        1,
+        "already holds another pepper",
+    );
 }

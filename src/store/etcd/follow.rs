@@ -346,3 +346,37 @@ impl Follower {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(byte: u8) -> Fingerprint {
+        [byte; 32]
+    }
+
+    #[test]
+    fn a_new_read_removes_what_it_lacks_and_adds_what_is_new() {
+        let maps = maps_of(Snapshot {
+            tokens: vec![("a/b/kept".into(), fp(1)), ("a/b/revoked".into(), fp(2))],
+            revision: 10,
+        });
+        apply_snapshot(
+            &maps,
+            Snapshot {
+                tokens: vec![("a/b/kept".into(), fp(1)), ("a/b/new".into(), fp(3))],
+                revision: 20,
+            },
+        );
+        assert_eq!(maps.names(), ["a/b/kept", "a/b/new"]);
+        assert!(maps.verify(&fp(1)) && maps.verify(&fp(3)));
+        assert!(!maps.verify(&fp(2)));
+    }
+
+    #[test]
+    fn staleness_grows_from_the_last_sync() {
+        let freshness = Freshness::new();
+        freshness.synced();
+        assert!(freshness.staleness() < Duration::from_secs(1));
+    }
+}

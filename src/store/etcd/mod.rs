@@ -399,9 +399,12 @@ impl Writes {
                 async move { client.delete(key, None).await }
             })
             .await?;
-        Ok(Outcome {
-            changed: response.deleted() > 0 || attempts > 1,
-            revision: response.header().map_or(0, |h| h.revision()),
-        })
+        let changed = response.deleted() > 0 || attempts > 1;
+        // Nothing deleted, nothing for the watch to bring.
+        let revision = match response.header() {
+            Some(header) if response.deleted() > 0 => header.revision(),
+            _ => 0,
+        };
+        Ok(Outcome { changed, revision })
     }
 }
