@@ -15,7 +15,7 @@ use common::process::tokengate;
 use common::{json_of, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 use tokengate::config::{Config, Overrides};
-use tokengate::store::{StoreOptions, TokenStore};
+use tokengate::store::{StoreError, StoreOptions, TokenStore};
 use tokio::time::Instant;
 
 /// What the issue promises for a change to reach another gateway.
@@ -296,8 +296,18 @@ async fn two_gateways_starting_at_once_on_an_empty_prefix_agree_on_the_pepper() 
         })
     };
     let first = open(Arc::clone(&barrier), config.clone(), dir.path().join("a"));
-    let second = open(barrier, config, dir.path().join("b"));
+    let second = open(barrier, config.clone(), dir.path().join("b"));
     let (a, b) = (first.join().unwrap(), second.join().unwrap());
+    // The data directory (users, pid file, audit log) is still one gateway's.
+    let again = TokenStore::open_configured(
+        &config.store,
+        &dir.path().join("a"),
+        StoreOptions::default(),
+    );
+    assert!(
+        matches!(again, Err(StoreError::Locked { .. })),
+        "a second store on one directory"
+    );
     for i in 0..3 {
         let name = format!("t{i}");
         let value = tokengate::token::encode_raw(FLEET, &name, &format!("secret-{i}-0123456789"));

@@ -183,19 +183,13 @@ fn unknown(config: &Config, text: &str) -> Failure {
 /// not exist is an error rather than created: it is more likely a wrong path than an empty store.
 fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
     let dir = &config.server.data_dir;
-    // etcd has no single writer to defer to: every gateway and this command change it alike.
-    if config.store.backend == crate::config::StoreBackend::Etcd {
-        return TokenStore::open_configured(&config.store, dir, StoreOptions::default())
-            .map(Some)
-            .map_err(|error| Failure(EXIT_START, error.to_string()));
-    }
     if !dir.is_dir() {
         return Err(Failure(
             EXIT_CONFIG,
             format!("{}: no such data directory", dir.display()),
         ));
     }
-    match TokenStore::open(dir, StoreOptions::default()) {
+    match TokenStore::open_configured(&config.store, dir, StoreOptions::default()) {
         Ok(store) => Ok(Some(store)),
         Err(StoreError::Locked { .. }) => Ok(None),
         Err(error) => Err(Failure(EXIT_START, error.to_string())),

@@ -197,7 +197,14 @@ impl TokenStore {
             StoreBackend::Journal => Self::open(dir, options),
             #[cfg(feature = "etcd")]
             StoreBackend::Etcd => {
-                let (shared, etcd) = etcd::open(&config.etcd)?;
+                // The data directory still holds the users, the pid file and the audit log: one
+                // gateway per directory, as with the journal.
+                crate::atomic_file::create_private_dir(dir).map_err(|source| StoreError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                let lock = lock_dir(dir)?;
+                let (shared, etcd) = etcd::open(&config.etcd, lock)?;
                 let path = PathBuf::from(format!("etcd {}", config.etcd.prefix));
                 Ok(TokenStore {
                     inner: Arc::new(Inner {

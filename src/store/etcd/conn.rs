@@ -88,7 +88,7 @@ impl Conn {
         let client = match tokio::time::timeout(ATTEMPT_TIMEOUT, connect).await {
             Ok(client) => client?,
             Err(_) => {
-                return Err(etcd_client::Error::WatchError(format!(
+                return Err(etcd_client::Error::EndpointError(format!(
                     "{endpoint}: connect timed out"
                 )))
             }
@@ -199,4 +199,31 @@ fn tls(config: &EtcdConfig) -> Result<TlsOptions, StoreError> {
         tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
     }
     Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::{Code, Status};
+
+    #[test]
+    fn only_what_another_member_might_answer_differently_is_retried() {
+        let status = |code| etcd_client::Error::GRpcStatus(Status::new(code, "x"));
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unknown,
+            Code::Internal,
+        ] {
+            assert!(retryable(&status(code)), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::OutOfRange,
+        ] {
+            assert!(!retryable(&status(code)), "{code:?}");
+        }
+        assert!(retryable(&etcd_client::Error::EndpointError("gone".into())));
+    }
 }

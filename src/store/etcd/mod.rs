@@ -42,6 +42,8 @@ const TXN_PUTS: usize = 64;
 pub(crate) struct Etcd {
     worker: Worker<Request>,
     freshness: Arc<Freshness>,
+    /// The data directory's lock, released once the thread is done.
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl Etcd {
@@ -59,12 +61,21 @@ impl Etcd {
         if !self.worker.stop() {
             tracing::error!("etcd store thread panicked");
         }
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
     }
 }
 
 /// Connects, agrees on the pepper, reads every token, and starts following changes. Returns once
 /// the maps hold the whole set, or fails after `start_timeout`.
-pub(crate) fn open(config: &EtcdConfig) -> Result<(Arc<Shared>, Etcd), StoreError> {
+pub(crate) fn open(
+    config: &EtcdConfig,
+    lock: std::fs::File,
+) -> Result<(Arc<Shared>, Etcd), StoreError> {
     let writes = Writes {
         conn: Arc::new(Conn::new(config)?),
         layout: Layout::new(&config.prefix),
@@ -97,6 +108,7 @@ pub(crate) fn open(config: &EtcdConfig) -> Result<(Arc<Shared>, Etcd), StoreErro
             Etcd {
                 worker: Worker::new(tx, thread),
                 freshness,
+                lock: std::sync::Mutex::new(Some(lock)),
             },
         )),
         Ok(Err(error)) => {
