@@ -381,3 +381,48 @@ async fn migrate_copies_a_journal_to_etcd_once_and_refuses_a_prefix_of_another_p
         "already holds another pepper",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_authentication_on_the_gateway_logs_in_and_a_wrong_password_cannot_start() {
+    let test = "with_etcd_authentication_on_the_gateway_logs_in_and_a_wrong_password_cannot_start";
+    let Some(etcd) = EtcdCluster::start(1, test).await else {
+        return;
+    };
+    let mut admin = etcd.client().await;
+    admin.user_add("root", "root-password", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.role_add("gateway").await.unwrap();
+    let own_prefix = etcd_client::Permission::read_write("/auth/").with_prefix();
+    admin
+        .role_grant_permission("gateway", own_prefix)
+        .await
+        .unwrap();
+    admin.user_add("gw", "gw-password", None).await.unwrap();
+    admin.user_grant_role("gw", "gateway").await.unwrap();
+    admin.auth_enable().await.unwrap();
+
+    let upstream = FakeUpstream::start().await;
+    let login = "prefix = \"/auth/\"\nuser = \"gw\"\npassword = \"gw-password\"\n";
+    let a = gateway(&upstream, &[etcd.endpoint(0)], login).await;
+    let b = gateway(&upstream, &[etcd.endpoint(0)], login).await;
+    let value = a.create_token(FLEET, "authenticated").await;
+    until_status(&b, &value, 200, VISIBLE_WITHIN).await;
+    a.stop().await;
+    b.stop().await;
+
+    let wrong =
+        "prefix = \"/auth/\"\nuser = \"gw\"\npassword = \"not-it\"\nstart_timeout = \"2s\"\n";
+    let config = Config::from_toml(
+        "test",
+        &store_toml(&[etcd.endpoint(0)], wrong).replace("start_timeout = \"10s\"\n", ""),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let refused = TokenStore::open_configured(&config.store, dir.path(), StoreOptions::default());
+    let error = refused.err().expect("a wrong etcd password must not start");
+    assert!(
+        error.to_string().contains("authentication failed"),
+        "{error}"
+    );
+}
