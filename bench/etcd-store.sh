@@ -109,10 +109,15 @@ TOKENGATE_STORE__ENDPOINTS="$ETCD_ENDPOINTS" TOKENGATE_STORE__PREFIX=/bench-1m/ 
   "$BIN" --data-dir "$WORK/journal" tokens migrate --to etcd
 t2=$(date +%s.%N)
 log "import into the journal: $(awk "BEGIN {printf \"%.2f\", $t1 - $t0}") s; migrate to etcd: $(awk "BEGIN {printf \"%.2f\", $t2 - $t1}") s"
-t0=$(date +%s.%N)
-start c "$PORT_C" /bench-1m/
-t1=$(date +%s.%N)
-read_ms=$(grep -o 'took_ms[^0-9]*[0-9]*' "$WORK/c.log" | grep -o '[0-9]*$' | head -1)
-tokens=$(grep -o 'tokens[^0-9]*[0-9]*' "$WORK/c.log" | grep 'read\|tokens' | grep -o '[0-9]*$' | head -1)
-rss=$(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/${STARTED[-1]}/status")
-echo "start-up with $tokens tokens in etcd: read in ${read_ms} ms (log), listening after $(awk "BEGIN {printf \"%.2f\", $t1 - $t0}") s; RSS $rss"
+# Twice: right after the copy etcd is still busy with it (snapshots, compaction of its log); the
+# second start is a gateway restarted on a settled cluster.
+for round in first second; do
+  t0=$(date +%s.%N)
+  start c "$PORT_C" /bench-1m/
+  t1=$(date +%s.%N)
+  read_ms=$(grep 'token store read from etcd' "$WORK/c.log" | tail -1 | grep -o 'took_ms[^0-9]*[0-9]*' | grep -o '[0-9]*$')
+  tokens=$(grep 'token store read from etcd' "$WORK/c.log" | tail -1 | grep -o ' tokens[^0-9]*[0-9]*' | grep -o '[0-9]*$')
+  rss=$(awk '/VmRSS/ {print $2 / 1024 " MiB"}' "/proc/${STARTED[-1]}/status")
+  echo "start-up ($round) with $tokens tokens in etcd: read in ${read_ms} ms (log), listening after $(awk "BEGIN {printf \"%.2f\", $t1 - $t0}") s; RSS $rss"
+  stop_pid "${STARTED[-1]}"; unset 'STARTED[-1]'
+done
