@@ -55,6 +55,13 @@ impl Readiness {
             return Err("draining");
         }
         let state = self.live.load();
+        if let (Some(max), Some(stale)) =
+            (state.config.store.max_staleness, state.store.staleness())
+        {
+            if stale > max {
+                return Err("token store stale");
+            }
+        }
         if state.config.admin.ready_requires_upstream
             && !self.upstream_reachable(&state.upstream).await
         {
@@ -209,6 +216,9 @@ impl AdminService {
             .tls_failures
             .set(gauge(stats.tls_failures.load(Ordering::Relaxed)));
         metrics.ready.set(i64::from(ready));
+        if let Some(stale) = state.store.staleness() {
+            metrics.store_staleness.set(stale.as_secs_f64());
+        }
         if let Some(expiry) = self.tls.as_ref().and_then(ServerTls::not_after) {
             metrics.certificate_expiry.set(expiry as f64);
         }

@@ -15,7 +15,7 @@
 //! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
 //! | forward | [`proxy`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients, 502/504 and their causes in the log |
-//! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token journal; the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
+//! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token store (the journal, or etcd shared by several gateways); the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
 //! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
 //! | record | [`audit`], [`metrics`], [`admin`] | security events as JSON lines, off the request path; failed logins in the main log; Prometheus metrics; the admin listener |

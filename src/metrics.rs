@@ -184,6 +184,8 @@ pub struct Metrics {
     pub(crate) tls_failures: IntGauge,
     pub(crate) certificate_expiry: Gauge,
     pub(crate) ready: IntGauge,
+    /// Only a shared store has one: how long the token set may have missed changes.
+    pub(crate) store_staleness: Gauge,
 }
 
 /// A metric could not be registered: a name clash, a bug caught by the tests.
@@ -323,6 +325,11 @@ impl Metrics {
             "When the HTTPS listener's certificate expires (Unix time); absent without TLS.",
         ))?;
         let ready = gauge(&registry, "ready", "1 when /readyz answers 200, else 0.")?;
+        let store_staleness = Gauge::with_opts(Opts::new(
+            "store_staleness_seconds",
+            "Time since the token set was last known to hold every change made in etcd; absent \
+             with the journal.",
+        ))?;
         let build = IntGaugeVec::new(
             Opts::new("build_info", "The running build; always 1."),
             &["version"],
@@ -351,6 +358,7 @@ impl Metrics {
             tls_failures,
             certificate_expiry,
             ready,
+            store_staleness,
         })
     }
 
@@ -392,6 +400,13 @@ impl Metrics {
     pub fn with_certificate(&self) -> Result<(), MetricsError> {
         self.registry
             .register(Box::new(self.certificate_expiry.clone()))?;
+        Ok(())
+    }
+
+    /// Registers the store staleness gauge (only a store shared through etcd has one).
+    pub fn with_store_staleness(&self) -> Result<(), MetricsError> {
+        self.registry
+            .register(Box::new(self.store_staleness.clone()))?;
         Ok(())
     }
 

@@ -55,7 +55,7 @@ pub struct State {
 /// The parts of [`State`].
 pub struct Parts {
     pub config: Config,
-    /// Service tokens issued through the API, durable in the journal.
+    /// Service tokens issued through the API, durable in the journal or in etcd.
     pub store: TokenStore,
     /// Service tokens of the `service_tokens` file, checked after the store.
     pub file_tokens: FileTokens,
@@ -104,7 +104,10 @@ impl State {
             }))),
             ..StoreOptions::default()
         };
-        let store = TokenStore::open(dir, options)?;
+        let store = TokenStore::open_configured(&config.store, dir, options)?;
+        if store.staleness().is_some() {
+            metrics.with_store_staleness()?;
+        }
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts)?;

@@ -131,6 +131,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         "access_log" => access_log;
         "security.users_reload_interval" => security.users_reload_interval;
         "security.throttle" => security.throttle;
+        "store" => store;
     }
     restart
 }

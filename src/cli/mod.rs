@@ -131,6 +131,13 @@ pub enum TokensCommand {
         #[command(flatten)]
         remote: token_admin::RemoteArgs,
     },
+    /// Copy the journal's tokens and pepper to the store `[store]` names (`--to etcd`), for
+    /// moving one gateway to several; the gateway must be stopped.
+    Migrate {
+        /// The backend to copy to.
+        #[arg(long, value_parser = ["etcd"])]
+        to: String,
+    },
     /// Delete a token (through a running gateway's API when it holds the data directory).
     Revoke {
         /// The service account, `namespace/service`.
@@ -201,6 +208,9 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Tokens {
             action: TokensCommand::Import { file },
         }) => tokens::import(&config, &file),
+        Some(Command::Tokens {
+            action: TokensCommand::Migrate { to: _ },
+        }) => tokens::migrate(&config),
         Some(Command::ServiceTokens { action }) => service_tokens::run(&config, &action),
         Some(Command::Tokens {
             action: TokensCommand::List { account, remote },

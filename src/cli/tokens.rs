@@ -2,6 +2,9 @@
 //! migrating tokens from a cluster or another gateway without re-issuing them.
 //!
 //! All lines are checked before anything is written: a file with a bad line imports nothing.
+//!
+//! `tokengate tokens migrate --to etcd`: copies the journal to etcd, for moving from one gateway
+//! to several without re-issuing tokens.
 
 use std::io::Read;
 use std::path::Path;
@@ -48,7 +51,8 @@ pub fn import(config: &Config, file: &Path) -> ExitCode {
         );
         return ExitCode::from(EXIT_DATA);
     }
-    let store = match TokenStore::open(&config.server.data_dir, StoreOptions::default()) {
+    let dir = &config.server.data_dir;
+    let store = match TokenStore::open_configured(&config.store, dir, StoreOptions::default()) {
         Ok(store) => store,
         Err(error) => {
             eprintln!("tokengate: {error}");
@@ -72,6 +76,54 @@ pub fn import(config: &Config, file: &Path) -> ExitCode {
             ExitCode::from(EXIT_START)
         }
     }
+}
+
+/// Copies the journal under the data directory to the etcd of `[store]`.
+#[allow(clippy::print_stdout)]
+pub fn migrate(config: &Config) -> ExitCode {
+    let etcd = &config.store.etcd;
+    if etcd.endpoints.is_empty() {
+        eprintln!("tokengate: [store] endpoints: name the etcd to copy the tokens to");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    copy_to_etcd(config)
+}
+
+#[cfg(feature = "etcd")]
+#[allow(clippy::print_stdout)]
+fn copy_to_etcd(config: &Config) -> ExitCode {
+    let dir = &config.server.data_dir;
+    if !dir.join("tokens.journal").is_file() {
+        eprintln!("tokengate: {}: no token journal to migrate", dir.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match crate::store::etcd::migrate(dir, &config.store.etcd) {
+        Ok(done) => {
+            println!(
+                "copied {} token(s) to etcd prefix {}, {} already there",
+                done.copied, config.store.etcd.prefix, done.present
+            );
+            if done.conflicts.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            for name in &done.conflicts {
+                eprintln!(
+                    "tokengate: token [{name}] exists in etcd with another value; left as it is"
+                );
+            }
+            ExitCode::from(EXIT_DATA)
+        }
+        Err(error) => {
+            eprintln!("tokengate: migration stopped: {error}");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+fn copy_to_etcd(_config: &Config) -> ExitCode {
+    eprintln!("tokengate: this build has no etcd support (build with `--features etcd`)");
+    ExitCode::from(EXIT_CONFIG)
 }
 
 fn read(file: &Path) -> std::io::Result<String> {

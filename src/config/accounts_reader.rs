@@ -110,7 +110,11 @@ impl Reader<'_> {
     }
 
     /// Takes `<base>`, `<base>_file` and `<base>_env` out of `section`: those set, with their keys.
-    fn secret_keys(&mut self, section: &mut Section, base: &str) -> Vec<(String, SecretFrom)> {
+    pub(super) fn secret_keys(
+        &mut self,
+        section: &mut Section,
+        base: &str,
+    ) -> Vec<(String, SecretFrom)> {
         let mut found = Vec::new();
         if let Some(text) = self.optional_string(section, base) {
             found.push((base.to_owned(), SecretFrom::Inline(text)));
@@ -243,7 +247,7 @@ impl Reader<'_> {
 }
 
 /// Where a credential is: inline, in a file (path resolved), or in an environment variable.
-enum SecretFrom {
+pub(super) enum SecretFrom {
     Inline(String),
     File(String),
     Env(String),

@@ -11,6 +11,7 @@ mod connections_reader;
 mod files_check;
 mod log_reader;
 mod reader;
+mod store_reader;
 mod throttle_reader;
 mod tls_reader;
 mod upstream_reader;
@@ -45,6 +46,75 @@ pub struct Config {
     pub audit: AuditConfig,
     pub admin: AdminConfig,
     pub access_log: AccessLogConfig,
+    /// Where tokens are made durable and how replicas learn of each other's changes.
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the token store's backend. Reading a token is the same in-memory lookup with
+/// either; the backend decides what makes a change durable and who else sees it.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub etcd: EtcdConfig,
+    /// `/readyz` fails once the store has not heard from its backend for longer, so a load
+    /// balancer stops sending to a replica that may miss revocations. `None`: never.
+    pub max_staleness: Option<Duration>,
+}
+
+/// Which store keeps the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// The local journal under `data_dir`: one gateway.
+    Journal,
+    /// An etcd cluster shared by every replica.
+    Etcd,
+}
+
+/// How to reach etcd. Used by `backend = "etcd"` and by `tokens migrate --to etcd`.
+#[derive(Clone)]
+pub struct EtcdConfig {
+    /// `http://host:port` or `https://host:port`, tried in turn when one fails.
+    pub endpoints: Vec<String>,
+    /// Every key the gateway writes starts with it, so several gateway clusters can share etcd.
+    pub prefix: String,
+    /// CA bundle that signs the members' certificates (https endpoints).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, when the members require one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// etcd user and password, when etcd has authentication on.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// How long a create or delete may wait for etcd, retries included, before it answers 503.
+    pub request_timeout: Duration,
+    /// How long a starting gateway waits for etcd before it gives up.
+    pub start_timeout: Duration,
+}
+
+impl EtcdConfig {
+    pub const DEFAULT_PREFIX: &'static str = "/tokengate/";
+    /// etcd commits in milliseconds; seconds of failed attempts mean it is unreachable, and a
+    /// client waiting on the token API is better told so than kept waiting.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    /// A gateway cannot serve without its token set; long enough to ride out an etcd restart.
+    pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl fmt::Debug for EtcdConfig {
+    /// The password is left out: configurations are logged and compared as text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdConfig")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("request_timeout", &self.request_timeout)
+            .field("start_timeout", &self.start_timeout)
+            .finish()
+    }
 }
 
 /// One line per request.

@@ -26,8 +26,8 @@ pub(super) struct Reader<'a> {
 }
 
 /// Sections a `TOKENGATE_<SECTION>__<KEY>` variable may set keys of.
-const ENV_SECTIONS: [&str; 7] = [
-    "server", "upstream", "tls", "security", "log", "audit", "admin",
+const ENV_SECTIONS: [&str; 8] = [
+    "server", "upstream", "tls", "security", "log", "audit", "admin", "store",
 ];
 /// Prefix of the variables that override configuration keys.
 const ENV_PREFIX: &str = "TOKENGATE_";
@@ -197,6 +197,7 @@ impl<'a> Reader<'a> {
         let service_accounts = self.accounts();
         let admin = self.admin(self.overrides.admin_listen.as_deref());
         let access_log = self.access_log(&server_config.data_dir);
+        let store = self.store();
 
         for section in [server, upstream, security, log, audit] {
             self.finish(&section);
@@ -222,6 +223,7 @@ impl<'a> Reader<'a> {
             admin,
             audit: audit_config,
             access_log,
+            store,
         })
     }
 

@@ -103,7 +103,7 @@ impl Reader<'_> {
         }
     }
 
-    fn path(&mut self, section: &mut Section, key: &str) -> Option<PathBuf> {
+    pub(super) fn path(&mut self, section: &mut Section, key: &str) -> Option<PathBuf> {
         self.optional_string(section, key)
             .filter(|p| !p.is_empty())
             .map(|p| self.resolve(section.name, key, p))

@@ -1,9 +1,13 @@
-//! The durable token store: in-memory maps of token fingerprints and names,
-//! backed by an append-only journal with group commit.
+//! The durable token store: in-memory maps of token fingerprints and names, made durable by a
+//! backend (see [`backend`]): an append-only journal with group commit, or etcd shared by several
+//! gateways.
 //!
 //! The store never holds a token value, only its peppered fingerprint (see
 //! [`fingerprint`]), so neither the journal nor a memory dump gives a token away.
 
+mod backend;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod fingerprint;
 mod journal;
 mod maps;
@@ -18,17 +22,19 @@ mod value_tests;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use crate::config::{StoreBackend, StoreConfig};
 use crate::identity::AccountId;
 use crate::token;
+use backend::{Backend, Worker};
 use fingerprint::Pepper;
 use maps::Maps;
-use writer::{Op, Request, WriterInit};
+use writer::{Op, WriterInit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -50,6 +56,9 @@ pub enum StoreError {
     Closed,
     #[error("{path}: the data directory is in use by another tokengate process")]
     Locked { path: PathBuf },
+    /// The shared store could not be reached or refused the change; nothing was acknowledged.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Tuning of the journal writer.
@@ -111,6 +120,22 @@ pub(crate) struct Shared {
     pause: tokio::sync::Mutex<()>,
 }
 
+impl Shared {
+    pub(crate) fn new(maps: Maps, pepper: Pepper) -> Shared {
+        Shared {
+            maps,
+            pepper,
+            in_flight: DashMap::new(),
+            #[cfg(test)]
+            syncs: Default::default(),
+            #[cfg(test)]
+            sent: Default::default(),
+            #[cfg(test)]
+            pause: Default::default(),
+        }
+    }
+}
+
 /// Handle to the token store; clones share one store.
 #[derive(Clone)]
 pub struct TokenStore {
@@ -119,14 +144,9 @@ pub struct TokenStore {
 
 struct Inner {
     shared: Arc<Shared>,
+    /// Names the store in messages: the journal's path, or etcd and the key prefix.
     path: PathBuf,
-    /// Dropping the sender is what tells the writer to finish and exit.
-    tx: RwLock<Option<mpsc::UnboundedSender<Request>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// Holds an exclusive lock on the data directory for the store's lifetime: two writers
-    /// appending to one journal would corrupt it.
-    /// Released by `close`, after the writer has finished, so the directory can be reopened.
-    lock: Mutex<Option<fs::File>>,
+    backend: Backend,
 }
 
 /// Locks the data directory itself, refusing when another process holds it. A lock file can be
@@ -167,6 +187,41 @@ impl TokenStore {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// Opens the store `config` names: the journal under `dir`, or etcd.
+    pub fn open_configured(
+        config: &StoreConfig,
+        dir: &Path,
+        options: StoreOptions,
+    ) -> Result<TokenStore, StoreError> {
+        match config.backend {
+            StoreBackend::Journal => Self::open(dir, options),
+            #[cfg(feature = "etcd")]
+            StoreBackend::Etcd => {
+                // The data directory still holds the users, the pid file and the audit log: one
+                // gateway per directory, as with the journal.
+                crate::atomic_file::create_private_dir(dir).map_err(|source| StoreError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                let lock = lock_dir(dir)?;
+                let (shared, etcd) = etcd::open(&config.etcd, lock)?;
+                let path = PathBuf::from(format!("etcd {}", config.etcd.prefix));
+                Ok(TokenStore {
+                    inner: Arc::new(Inner {
+                        shared,
+                        path,
+                        backend: Backend::Etcd(etcd),
+                    }),
+                })
+            }
+            // The configuration refuses etcd in a build without it; this is a second guard.
+            #[cfg(not(feature = "etcd"))]
+            StoreBackend::Etcd => Err(StoreError::Unavailable(
+                "this build has no etcd support".to_owned(),
+            )),
+        }
+    }
+
     /// Opens (creating the dir if needed) `<dir>/tokens.journal`, replays it
     /// into memory, starts the writer thread.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<TokenStore, StoreError> {
@@ -178,17 +233,7 @@ impl TokenStore {
         let replayed = journal::open(dir)?;
         let path = dir.join(journal::JOURNAL_FILE);
         tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
-        let shared = Arc::new(Shared {
-            maps: replayed.maps,
-            pepper: replayed.pepper,
-            in_flight: DashMap::new(),
-            #[cfg(test)]
-            syncs: Default::default(),
-            #[cfg(test)]
-            sent: Default::default(),
-            #[cfg(test)]
-            pause: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(replayed.maps, replayed.pepper));
         let (tx, rx) = mpsc::unbounded_channel();
         let init = WriterInit {
             dir: dir.to_path_buf(),
@@ -204,12 +249,15 @@ impl TokenStore {
             path: path.clone(),
             source,
         })?;
+        let journal = backend::Journal {
+            worker: Worker::new(tx, thread),
+            path: path.clone(),
+            lock: Mutex::new(Some(lock)),
+        };
         let inner = Inner {
             shared,
             path,
-            tx: RwLock::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            lock: Mutex::new(Some(lock)),
+            backend: Backend::Journal(journal),
         };
         Ok(TokenStore {
             inner: Arc::new(inner),
@@ -316,21 +364,21 @@ impl TokenStore {
         self.inner.close();
     }
 
+    /// How long since the in-memory set was last known to be current; `None` for the journal,
+    /// whose writer is the only source of changes.
+    pub fn staleness(&self) -> Option<Duration> {
+        self.inner.backend.staleness()
+    }
+
     async fn submit(&self, ops: Vec<Op>) -> Result<Vec<bool>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        {
-            let tx = self.inner.tx.read().unwrap_or_else(PoisonError::into_inner);
-            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(Request { ops, reply })
-                .map_err(|_| StoreError::Closed)?;
-        }
-        #[cfg(test)]
-        self.inner
-            .shared
-            .sent
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // A dropped reply means the writer thread died without answering.
-        answer.await.map_err(|_| StoreError::Closed)?
+        let queued = || {
+            #[cfg(test)]
+            self.inner
+                .shared
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        };
+        self.inner.backend.submit(ops, queued).await
     }
 
     fn check_name(&self, name: &str) -> Result<(), StoreError> {
@@ -365,29 +413,7 @@ impl TokenStore {
 
 impl Inner {
     fn close(&self) {
-        let tx = self
-            .tx
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(tx);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        // Joining ensures the file is released before a reopen of the same dir.
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                tracing::error!(file = %self.path.display(), "token journal writer thread panicked");
-            }
-        }
-        drop(
-            self.lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        self.backend.close();
     }
 }
 

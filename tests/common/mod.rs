@@ -8,6 +8,8 @@
 pub mod cli;
 pub mod cluster;
 pub mod nodes;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod process;
 pub mod raw;
 pub mod upstream;

@@ -1,0 +1,134 @@
+//! The seam between the in-memory token set and what makes a change durable.
+//!
+//! Checking a token never crosses it: every backend applies its changes to the same
+//! [`Maps`](super::maps::Maps), and the per-request check reads only those. A backend answers
+//! for two things: that a change acknowledged to a caller survives (journal fsync, etcd commit),
+//! and that every change, whoever made it, reaches the maps.
+
+use std::fs;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::writer::{Op, Reply, Request};
+use super::StoreError;
+
+/// Where changes go. Both hand ops to a thread of their own and await its answer, so a request
+/// handler never blocks on a disk or a network.
+pub(crate) enum Backend {
+    Journal(Journal),
+    #[cfg(feature = "etcd")]
+    Etcd(super::etcd::Etcd),
+}
+
+impl Backend {
+    /// Per op, whether it changed anything: `false` for a put of a name that exists, or a delete
+    /// of one that does not.
+    /// `queued` runs once the ops are handed to the backend's thread.
+    pub async fn submit(&self, ops: Vec<Op>, queued: impl FnOnce()) -> Reply {
+        match self {
+            Backend::Journal(journal) => {
+                journal
+                    .worker
+                    .call(|reply| Request { ops, reply }, queued)
+                    .await
+            }
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(etcd) => etcd.submit(ops, queued).await,
+        }
+    }
+
+    /// How long since the maps were last known to hold every change; `None` when they always
+    /// do (the journal is their only writer).
+    pub fn staleness(&self) -> Option<Duration> {
+        match self {
+            Backend::Journal(_) => None,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(etcd) => Some(etcd.staleness()),
+        }
+    }
+
+    /// Lets queued callers have their answer, then stops the backend's thread. Idempotent.
+    pub fn close(&self) {
+        match self {
+            Backend::Journal(journal) => journal.close(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(etcd) => etcd.close(),
+        }
+    }
+}
+
+/// A backend thread fed through a channel: dropping the sender is what tells it to finish.
+pub(crate) struct Worker<R> {
+    pub tx: RwLock<Option<mpsc::UnboundedSender<R>>>,
+    pub thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<R> Worker<R> {
+    pub fn new(tx: mpsc::UnboundedSender<R>, thread: JoinHandle<()>) -> Self {
+        Worker {
+            tx: RwLock::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Sends a request and awaits its reply; a dropped reply means the thread died without
+    /// answering.
+    pub async fn call(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Reply>) -> R,
+        queued: impl FnOnce(),
+    ) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        {
+            let tx = self.tx.read().unwrap_or_else(PoisonError::into_inner);
+            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
+            tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        }
+        queued();
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Closes the channel and joins the thread; `false` when the thread panicked.
+    pub fn stop(&self) -> bool {
+        drop(
+            self.tx
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        thread.is_none_or(|thread| thread.join().is_ok())
+    }
+}
+
+/// The local journal: the group-commit writer thread and the data directory's lock.
+pub(crate) struct Journal {
+    pub worker: Worker<Request>,
+    pub path: std::path::PathBuf,
+    /// Holds an exclusive lock on the data directory for the store's lifetime: two writers
+    /// appending to one journal would corrupt it. Released by `close`, after the writer has
+    /// finished, so the directory can be reopened.
+    pub lock: Mutex<Option<fs::File>>,
+}
+
+impl Journal {
+    fn close(&self) {
+        // Joining ensures the file is released before a reopen of the same dir.
+        if !self.worker.stop() {
+            tracing::error!(file = %self.path.display(), "token journal writer thread panicked");
+        }
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
