@@ -153,11 +153,18 @@ pub fn open_output(
     })
 }
 
+/// How long the thread waits, once a line has arrived, for others to join it. Under load this
+/// turns a wake-up per line (a context switch on the core serving the requests) into one per
+/// interval; a quiet gateway's lines are written this much later.
+const GATHER: Duration = Duration::from_millis(5);
+
 /// The thread: takes what is queued, up to a batch, writes it in one go and flushes; ends when
 /// every sender is gone and the queue is empty.
 fn drain(lines: &Receiver<String>, mut sink: Box<dyn Write + Send>, counters: &Counters) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = lines.recv() {
+        // Senders only wake a receiver that waits in `recv`: while this sleeps, they don't.
+        std::thread::sleep(GATHER);
         batch.clear();
         batch.extend_from_slice(first.as_bytes());
         let mut count = 1u64;
