@@ -69,4 +69,9 @@ echo "candidate: data and config in $WORK" >&2
 # The elastic user is created on first start; nobody logs in during the benchmark.
 export ELASTIC_PASSWORD="${ELASTIC_PASSWORD:-bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}"
 "$GW_BIN" --config "$CONF" tokens import "$BENCH_TOKENS_FILE" >&2
+# EXTRA_TOKENS_FILE: more tokens in the store than the harness uses (e.g. 1,000,000), to see
+# that the size of the set changes nothing.
+if [[ -n "${EXTRA_TOKENS_FILE:-}" ]]; then
+  "$GW_BIN" --config "$CONF" tokens import "$EXTRA_TOKENS_FILE" >&2
+fi
 exec "$GW_BIN" --config "$CONF"
