@@ -469,7 +469,10 @@ mod tests {
                 name: name.into(),
             };
             let general = response::to_bytes(&error.to_json(), false);
-            assert_eq!(unauthorized_body(&error.reason()).as_ref(), general.as_slice());
+            assert_eq!(
+                unauthorized_body(&error.reason()).as_ref(),
+                general.as_slice()
+            );
         }
         assert_eq!(UNAUTHORIZED_PARTS.len(), 3, "the reason appears twice");
     }

@@ -7,9 +7,9 @@
 
 pub mod cli;
 pub mod cluster;
-pub mod nodes;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod nodes;
 pub mod process;
 pub mod raw;
 pub mod upstream;
