@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -229,15 +229,7 @@ impl Writes {
     ) -> Result<Pepper, StoreError> {
         let key = self.layout.pepper_key();
         let value = keys::encode_pepper(&candidate);
-        let created = self
-            .conn
-            .call(deadline, |mut client| {
-                let txn = Txn::new()
-                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
-                async move { client.txn(txn).await }
-            })
-            .await?;
+        let created = self.create_only(&[(key.clone(), value)], deadline).await?;
         if created.succeeded() {
             tracing::info!(key = %key.escape_ascii(), "chose the token pepper for this etcd prefix");
             return Ok(candidate);
@@ -304,6 +296,28 @@ impl Writes {
         Ok(changed)
     }
 
+    /// One transaction that puts every entry only if none of their keys exists yet.
+    async fn create_only(
+        &self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        deadline: Instant,
+    ) -> Result<TxnResponse, StoreError> {
+        self.conn
+            .call(deadline, |mut client| {
+                let compares: Vec<Compare> = entries
+                    .iter()
+                    .map(|(key, _)| Compare::version(key.clone(), CompareOp::Equal, 0))
+                    .collect();
+                let puts: Vec<TxnOp> = entries
+                    .iter()
+                    .map(|(key, value)| TxnOp::put(key.clone(), value.clone(), None))
+                    .collect();
+                let txn = Txn::new().when(compares).and_then(puts);
+                async move { client.txn(txn).await }
+            })
+            .await
+    }
+
     /// Creates tokens that do not exist yet: one transaction for all when none exists (a bulk
     /// copy), else one at a time.
     async fn put_many(
@@ -319,21 +333,7 @@ impl Writes {
             .map(|(name, fp)| (self.layout.token_key(name), keys::encode(name, fp, created)))
             .collect();
         let deadline = Instant::now() + self.timeout;
-        let response = self
-            .conn
-            .call(deadline, |mut client| {
-                let compares: Vec<Compare> = entries
-                    .iter()
-                    .map(|(key, _)| Compare::version(key.clone(), CompareOp::Equal, 0))
-                    .collect();
-                let puts: Vec<TxnOp> = entries
-                    .iter()
-                    .map(|(key, value)| TxnOp::put(key.clone(), value.clone(), None))
-                    .collect();
-                let txn = Txn::new().when(compares).and_then(puts);
-                async move { client.txn(txn).await }
-            })
-            .await?;
+        let response = self.create_only(&entries, deadline).await?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |h| h.revision());
             return Ok(tokens
@@ -363,13 +363,7 @@ impl Writes {
         let value = keys::encode(name, fp, created);
         let deadline = Instant::now() + self.timeout;
         let response = self
-            .conn
-            .call(deadline, |mut client| {
-                let txn = Txn::new()
-                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.clone(), value.clone(), None)]);
-                async move { client.txn(txn).await }
-            })
+            .create_only(&[(key.clone(), value.clone())], deadline)
             .await?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |h| h.revision());
