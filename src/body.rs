@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 /// Why a guarded body ended early.
@@ -37,10 +36,6 @@ pub trait OnEnd: Send {
 /// whole can serve the next request.
 pub trait Lease: Send {
     fn release(self: Box<Self>, complete: bool);
-}
-
-impl Lease for OwnedSemaphorePermit {
-    fn release(self: Box<Self>, _complete: bool) {}
 }
 
 /// `inner`, failing with [`BodyError::Idle`] after `timeout` without a frame; releases `lease`

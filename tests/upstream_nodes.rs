@@ -324,6 +324,18 @@ async fn active_checks_take_a_failing_node_out_and_bring_it_back() {
     );
     cluster[0].set_behaviour(Behaviour::Answer);
     get_until(&gw, &token, || cluster[0].forwarded() > before).await;
+    // Checks and requests share the node's pooled connections: at most one each at a time.
+    let checks = cluster[1]
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/_health")
+        .count();
+    assert!(checks >= 2, "{checks} checks");
+    assert!(
+        cluster[1].connections() <= 2,
+        "{} connections for {checks} checks",
+        cluster[1].connections()
+    );
 }
 
 #[tokio::test]

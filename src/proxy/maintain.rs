@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Limited};
 use tokio::task::JoinSet;
 
 use super::nodes::Node;
 use super::{sniff, Upstream};
 use crate::config::{ActiveCheck, Sniff};
 
-/// Most of a health check's answer read (so its connection can be reused); the rest is dropped.
+/// Most of a health check's answer read (so its connection can be reused); a longer one costs
+/// the connection, not the verdict.
 const CHECK_BODY_LIMIT: usize = 64 << 10;
 /// Most of a `_nodes/http` answer read: a thousand-node cluster's is well under this.
 const SNIFF_BODY_LIMIT: usize = 16 << 20;
@@ -34,15 +34,11 @@ impl Upstream {
         for node in self.nodes.all().iter() {
             let (upstream, node, check) = (self.clone(), Arc::clone(node), check.clone());
             checks.spawn(async move {
-                let passed = match upstream.get(&node, &check.path, check.timeout).await {
-                    Ok(response) => {
-                        let passed = response.status().as_u16() < 500;
-                        // Read so the connection goes back to the pool; the content is not needed.
-                        let _ = Limited::new(response.into_body(), CHECK_BODY_LIMIT)
-                            .collect()
-                            .await;
-                        passed
-                    }
+                let answer = upstream
+                    .get(&node, &check.path, check.timeout, CHECK_BODY_LIMIT)
+                    .await;
+                let passed = match answer {
+                    Ok((status, _)) => status.as_u16() < 500,
                     Err(error) => {
                         tracing::debug!(node = %node.label, %error, "health check failed");
                         false
@@ -69,22 +65,22 @@ impl Upstream {
         }
         let mut last_error = String::from("no node to ask");
         for node in asked {
-            let response = match self.get(&node, sniff::PATH, sniff.timeout).await {
-                Ok(response) if response.status().is_success() => response,
-                Ok(response) => {
-                    last_error = format!("{} answered {}", node.label, response.status());
+            let answer = self
+                .get(&node, sniff::PATH, sniff.timeout, SNIFF_BODY_LIMIT)
+                .await;
+            let body = match answer {
+                Ok((status, Some(body))) if status.is_success() => body,
+                Ok((status, None)) if status.is_success() => {
+                    last_error = format!(
+                        "{}: the answer broke off or exceeded {SNIFF_BODY_LIMIT} bytes",
+                        node.label
+                    );
                     continue;
                 }
-                Err(error) => {
-                    last_error = format!("{}: {error}", node.label);
+                Ok((status, _)) => {
+                    last_error = format!("{} answered {status}", node.label);
                     continue;
                 }
-            };
-            let body = match Limited::new(response.into_body(), SNIFF_BODY_LIMIT)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
                 Err(error) => {
                     last_error = format!("{}: {error}", node.label);
                     continue;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -295,13 +296,16 @@ impl Upstream {
         }
     }
 
-    /// A `GET` of `path` on `node` with the gateway's credential: health checks and sniffing.
+    /// A `GET` of `path` on `node` with the gateway's credential, for health checks and
+    /// sniffing: the status, and the body when it arrived whole within `limit` bytes (then the
+    /// connection goes back to the node's pool). `timeout` covers the body too.
     async fn get(
         &self,
         node: &Node,
         path: &str,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, String> {
+        limit: usize,
+    ) -> Result<(http::StatusCode, Option<bytes::Bytes>), String> {
         let path = path
             .parse::<http::uri::PathAndQuery>()
             .map_err(|e| e.to_string())?;
@@ -315,19 +319,29 @@ impl Upstream {
         if let Some(credential) = &self.authorization {
             headers.insert(http::header::AUTHORIZATION, credential.clone());
         }
-        let sent = node.pool.send(&self.connector, &node.base, request);
-        match tokio::time::timeout(timeout, sent).await {
-            Ok(Ok((response, connection))) => {
-                // The caller reads the body whole; the connection is not needed back.
-                drop(connection);
-                Ok(response)
+        let exchange = async {
+            let (response, connection) = node
+                .pool
+                .send(&self.connector, &node.base, request)
+                .await
+                .map_err(|error| match error {
+                    SendError::Unsent(_, error) => Cause::of(error.as_ref()).as_str().to_owned(),
+                    SendError::Sent(error) => Cause::of(&error).as_str().to_owned(),
+                })?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), limit)
+                .collect()
+                .await
+                .ok()
+                .map(http_body_util::Collected::to_bytes);
+            if let (Some(_), Some(connection)) = (&body, connection) {
+                node.pool.put(connection);
             }
-            Ok(Err(SendError::Unsent(_, error))) => {
-                Err(Cause::of(error.as_ref()).as_str().to_owned())
-            }
-            Ok(Err(SendError::Sent(error))) => Err(Cause::of(&error).as_str().to_owned()),
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-        }
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
     }
 }
 
