@@ -46,6 +46,16 @@ async fn get(gw: &TestGateway, token: &str) -> u16 {
         .as_u16()
 }
 
+/// A `_bulk` POST of `body`.
+async fn bulk(gw: &TestGateway, token: &str, body: &str) -> reqwest::Response {
+    gw.with_token(Method::POST, "/_bulk", token)
+        .header("content-type", "application/x-ndjson")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The value of the `/metrics` sample whose line starts with `series`.
 async fn metric(gw: &TestGateway, series: &str) -> Option<f64> {
     let (_, text) = gw.admin_get("/metrics").await;
@@ -222,13 +232,7 @@ async fn a_post_that_reached_a_node_is_never_sent_again_but_a_get_is() {
     let body = "{\"index\":{}}\n{\"field\":1}\n".repeat(200);
     let mut failed = 0;
     for _ in 0..20 {
-        let response = gw
-            .with_token(Method::POST, "/_bulk", &token)
-            .header("content-type", "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = bulk(&gw, &token, &body).await;
         match response.status().as_u16() {
             200 => {}
             502 => failed += 1,
@@ -260,13 +264,7 @@ async fn a_post_whose_connection_was_refused_goes_whole_to_another_node() {
     let body: String = (0..2000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     let crc = crc32fast::hash(body.as_bytes());
     for _ in 0..10 {
-        let response = gw
-            .with_token(Method::POST, "/_bulk", &token)
-            .header("content-type", "application/x-ndjson")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = bulk(&gw, &token, &body).await;
         assert_eq!(response.status(), 200);
     }
     let seen = cluster[1].seen();

@@ -250,6 +250,15 @@ mod tests {
         Config::from_toml("t", text, &Overrides::default())
     }
 
+    fn names(config: &Config) -> Vec<String> {
+        config
+            .upstream
+            .nodes
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     #[test]
     fn one_url_or_several_nodes_never_both() {
         let config = read("").unwrap();
@@ -260,12 +269,7 @@ mod tests {
         );
         let text = "[upstream]\nnodes = [\"http://es1:9200\", \"https://es2:9243/p/\"]\n";
         let config = read(text).unwrap();
-        let nodes: Vec<String> = config
-            .upstream
-            .nodes
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let nodes = names(&config);
         assert_eq!(nodes, ["http://es1:9200", "https://es2:9243/p"]);
         assert!(config.upstream.nodes.any_https());
 
@@ -299,12 +303,7 @@ mod tests {
         };
         let text = "[upstream]\nnodes = [\"http://b:1\"]\n";
         let config = Config::from_toml("t", text, &overrides).unwrap();
-        let nodes: Vec<String> = config
-            .upstream
-            .nodes
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
+        let nodes = names(&config);
         assert_eq!(nodes, ["http://x:1", "http://y:2"]);
     }
 
