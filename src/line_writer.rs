@@ -23,7 +23,7 @@ const NEVER: u64 = u64::MAX;
 /// The sending side, shared by every clone of the log's handle.
 pub struct Writer {
     /// `None` once closed; read-locked per line, so senders never wait on each other.
-    sender: RwLock<Option<SyncSender<String>>>,
+    sender: RwLock<Option<SyncSender<Vec<u8>>>>,
     counters: Arc<Counters>,
     /// Signalled by the thread when everything it was given is written.
     done: Mutex<Option<Receiver<()>>>,
@@ -97,8 +97,10 @@ impl Writer {
     }
 
     /// Queues one line (ending in `\n`) without waiting; counts it as dropped when the queue is
-    /// full or the writer closed.
-    pub fn write(&self, line: String) {
+    /// full or the writer closed. Bytes, not `String`: a line built as JSON is UTF-8 already and
+    /// is not validated again on its way out.
+    pub fn write(&self, line: impl Into<Vec<u8>>) {
+        let line = line.into();
         let sender = self.sender.read().unwrap_or_else(|e| e.into_inner());
         let refused = match sender.as_ref() {
             Some(sender) => match sender.try_send(line) {
@@ -160,17 +162,17 @@ const GATHER: Duration = Duration::from_millis(5);
 
 /// The thread: takes what is queued, up to a batch, writes it in one go and flushes; ends when
 /// every sender is gone and the queue is empty.
-fn drain(lines: &Receiver<String>, mut sink: Box<dyn Write + Send>, counters: &Counters) {
+fn drain(lines: &Receiver<Vec<u8>>, mut sink: Box<dyn Write + Send>, counters: &Counters) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = lines.recv() {
         // Senders only wake a receiver that waits in `recv`: while this sleeps, they don't.
         std::thread::sleep(GATHER);
         batch.clear();
-        batch.extend_from_slice(first.as_bytes());
+        batch.extend_from_slice(&first);
         let mut count = 1u64;
         while batch.len() < MAX_BATCH {
             let Ok(line) = lines.try_recv() else { break };
-            batch.extend_from_slice(line.as_bytes());
+            batch.extend_from_slice(&line);
             count += 1;
         }
         if let Err(error) = sink.write_all(&batch).and_then(|()| sink.flush()) {
@@ -215,10 +217,10 @@ mod tests {
             written: Arc::clone(&written),
         };
         let writer = Writer::start("test", Box::new(sink), 1, Duration::from_secs(3600)).unwrap();
-        writer.write("one\n".into());
+        writer.write(b"one\n".to_vec());
         // The thread holds "one" inside the blocked output: the queue is empty again.
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
-        writer.write("two\n".into());
+        writer.write(b"two\n".to_vec());
         let started = Instant::now();
         for n in 0..1000 {
             writer.write(format!("extra {n}\n"));
@@ -231,7 +233,7 @@ mod tests {
         release.send(()).unwrap();
         assert!(writer.close(Duration::from_secs(10)));
         assert_eq!(&*written.lock().unwrap(), b"one\ntwo\n");
-        writer.write("late\n".into());
+        writer.write(b"late\n".to_vec());
         assert_eq!(writer.dropped(), 1001);
     }
 

@@ -26,24 +26,52 @@ impl Event {
         let mut line = Vec::with_capacity(384);
         line.extend_from_slice(b"{\"type\":\"audit\"");
         Event(line)
-            .with("@timestamp", now.to_string())
+            .with_plain("@timestamp", now)
             .with("event.type", event_type)
             .with("event.action", action)
     }
 
     pub fn with(mut self, key: &str, value: impl Serialize) -> Event {
         let start = self.0.len();
-        self.0.push(b',');
-        let written = serde_json::to_writer(&mut self.0, key).and_then(|()| {
-            self.0.push(b':');
-            serde_json::to_writer(&mut self.0, &value)
-        });
-        if written.is_err() {
+        self.key(key);
+        if serde_json::to_writer(&mut self.0, &value).is_err() {
             // Nothing the gateway puts in an event fails to serialise; if it did, the field is
             // left out rather than the line broken.
             self.0.truncate(start);
         }
         self
+    }
+
+    /// A string field whose value never needs JSON escaping (a timestamp, a socket address),
+    /// formatted straight into the line: no intermediate `String`, no escaping pass.
+    fn with_plain(mut self, key: &str, value: impl std::fmt::Display) -> Event {
+        use std::io::Write as _;
+        let start = self.0.len();
+        self.key(key);
+        let value_start = self.0.len();
+        if write!(self.0, "\"{value}\"").is_err() {
+            self.0.truncate(start);
+        } else {
+            debug_assert!(
+                self.0[value_start + 1..self.0.len() - 1]
+                    .iter()
+                    .all(|&b| b >= 0x20 && b != b'"' && b != b'\\'),
+                "a plain value needs escaping"
+            );
+        }
+        self
+    }
+
+    /// `,"key":` — keys are the gateway's own constants (Elasticsearch's field names), which
+    /// need no escaping.
+    fn key(&mut self, key: &str) {
+        debug_assert!(
+            key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'),
+            "audit key {key:?} needs escaping"
+        );
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
     }
 
     pub fn with_some(self, key: &str, value: Option<impl Serialize>) -> Event {
@@ -85,7 +113,7 @@ impl Event {
             (!values.is_empty()).then(|| values.join(", "))
         };
         self.with("origin.type", REST)
-            .with("origin.address", request.peer.to_string())
+            .with_plain("origin.address", request.peer)
             .with("url.path", request.uri.path())
             .with_some("url.query", request.uri.query())
             .with("request.method", request.method.as_str())
@@ -94,10 +122,8 @@ impl Event {
     }
 
     /// The JSON line, newline included.
-    pub fn line(mut self) -> String {
+    pub fn line(mut self) -> Vec<u8> {
         self.0.extend_from_slice(b"}\n");
-        // serde_json writes UTF-8 only.
-        String::from_utf8(self.0)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        self.0
     }
 }

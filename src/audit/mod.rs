@@ -81,6 +81,9 @@ pub enum Subject<'a> {
 pub enum Presented<'a> {
     /// The value after `Bearer `.
     Bearer(&'a [u8]),
+    /// A bearer value already decoded to the service token it names (account `ns/svc`, token
+    /// name): the 401 path decodes it for its message, so the event need not do it again.
+    Token { account: &'a str, name: &'a str },
     /// The value after `Basic `.
     Basic(&'a [u8]),
     /// Nothing that names anyone.
@@ -173,6 +176,7 @@ impl Audit {
             }
             Presented::Bearer(value) => token::decode(value, &mut bearer)
                 .map_or(Claimed::Unknown, |t| Claimed::Token(t.account, t.name)),
+            Presented::Token { account, name } => Claimed::Token(account, name),
             Presented::Other => Claimed::Unknown,
         };
         self.inner

@@ -139,9 +139,13 @@ pub async fn authenticate(
             state.metrics.auth_failure(AuthFailure::Unusable);
         }
     }
-    state
-        .audit
-        .authentication_failed(request, credentials.presented());
+    let presented = match &failure {
+        ApiError::ServiceTokenRejected { account, name } => {
+            audit::Presented::Token { account, name }
+        }
+        _ => credentials.presented(),
+    };
+    state.audit.authentication_failed(request, presented);
     Err(state.throttle.failed(peer).map_or(failure, throttled))
 }
 
