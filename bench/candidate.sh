@@ -63,6 +63,12 @@ CONF="$WORK/tokengate.toml"
   fi
   echo "[log]"
   echo 'level = "warn"'
+  # EXTRA_TOML: more configuration (e.g. an access log, or the audit log off), to measure
+  # what a feature costs on the harness.
+  if [[ -n "${EXTRA_TOML:-}" ]]; then
+    echo
+    printf '%s\n' "$EXTRA_TOML"
+  fi
 } >"$CONF"
 
 echo "candidate: data and config in $WORK" >&2
