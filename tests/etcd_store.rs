@@ -44,6 +44,30 @@ async fn gateway(upstream: &FakeUpstream, endpoints: &[String], extra: &str) -> 
         .await
 }
 
+/// A one-member etcd with two gateways on it (`extra` in both `[store]` sections); `None` when
+/// etcd is not installed (the test is skipped, as [`EtcdCluster::start`] says).
+struct Pair {
+    etcd: EtcdCluster,
+    /// Kept for the gateways' lifetime.
+    _upstream: FakeUpstream,
+    a: TestGateway,
+    b: TestGateway,
+}
+
+/// Bind every field where it is taken apart: one left to `..` is dropped at once.
+async fn two_gateways(test: &str, extra: &str) -> Option<Pair> {
+    let etcd = EtcdCluster::start(1, test).await?;
+    let upstream = FakeUpstream::start().await;
+    let a = gateway(&upstream, &[etcd.endpoint(0)], extra).await;
+    let b = gateway(&upstream, &[etcd.endpoint(0)], extra).await;
+    Some(Pair {
+        etcd,
+        _upstream: upstream,
+        a,
+        b,
+    })
+}
+
 async fn status_with(gw: &TestGateway, token: &str) -> u16 {
     let response = gw.with_token(Method::GET, "/", token).send().await.unwrap();
     response.status().as_u16()
@@ -79,12 +103,15 @@ async fn delete(gw: &TestGateway, name: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_created_on_one_gateway_is_accepted_by_another_within_a_second() {
     let test = "a_token_created_on_one_gateway_is_accepted_by_another_within_a_second";
-    let Some(etcd) = EtcdCluster::start(1, test).await else {
+    let Some(Pair {
+        etcd: _etcd,
+        _upstream,
+        a,
+        b,
+    }) = two_gateways(test, "").await
+    else {
         return;
     };
-    let upstream = FakeUpstream::start().await;
-    let a = gateway(&upstream, &[etcd.endpoint(0)], "").await;
-    let b = gateway(&upstream, &[etcd.endpoint(0)], "").await;
     let value = a.create_token(FLEET, "shared").await;
     // The creating gateway itself accepts it as soon as it said "created".
     assert_eq!(status_with(&a, &value).await, 200);
@@ -107,12 +134,15 @@ async fn a_token_created_on_one_gateway_is_accepted_by_another_within_a_second()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_deleted_on_one_gateway_is_refused_by_another_within_a_second() {
     let test = "a_token_deleted_on_one_gateway_is_refused_by_another_within_a_second";
-    let Some(etcd) = EtcdCluster::start(1, test).await else {
+    let Some(Pair {
+        etcd: _etcd,
+        _upstream,
+        a,
+        b,
+    }) = two_gateways(test, "").await
+    else {
         return;
     };
-    let upstream = FakeUpstream::start().await;
-    let a = gateway(&upstream, &[etcd.endpoint(0)], "").await;
-    let b = gateway(&upstream, &[etcd.endpoint(0)], "").await;
     let value = a.create_token(FLEET, "doomed").await;
     until_status(&b, &value, 200, VISIBLE_WITHIN).await;
     assert_eq!(delete(&b, "doomed").await, 200);
@@ -126,12 +156,15 @@ async fn a_token_deleted_on_one_gateway_is_refused_by_another_within_a_second() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_name_created_on_two_gateways_at_once_is_created_once() {
     let test = "one_name_created_on_two_gateways_at_once_is_created_once";
-    let Some(etcd) = EtcdCluster::start(1, test).await else {
+    let Some(Pair {
+        etcd: _etcd,
+        _upstream,
+        a,
+        b,
+    }) = two_gateways(test, "").await
+    else {
         return;
     };
-    let upstream = FakeUpstream::start().await;
-    let a = gateway(&upstream, &[etcd.endpoint(0)], "").await;
-    let b = gateway(&upstream, &[etcd.endpoint(0)], "").await;
     for round in 0..5 {
         let name = format!("race{round}");
         let (on_a, on_b) = tokio::join!(create(&a, &name), create(&b, &name));
@@ -157,13 +190,16 @@ async fn one_name_created_on_two_gateways_at_once_is_created_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_etcd_is_down_tokens_still_pass_and_changes_are_refused_until_it_returns() {
     let test = "while_etcd_is_down_tokens_still_pass_and_changes_are_refused_until_it_returns";
-    let Some(mut etcd) = EtcdCluster::start(1, test).await else {
+    let extra = "request_timeout = \"1s\"\nmax_staleness = \"2s\"\n";
+    let Some(Pair {
+        mut etcd,
+        _upstream,
+        a,
+        b,
+    }) = two_gateways(test, extra).await
+    else {
         return;
     };
-    let upstream = FakeUpstream::start().await;
-    let extra = "request_timeout = \"1s\"\nmax_staleness = \"2s\"\n";
-    let a = gateway(&upstream, &[etcd.endpoint(0)], extra).await;
-    let b = gateway(&upstream, &[etcd.endpoint(0)], extra).await;
     let value = a.create_token(FLEET, "before").await;
     until_status(&b, &value, 200, VISIBLE_WITHIN).await;
     assert_eq!(a.admin_get("/readyz").await.0, 200);

@@ -119,6 +119,9 @@ impl Writes {
         deadline: Instant,
     ) -> Result<bool, StoreError> {
         let stored = self.get(&self.layout.token_key(name), deadline).await?;
-        Ok(stored.as_deref().and_then(super::keys::decode).as_ref() == Some(fp))
+        Ok(stored
+            .and_then(|kv| super::keys::decode(kv.value()))
+            .as_ref()
+            == Some(fp))
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
+use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp, TxnResponse};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -236,8 +236,8 @@ impl Writes {
         }
         let stored = self.get(&key, deadline).await?;
         stored
-            .as_deref()
-            .and_then(keys::decode_pepper)
+            .as_ref()
+            .and_then(|kv| keys::decode_pepper(kv.value()))
             .ok_or_else(|| {
                 StoreError::Unavailable(format!(
                     "etcd key {} does not hold a token pepper (32 hex digits)",
@@ -246,15 +246,16 @@ impl Writes {
             })
     }
 
-    async fn get(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>, StoreError> {
-        let response = self
+    /// The key's value and revisions, `None` when it does not exist.
+    async fn get(&self, key: &[u8], deadline: Instant) -> Result<Option<KeyValue>, StoreError> {
+        let mut response = self
             .conn
             .call(deadline, |mut client| {
                 let key = key.to_vec();
                 async move { client.get(key, None).await }
             })
             .await?;
-        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+        Ok(response.take_kvs().into_iter().next())
     }
 
     /// Applies ops in etcd, then waits until this gateway's maps show them, so a client that
@@ -372,14 +373,8 @@ impl Writes {
                 revision,
             });
         }
-        let stored = self
-            .conn
-            .call(deadline, |mut client| {
-                let key = key.clone();
-                async move { client.get(key, None).await }
-            })
-            .await?;
-        Ok(match stored.kvs().first() {
+        let stored = self.get(&key, deadline).await?;
+        Ok(match stored {
             Some(kv) if kv.value() == value.as_slice() => Outcome {
                 changed: true,
                 revision: kv.mod_revision(),
