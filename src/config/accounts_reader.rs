@@ -141,28 +141,8 @@ impl Reader<'_> {
         from: SecretFrom,
     ) -> Option<HeaderValue> {
         let name = format!("{label}{key}");
-        let text = match from {
-            SecretFrom::Inline(text) => text,
-            SecretFrom::File(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) => {
-                    self.problem(section, &name, &format!("cannot read {path}: {e}"));
-                    return None;
-                }
-            },
-            SecretFrom::Env(var) => match self.env.get(&var) {
-                Some(text) => text.clone(),
-                None => {
-                    self.problem(
-                        section,
-                        &name,
-                        &format!("environment variable {var} is not set"),
-                    );
-                    return None;
-                }
-            },
-        };
-        let value = secret_header(text.trim());
+        let text = self.secret_text(section, &name, from)?;
+        let value = secret_header(&text);
         if value.is_none() {
             self.problem(
                 section,
@@ -171,6 +151,36 @@ impl Reader<'_> {
             );
         }
         value
+    }
+
+    /// The text of a secret as configured, from the file or variable a `_file` or `_env` key
+    /// names, trimmed; a problem naming `[section] name` when it cannot be had. No message
+    /// quotes it.
+    pub(super) fn secret_text(
+        &mut self,
+        section: &str,
+        name: &str,
+        from: SecretFrom,
+    ) -> Option<String> {
+        let text = match from {
+            SecretFrom::Inline(text) => text,
+            SecretFrom::File(path) => match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.problem(section, name, &format!("cannot read {path}: {e}"));
+                    return None;
+                }
+            },
+            SecretFrom::Env(var) => match self.env.get(&var) {
+                Some(text) => text.clone(),
+                None => {
+                    let what = format!("environment variable {var} is not set");
+                    self.problem(section, name, &what);
+                    return None;
+                }
+            },
+        };
+        Some(text.trim().to_owned())
     }
 
     /// `"auto"`, `"gateway"` or `"none"`.

@@ -1,6 +1,5 @@
 //! `[store]`: which backend keeps the tokens, and how to reach etcd.
 
-use super::accounts_reader::SecretFrom;
 use super::reader::{Reader, Section};
 use super::{EtcdConfig, StoreBackend, StoreConfig};
 
@@ -113,25 +112,7 @@ impl Reader<'_> {
             return None;
         }
         let (key, from) = found.pop()?;
-        let text = match from {
-            SecretFrom::Inline(text) => text,
-            SecretFrom::File(path) => match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) => {
-                    self.problem(SECTION, &key, &format!("cannot read {path}: {e}"));
-                    return None;
-                }
-            },
-            SecretFrom::Env(var) => match self.env.get(&var) {
-                Some(text) => text.clone(),
-                None => {
-                    let what = format!("environment variable {var} is not set");
-                    self.problem(SECTION, &key, &what);
-                    return None;
-                }
-            },
-        };
-        Some(text.trim().to_owned())
+        self.secret_text(SECTION, &key, from)
     }
 }
 
