@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::body::OnEnd;
 use crate::config::{AccessLogConfig, AccessLogFormat};
-use crate::line_writer::{open_output, Writer};
+use crate::line_writer::{open_output, DisplayStr, Writer};
 
 static X_OPAQUE_ID: HeaderName = HeaderName::from_static("x-opaque-id");
 
@@ -130,8 +130,8 @@ impl AccessLog {
         match self.format {
             AccessLogFormat::Json => {
                 let fields = JsonLine {
-                    timestamp: Plain(time),
-                    client_address: Plain(entry.peer),
+                    timestamp: DisplayStr(time),
+                    client_address: DisplayStr(entry.peer),
                     method: entry.method.as_str(),
                     target: &entry.target,
                     status: entry.status,
@@ -175,9 +175,9 @@ impl AccessLog {
 #[derive(Serialize)]
 struct JsonLine<'a> {
     #[serde(rename = "@timestamp")]
-    timestamp: Plain<humantime::Rfc3339Timestamp>,
+    timestamp: DisplayStr<humantime::Rfc3339Timestamp>,
     #[serde(rename = "client.address")]
-    client_address: Plain<SocketAddr>,
+    client_address: DisplayStr<SocketAddr>,
     #[serde(rename = "http.request.method")]
     method: &'a str,
     #[serde(rename = "url.original")]
@@ -196,16 +196,6 @@ struct JsonLine<'a> {
     principal: Option<&'a str>,
     opaque_id: Option<&'a str>,
     completed: bool,
-}
-
-/// A value whose text is a JSON string as it is (a timestamp, an address): serialised through
-/// its `Display` without a `String` in between.
-struct Plain<T>(T);
-
-impl<T: Display> Serialize for Plain<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
 }
 
 /// A duration in seconds with microsecond precision (`0.000812`), from integers: formatting an

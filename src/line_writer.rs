@@ -20,6 +20,16 @@ const MAX_BATCH: usize = 64 * 1024;
 /// `Counters::warned_at` before the first warning.
 const NEVER: u64 = u64::MAX;
 
+/// A JSON string field taken from a value's `Display` (a timestamp, an address), escaped as
+/// it is written: what the JSON log lines put in, without a `String` in between.
+pub struct DisplayStr<T>(pub T);
+
+impl<T: std::fmt::Display> serde::Serialize for DisplayStr<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
 /// The sending side, shared by every clone of the log's handle.
 pub struct Writer {
     /// `None` once closed; read-locked per line, so senders never wait on each other.
