@@ -16,7 +16,8 @@ use serde::Serialize;
 
 use crate::body::OnEnd;
 use crate::config::{AccessLogConfig, AccessLogFormat};
-use crate::line_writer::{open_output, DisplayStr, Writer};
+use crate::line_writer::{open_output, Writer};
+use crate::log_fields::{Address, Timestamp};
 
 static X_OPAQUE_ID: HeaderName = HeaderName::from_static("x-opaque-id");
 
@@ -125,13 +126,13 @@ impl AccessLog {
     fn finish(&self, entry: &Entry, bytes_out: u64, complete: bool) {
         let took = Seconds(entry.started.elapsed());
         let upstream = entry.upstream.map(Seconds);
-        let time = humantime::format_rfc3339_millis(entry.time);
+        let time = Timestamp(entry.time);
         let mut line = String::with_capacity(256);
         match self.format {
             AccessLogFormat::Json => {
                 let fields = JsonLine {
-                    timestamp: DisplayStr(time),
-                    client_address: DisplayStr(entry.peer),
+                    timestamp: time,
+                    client_address: Address(entry.peer),
                     method: entry.method.as_str(),
                     target: &entry.target,
                     status: entry.status,
@@ -152,7 +153,7 @@ impl AccessLog {
                 let _ = write!(
                     line,
                     "{time} {} \"{} {}\" {} {} {}{} {took} {} {} {}",
-                    entry.peer,
+                    Address(entry.peer),
                     entry.method,
                     entry.target.escape_debug(),
                     entry.status,
@@ -175,9 +176,9 @@ impl AccessLog {
 #[derive(Serialize)]
 struct JsonLine<'a> {
     #[serde(rename = "@timestamp")]
-    timestamp: DisplayStr<humantime::Rfc3339Timestamp>,
+    timestamp: Timestamp,
     #[serde(rename = "client.address")]
-    client_address: DisplayStr<SocketAddr>,
+    client_address: Address,
     #[serde(rename = "http.request.method")]
     method: &'a str,
     #[serde(rename = "url.original")]

@@ -43,6 +43,7 @@ pub mod file_tokens;
 pub mod framing;
 pub mod identity;
 pub mod line_writer;
+pub mod log_fields;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

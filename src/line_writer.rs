@@ -20,16 +20,6 @@ const MAX_BATCH: usize = 64 * 1024;
 /// `Counters::warned_at` before the first warning.
 const NEVER: u64 = u64::MAX;
 
-/// A JSON string field taken from a value's `Display` (a timestamp, an address), escaped as
-/// it is written: what the JSON log lines put in, without a `String` in between.
-pub struct DisplayStr<T>(pub T);
-
-impl<T: std::fmt::Display> serde::Serialize for DisplayStr<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
 /// The sending side, shared by every clone of the log's handle.
 pub struct Writer {
     /// `None` once closed; read-locked per line, so senders never wait on each other.
@@ -96,7 +86,9 @@ impl Writer {
         std::thread::Builder::new()
             .name(format!("{name} writer"))
             .spawn(move || {
-                drain(&lines, sink, &thread_counters);
+                drain(&lines, sink, &thread_counters, || {
+                    std::thread::sleep(GATHER)
+                });
                 let _ = done_tx.send(());
             })?;
         Ok(Writer {
@@ -165,26 +157,41 @@ pub fn open_output(
     })
 }
 
-/// How long the thread waits, once a line has arrived, for others to join it. Under load this
-/// turns a wake-up per line (a context switch on the core serving the requests) into one per
-/// interval; a quiet gateway's lines are written this much later.
+/// How long the thread waits, once a line has arrived after a quiet spell, for others to join
+/// it. Under load this turns a wake-up per line (a context switch on the core serving the
+/// requests) into one per interval; a quiet gateway's lines are written this much later.
 const GATHER: Duration = Duration::from_millis(5);
 
 /// The thread: takes what is queued, up to a batch, writes it in one go and flushes; ends when
-/// every sender is gone and the queue is empty.
-fn drain(lines: &Receiver<Vec<u8>>, mut sink: Box<dyn Write + Send>, counters: &Counters) {
+/// every sender is gone and the queue is empty. `gather` (a [`GATHER`] sleep) runs only when
+/// the queue had been emptied: a backlog is written batch after batch at once, or a flood
+/// faster than one batch per interval would fill the queue and lose lines the disk could take.
+fn drain(
+    lines: &Receiver<Vec<u8>>,
+    mut sink: Box<dyn Write + Send>,
+    counters: &Counters,
+    mut gather: impl FnMut(),
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut backlog = false;
     while let Ok(first) = lines.recv() {
         // Senders only wake a receiver that waits in `recv`: while this sleeps, they don't.
-        std::thread::sleep(GATHER);
+        if !backlog {
+            gather();
+        }
         batch.clear();
         batch.extend_from_slice(&first);
         let mut count = 1u64;
-        while batch.len() < MAX_BATCH {
-            let Ok(line) = lines.try_recv() else { break };
+        backlog = loop {
+            if batch.len() >= MAX_BATCH {
+                break true;
+            }
+            let Ok(line) = lines.try_recv() else {
+                break false;
+            };
             batch.extend_from_slice(&line);
             count += 1;
-        }
+        };
         if let Err(error) = sink.write_all(&batch).and_then(|()| sink.flush()) {
             tracing::error!(%error, log = counters.name, lines = count, "log lines not written");
             counters.lost(count, "output failed");
@@ -245,6 +252,56 @@ mod tests {
         assert_eq!(&*written.lock().unwrap(), b"one\ntwo\n");
         writer.write(b"late\n".to_vec());
         assert_eq!(writer.dropped(), 1001);
+    }
+
+    /// An output that records the size of each write.
+    struct Sizes(Arc<Mutex<Vec<usize>>>);
+
+    impl Write for Sizes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_backlog_is_written_batch_after_batch_without_gathering_again() {
+        let (sender, lines) = mpsc::sync_channel(10_000);
+        let mut line = vec![b'x'; 99];
+        line.push(b'\n');
+        // Five batches' worth waiting at once, as after a burst of failed logins.
+        let queued = 5 * MAX_BATCH / line.len();
+        for _ in 0..queued {
+            sender.send(line.clone()).unwrap();
+        }
+        drop(sender);
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let counters = Counters {
+            dropped: AtomicU64::new(0),
+            warned_at: AtomicU64::new(NEVER),
+            started: Instant::now(),
+            warn_interval: Duration::from_secs(1),
+            name: "test",
+        };
+        let mut gathered = 0;
+        drain(
+            &lines,
+            Box::new(Sizes(Arc::clone(&sizes))),
+            &counters,
+            || gathered += 1,
+        );
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), queued * line.len());
+        assert!(sizes.len() >= 5, "batches: {sizes:?}");
+        assert!(
+            sizes.iter().all(|n| n % line.len() == 0),
+            "a line was split"
+        );
+        assert_eq!(gathered, 1, "waited again while lines were queued");
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! One audit event as a JSON line, with Elasticsearch's audit field names (flat, dotted keys as
 //! its `LoggingAuditTrail` writes them) so tools that read a cluster's audit log read ours.
 
+use std::borrow::Cow;
+
+use http::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::{Request, Subject};
-use crate::line_writer::DisplayStr;
+use crate::log_fields::{Address, Timestamp};
 
 /// `event.type` of events about a REST request.
 pub const REST: &str = "rest";
 /// `event.type` of changes to who may do what.
 pub const SECURITY_CONFIG_CHANGE: &str = "security_config_change";
+const X_OPAQUE_ID: HeaderName = HeaderName::from_static("x-opaque-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// The file realm's name, as `_authenticate` reports it.
 const FILE_REALM: &str = "default_file";
 /// The realm Elasticsearch names for service tokens.
@@ -23,11 +28,11 @@ pub struct Event(Vec<u8>);
 impl Event {
     /// The fields every event starts with.
     pub fn new(event_type: &str, action: &str) -> Event {
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let now = Timestamp(std::time::SystemTime::now());
         let mut line = Vec::with_capacity(384);
         line.extend_from_slice(b"{\"type\":\"audit\"");
         Event(line)
-            .with("@timestamp", DisplayStr(now))
+            .with("@timestamp", now)
             .with("event.type", event_type)
             .with("event.action", action)
     }
@@ -84,27 +89,37 @@ impl Event {
     /// Where the request came from and what it asked for: the client's address as the gateway
     /// saw it, the path and query as sent, and the headers Elasticsearch copies.
     pub fn request(self, request: &Request<'_>) -> Event {
-        let headers = request.headers;
-        let header = |name: &str| {
-            let values: Vec<&str> = headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            (!values.is_empty()).then(|| values.join(", "))
-        };
+        let header = |name: &HeaderName| joined(request.headers.get_all(name).iter());
         self.with("origin.type", REST)
-            .with("origin.address", DisplayStr(request.peer))
+            .with("origin.address", Address(request.peer))
             .with("url.path", request.uri.path())
             .with_some("url.query", request.uri.query())
             .with("request.method", request.method.as_str())
-            .with_some("opaque_id", header("x-opaque-id"))
-            .with_some("x_forwarded_for", header("x-forwarded-for"))
+            .with_some("opaque_id", header(&X_OPAQUE_ID))
+            .with_some("x_forwarded_for", header(&X_FORWARDED_FOR))
     }
 
     /// The JSON line, newline included.
     pub fn line(mut self) -> Vec<u8> {
         self.0.extend_from_slice(b"}\n");
         self.0
+    }
+}
+
+/// A header's text values joined by `, ` as Elasticsearch quotes them; `None` when it has none.
+/// One value (the usual case) is borrowed.
+fn joined<'h>(values: impl Iterator<Item = &'h HeaderValue>) -> Option<Cow<'h, str>> {
+    let mut texts = values.filter_map(|v| v.to_str().ok());
+    let first = texts.next()?;
+    match texts.next() {
+        None => Some(Cow::Borrowed(first)),
+        Some(second) => {
+            let mut all = format!("{first}, {second}");
+            for text in texts {
+                all.push_str(", ");
+                all.push_str(text);
+            }
+            Some(Cow::Owned(all))
+        }
     }
 }

@@ -27,6 +27,8 @@ fn a_failed_credential_names_whom_it_claims_and_never_its_secret() {
     let (audit, path) = audit_to(dir.path(), false);
     let request = http::Request::get("/_cluster/health?pretty")
         .header("x-opaque-id", "job-7")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-for", "10.0.0.2")
         .body(())
         .unwrap();
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
@@ -54,6 +56,8 @@ fn a_failed_credential_names_whom_it_claims_and_never_its_secret() {
     assert_eq!(events[0]["url.query"], "pretty");
     assert_eq!(events[0]["request.method"], "GET");
     assert_eq!(events[0]["opaque_id"], "job-7");
+    assert_eq!(events[0]["x_forwarded_for"], "203.0.113.9, 10.0.0.2");
+    assert!(events[0]["@timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(events[1]["user.name"], "elastic/fleet-server");
     assert_eq!(events[1]["authentication.token.name"], "t1");
     assert!(events[2].get("user.name").is_none(), "{text}");

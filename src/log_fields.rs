@@ -1,0 +1,176 @@
+//! The two fields every audit event and access-log line carries: when, and from which address.
+//! A failed-login flood writes one audit line per request, so these are formatted into a stack
+//! buffer without `core::fmt` (whose padding support makes an address cost more than the rest of
+//! the line): the date and time up to the second once per second per thread, the numbers with
+//! `itoa`. Each is `Display` for the text lines and `Serialize` (a JSON string) for the JSON ones.
+
+use std::cell::Cell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
+
+/// `2026-12-06T16:48:01.123Z` (RFC 3339, UTC, milliseconds), as `humantime` writes it.
+#[derive(Clone, Copy)]
+pub struct Timestamp(pub SystemTime);
+
+/// `YYYY-MM-DDTHH:MM:SS` (19 bytes) and `.mmmZ`.
+const SECOND_LEN: usize = 19;
+const TIMESTAMP_LEN: usize = SECOND_LEN + 5;
+
+thread_local! {
+    /// The last second formatted on this thread, and its text.
+    static SECOND: Cell<Option<(u64, [u8; SECOND_LEN])>> = const { Cell::new(None) };
+}
+
+impl Timestamp {
+    /// The text in `buf`; `None` where the cached layout does not apply (a year past 9999),
+    /// and `humantime` writes it instead.
+    fn text<'b>(&self, buf: &'b mut [u8; TIMESTAMP_LEN]) -> Option<&'b str> {
+        let since = self.0.duration_since(UNIX_EPOCH).ok()?;
+        let seconds = since.as_secs();
+        let prefix = match SECOND.with(Cell::get) {
+            Some((cached, text)) if cached == seconds => text,
+            _ => {
+                let whole = UNIX_EPOCH + Duration::from_secs(seconds);
+                let formatted = humantime::format_rfc3339_seconds(whole).to_string();
+                // `…:SSZ`: exactly the second's text and its `Z`.
+                let text: [u8; SECOND_LEN] =
+                    formatted.as_bytes().strip_suffix(b"Z")?.try_into().ok()?;
+                SECOND.with(|c| c.set(Some((seconds, text))));
+                text
+            }
+        };
+        let millis = since.subsec_millis();
+        buf[..SECOND_LEN].copy_from_slice(&prefix);
+        buf[SECOND_LEN..].copy_from_slice(&[
+            b'.',
+            digit(millis / 100),
+            digit(millis / 10),
+            digit(millis),
+            b'Z',
+        ]);
+        std::str::from_utf8(buf).ok()
+    }
+}
+
+/// The last decimal digit of `n`.
+fn digit(n: u32) -> u8 {
+    // `n % 10` is below 10: the cast keeps it.
+    b'0' + (n % 10) as u8
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text(&mut [0; TIMESTAMP_LEN]) {
+            Some(text) => f.write_str(text),
+            None => humantime::format_rfc3339_millis(self.0).fmt(f),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text(&mut [0; TIMESTAMP_LEN]) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(&humantime::format_rfc3339_millis(self.0)),
+        }
+    }
+}
+
+/// A client's address and port, `127.0.0.1:54321` or `[::1]:54321`, as `SocketAddr` prints it.
+#[derive(Clone, Copy)]
+pub struct Address(pub SocketAddr);
+
+/// `255.255.255.255:65535`.
+const V4_LEN: usize = 21;
+
+impl Address {
+    /// The text of an IPv4 address in `buf`; `None` for IPv6, which `Display` writes.
+    fn text<'b>(&self, buf: &'b mut [u8; V4_LEN]) -> Option<&'b str> {
+        let SocketAddr::V4(v4) = self.0 else {
+            return None;
+        };
+        let mut numbers = itoa::Buffer::new();
+        let mut len = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[len..len + bytes.len()].copy_from_slice(bytes);
+            len += bytes.len();
+        };
+        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                put(b".");
+            }
+            put(numbers.format(octet).as_bytes());
+        }
+        put(b":");
+        put(numbers.format(v4.port()).as_bytes());
+        std::str::from_utf8(&buf[..len]).ok()
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text(&mut [0; V4_LEN]) {
+            Some(text) => f.write_str(text),
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text(&mut [0; V4_LEN]) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(&self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_as_humantime_writes_them() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_796_575_681);
+        // Same second twice (the cached text), the next second, a whole second, a leap day,
+        // the epoch, and far ahead.
+        for at in [
+            base + Duration::from_millis(7),
+            base + Duration::from_millis(999),
+            base + Duration::from_millis(1_000),
+            base + Duration::from_micros(1_045_999),
+            UNIX_EPOCH + Duration::from_secs(951_782_400) + Duration::from_millis(250),
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_secs(253_402_300_799),
+        ] {
+            let expected = humantime::format_rfc3339_millis(at).to_string();
+            assert_eq!(Timestamp(at).to_string(), expected);
+            assert_eq!(
+                serde_json::to_string(&Timestamp(at)).unwrap(),
+                format!("\"{expected}\"")
+            );
+        }
+    }
+
+    #[test]
+    fn addresses_read_as_socket_addr_writes_them() {
+        for text in [
+            "127.0.0.1:54321",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.4:9200",
+            "[::1]:443",
+            "[2001:db8::7]:8080",
+        ] {
+            let addr: SocketAddr = text.parse().unwrap();
+            assert_eq!(Address(addr).to_string(), addr.to_string());
+            assert_eq!(
+                serde_json::to_string(&Address(addr)).unwrap(),
+                format!("\"{addr}\"")
+            );
+        }
+    }
+}
