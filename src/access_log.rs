@@ -5,14 +5,13 @@
 //! The query string is left out unless asked for: queries can carry data (a search term, a
 //! document id) that the operator of a log pipeline should not see by default.
 
-use std::fmt::{self, Display, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::CONTENT_LENGTH;
 use http::{HeaderName, Method, Request};
-use serde::Serialize;
 
 use crate::body::OnEnd;
 use crate::config::{AccessLogConfig, AccessLogFormat};
@@ -127,76 +126,66 @@ impl AccessLog {
         let took = Seconds(entry.started.elapsed());
         let upstream = entry.upstream.map(Seconds);
         let time = Timestamp(entry.time);
-        let mut line = String::with_capacity(256);
-        match self.format {
-            AccessLogFormat::Json => {
-                let fields = JsonLine {
-                    timestamp: time,
-                    client_address: Address(entry.peer),
-                    method: entry.method.as_str(),
-                    target: &entry.target,
-                    status: entry.status,
-                    bytes_in: entry.bytes_in,
-                    bytes_out,
-                    took,
-                    upstream,
-                    principal: entry.principal.as_deref(),
-                    opaque_id: entry.opaque_id.as_deref(),
-                    completed: complete,
-                };
-                match serde_json::to_string(&fields) {
-                    Ok(json) => line = json,
-                    Err(_) => return,
-                }
-            }
-            AccessLogFormat::Text => {
-                let _ = write!(
-                    line,
-                    "{time} {} \"{} {}\" {} {} {}{} {took} {} {} {}",
-                    Address(entry.peer),
-                    entry.method,
-                    entry.target.escape_debug(),
-                    entry.status,
-                    Dash(entry.bytes_in),
-                    bytes_out,
-                    if complete { "" } else { "!" },
-                    Dash(upstream),
-                    Dash(entry.principal.as_deref()),
-                    Dash(entry.opaque_id.as_deref().map(str::escape_debug)),
-                );
-            }
-        }
-        line.push('\n');
+        let line = match self.format {
+            AccessLogFormat::Json => json_line(entry, time, took, upstream, bytes_out, complete),
+            AccessLogFormat::Text => text_line(entry, time, took, upstream, bytes_out, complete),
+        };
         self.writer.write(line);
     }
 }
 
-/// A JSON line's fields, serialised straight into the line (no intermediate tree: a line per
-/// request is the access log's whole cost).
-#[derive(Serialize)]
-struct JsonLine<'a> {
-    #[serde(rename = "@timestamp")]
-    timestamp: Timestamp,
-    #[serde(rename = "client.address")]
-    client_address: Address,
-    #[serde(rename = "http.request.method")]
-    method: &'a str,
-    #[serde(rename = "url.original")]
-    target: &'a str,
-    #[serde(rename = "http.response.status_code")]
-    status: u16,
-    #[serde(rename = "http.request.body.bytes")]
-    bytes_in: Option<u64>,
-    #[serde(rename = "http.response.body.bytes")]
-    bytes_out: u64,
-    #[serde(rename = "event.duration_seconds")]
+/// The JSON line: the same fields under ECS-style names, every key present (`null` when
+/// unknown), written field by field like the text line; strings are escaped by serde_json.
+fn json_line(
+    entry: &Entry,
+    time: Timestamp,
     took: Seconds,
-    #[serde(rename = "upstream.duration_seconds")]
     upstream: Option<Seconds>,
-    #[serde(rename = "user.name")]
-    principal: Option<&'a str>,
-    opaque_id: Option<&'a str>,
-    completed: bool,
+    bytes_out: u64,
+    complete: bool,
+) -> Vec<u8> {
+    let mut line = Vec::with_capacity(320);
+    let mut numbers = itoa::Buffer::new();
+    line.extend_from_slice(b"{\"@timestamp\":\"");
+    time.write_to(&mut line);
+    line.extend_from_slice(b"\",\"client.address\":\"");
+    Address(entry.peer).write_to(&mut line);
+    line.extend_from_slice(b"\",\"http.request.method\":");
+    json_str(&mut line, Some(entry.method.as_str()));
+    line.extend_from_slice(b",\"url.original\":");
+    json_str(&mut line, Some(&entry.target));
+    line.extend_from_slice(b",\"http.response.status_code\":");
+    line.extend_from_slice(numbers.format(entry.status).as_bytes());
+    line.extend_from_slice(b",\"http.request.body.bytes\":");
+    match entry.bytes_in {
+        Some(n) => line.extend_from_slice(numbers.format(n).as_bytes()),
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"http.response.body.bytes\":");
+    line.extend_from_slice(numbers.format(bytes_out).as_bytes());
+    line.extend_from_slice(b",\"event.duration_seconds\":");
+    took.write_to(&mut line);
+    line.extend_from_slice(b",\"upstream.duration_seconds\":");
+    match upstream {
+        Some(seconds) => seconds.write_to(&mut line),
+        None => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b",\"user.name\":");
+    json_str(&mut line, entry.principal.as_deref());
+    line.extend_from_slice(b",\"opaque_id\":");
+    json_str(&mut line, entry.opaque_id.as_deref());
+    line.extend_from_slice(b",\"completed\":");
+    line.extend_from_slice(if complete { b"true" } else { b"false" });
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+/// A JSON string (escaped), or `null`.
+fn json_str(line: &mut Vec<u8>, text: Option<&str>) {
+    // Writing a `str` into a `Vec` cannot fail; `null` would stand in if it did.
+    if serde_json::to_writer(&mut *line, &text).is_err() {
+        line.extend_from_slice(b"null");
+    }
 }
 
 /// A duration in seconds with microsecond precision (`0.000812`), from integers: formatting an
@@ -212,30 +201,85 @@ impl Seconds {
     }
 }
 
-impl Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Seconds {
+    /// `2.000812`: whole seconds and six places.
+    fn write_to(self, line: &mut Vec<u8>) {
         let micros = self.micros();
-        write!(f, "{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-    }
-}
-
-impl Serialize for Seconds {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // A JSON number, as before; f64 holds microseconds of any realistic duration exactly
-        // enough for serde_json's shortest round-trip form.
-        serializer.serialize_f64(self.micros() as f64 / 1e6)
-    }
-}
-
-/// `-` for a field with no value, the value otherwise.
-struct Dash<T>(Option<T>);
-
-impl<T: Display> Display for Dash<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(value) => value.fmt(f),
-            None => f.write_str("-"),
+        line.extend_from_slice(itoa::Buffer::new().format(micros / 1_000_000).as_bytes());
+        let mut fraction = [b'.', b'0', b'0', b'0', b'0', b'0', b'0'];
+        let mut rest = micros % 1_000_000;
+        for place in fraction[1..].iter_mut().rev() {
+            // `rest % 10` is a digit: the cast keeps it.
+            *place = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
+        line.extend_from_slice(&fraction);
+    }
+}
+
+/// `time client "METHOD target" status bytes_in bytes_out[!] seconds upstream principal
+/// opaque_id`, written field by field: through `core::fmt` the line cost twice the rest of the
+/// request's logging.
+fn text_line(
+    entry: &Entry,
+    time: Timestamp,
+    took: Seconds,
+    upstream: Option<Seconds>,
+    bytes_out: u64,
+    complete: bool,
+) -> Vec<u8> {
+    let mut line = Vec::with_capacity(192);
+    let mut numbers = itoa::Buffer::new();
+    time.write_to(&mut line);
+    line.push(b' ');
+    Address(entry.peer).write_to(&mut line);
+    line.extend_from_slice(b" \"");
+    line.extend_from_slice(entry.method.as_str().as_bytes());
+    line.push(b' ');
+    push_escaped(&mut line, &entry.target);
+    line.extend_from_slice(b"\" ");
+    line.extend_from_slice(numbers.format(entry.status).as_bytes());
+    line.push(b' ');
+    match entry.bytes_in {
+        Some(n) => line.extend_from_slice(numbers.format(n).as_bytes()),
+        None => line.push(b'-'),
+    }
+    line.push(b' ');
+    line.extend_from_slice(numbers.format(bytes_out).as_bytes());
+    if !complete {
+        line.push(b'!');
+    }
+    line.push(b' ');
+    took.write_to(&mut line);
+    line.push(b' ');
+    match upstream {
+        Some(seconds) => seconds.write_to(&mut line),
+        None => line.push(b'-'),
+    }
+    line.push(b' ');
+    match &entry.principal {
+        Some(name) => line.extend_from_slice(name.as_bytes()),
+        None => line.push(b'-'),
+    }
+    line.push(b' ');
+    match &entry.opaque_id {
+        Some(id) => push_escaped(&mut line, id),
+        None => line.push(b'-'),
+    }
+    line.push(b'\n');
+    line
+}
+
+/// `text` as `str::escape_debug` writes it (a client's quote or line break cannot forge a field
+/// or a line); printable ASCII without quotes or backslashes, nearly every target, is copied.
+fn push_escaped(line: &mut Vec<u8>, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
+    if plain {
+        line.extend_from_slice(text.as_bytes());
+    } else {
+        let _ = write!(line, "{}", text.escape_debug());
     }
 }
 
@@ -264,17 +308,33 @@ mod tests {
             (Duration::ZERO, "0.000000"),
         ];
         for (duration, text) in cases {
-            assert_eq!(Seconds(duration).to_string(), text);
+            let mut line = Vec::new();
+            Seconds(duration).write_to(&mut line);
+            assert_eq!(line, text.as_bytes());
             assert_eq!(
                 format!("{:.6}", duration.as_secs_f64()),
                 text,
                 "{duration:?}"
             );
-            let json = serde_json::to_string(&Seconds(duration)).unwrap();
-            assert_eq!(json.parse::<f64>().unwrap(), text.parse::<f64>().unwrap());
         }
-        assert_eq!(Dash(None::<u64>).to_string(), "-");
-        assert_eq!(Dash(Some(12)).to_string(), "12");
+    }
+
+    #[test]
+    fn targets_are_escaped_as_escape_debug_escapes_them() {
+        for text in [
+            "/_search",
+            "/a b/%22",
+            "/x\"y",
+            "/it's",
+            "/back\\slash",
+            "/tab\there",
+            "/é",
+            "\u{7f}",
+        ] {
+            let mut line = Vec::new();
+            push_escaped(&mut line, text);
+            assert_eq!(line, text.escape_debug().to_string().as_bytes(), "{text:?}");
+        }
     }
 
     #[test]
@@ -308,5 +368,61 @@ mod tests {
         assert_eq!(fields[9], "elastic/fleet-server/t1");
         assert_eq!(fields[10], "job-7");
         assert!(!text.contains("secret"));
+    }
+
+    #[test]
+    fn json_lines_have_every_key_and_escape_what_a_client_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.json");
+        let config = AccessLogConfig {
+            format: Some(AccessLogFormat::Json),
+            output: Some(crate::config::LogOutput::File(path.clone())),
+            query: false,
+            buffer: 16,
+        };
+        let log = AccessLog::open(&config).unwrap().unwrap();
+        let request = Request::post("/a%22b/_doc")
+            .header("x-opaque-id", "job \"7\"\t")
+            .body(())
+            .unwrap();
+        let peer: SocketAddr = "[2001:db8::7]:4000".parse().unwrap();
+        let mut entry = log.begin(&request, peer);
+        entry.upstream = Some(Duration::from_micros(2_000_812));
+        log.tail(entry, 502).done(17, false);
+        log.close(Duration::from_secs(5));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let object = line.as_object().unwrap();
+        let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "@timestamp",
+                "client.address",
+                "http.request.method",
+                "url.original",
+                "http.response.status_code",
+                "http.request.body.bytes",
+                "http.response.body.bytes",
+                "event.duration_seconds",
+                "upstream.duration_seconds",
+                "user.name",
+                "opaque_id",
+                "completed"
+            ]
+        );
+        assert_eq!(line["client.address"], "[2001:db8::7]:4000");
+        assert_eq!(line["http.request.method"], "POST");
+        assert_eq!(line["url.original"], "/a%22b/_doc");
+        assert_eq!(line["opaque_id"], "job \"7\"\t");
+        assert_eq!(line["http.response.status_code"], 502);
+        assert!(line["http.request.body.bytes"].is_null());
+        assert_eq!(line["http.response.body.bytes"], 17);
+        assert!(line["event.duration_seconds"].as_f64().unwrap() >= 0.0);
+        assert_eq!(line["upstream.duration_seconds"], 2.000812);
+        assert!(line["user.name"].is_null());
+        assert_eq!(line["completed"], false);
+        let time = line["@timestamp"].as_str().unwrap();
+        assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
     }
 }

@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +29,11 @@ impl Timestamp {
     /// The text in `buf`; `None` where the cached layout does not apply (a year past 9999),
     /// and `humantime` writes it instead.
     fn text<'b>(&self, buf: &'b mut [u8; TIMESTAMP_LEN]) -> Option<&'b str> {
+        std::str::from_utf8(self.bytes(buf)?).ok()
+    }
+
+    /// The same as ASCII bytes, for a line being built (no UTF-8 check needed).
+    fn bytes<'b>(&self, buf: &'b mut [u8; TIMESTAMP_LEN]) -> Option<&'b [u8]> {
         let since = self.0.duration_since(UNIX_EPOCH).ok()?;
         let seconds = since.as_secs();
         let prefix = match SECOND.with(Cell::get) {
@@ -51,7 +57,7 @@ impl Timestamp {
             digit(millis),
             b'Z',
         ]);
-        std::str::from_utf8(buf).ok()
+        Some(buf)
     }
 }
 
@@ -59,6 +65,18 @@ impl Timestamp {
 fn digit(n: u32) -> u8 {
     // `n % 10` is below 10: the cast keeps it.
     b'0' + (n % 10) as u8
+}
+
+impl Timestamp {
+    /// Appends the text to a line being built.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.bytes(&mut [0; TIMESTAMP_LEN]) {
+            Some(text) => out.extend_from_slice(text),
+            None => {
+                let _ = write!(out, "{}", humantime::format_rfc3339_millis(self.0));
+            }
+        }
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -89,6 +107,11 @@ const V4_LEN: usize = 21;
 impl Address {
     /// The text of an IPv4 address in `buf`; `None` for IPv6, which `Display` writes.
     fn text<'b>(&self, buf: &'b mut [u8; V4_LEN]) -> Option<&'b str> {
+        std::str::from_utf8(self.bytes(buf)?).ok()
+    }
+
+    /// The same as ASCII bytes, for a line being built.
+    fn bytes<'b>(&self, buf: &'b mut [u8; V4_LEN]) -> Option<&'b [u8]> {
         let SocketAddr::V4(v4) = self.0 else {
             return None;
         };
@@ -106,7 +129,19 @@ impl Address {
         }
         put(b":");
         put(numbers.format(v4.port()).as_bytes());
-        std::str::from_utf8(&buf[..len]).ok()
+        Some(&buf[..len])
+    }
+}
+
+impl Address {
+    /// Appends the text to a line being built.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self.bytes(&mut [0; V4_LEN]) {
+            Some(text) => out.extend_from_slice(text),
+            None => {
+                let _ = write!(out, "{}", self.0);
+            }
+        }
     }
 }
 
@@ -148,6 +183,9 @@ mod tests {
         ] {
             let expected = humantime::format_rfc3339_millis(at).to_string();
             assert_eq!(Timestamp(at).to_string(), expected);
+            let mut line = Vec::new();
+            Timestamp(at).write_to(&mut line);
+            assert_eq!(line, expected.as_bytes());
             assert_eq!(
                 serde_json::to_string(&Timestamp(at)).unwrap(),
                 format!("\"{expected}\"")
@@ -167,6 +205,9 @@ mod tests {
         ] {
             let addr: SocketAddr = text.parse().unwrap();
             assert_eq!(Address(addr).to_string(), addr.to_string());
+            let mut line = Vec::new();
+            Address(addr).write_to(&mut line);
+            assert_eq!(line, addr.to_string().as_bytes());
             assert_eq!(
                 serde_json::to_string(&Address(addr)).unwrap(),
                 format!("\"{addr}\"")
