@@ -123,68 +123,149 @@ impl AccessLog {
     }
 
     fn finish(&self, entry: &Entry, bytes_out: u64, complete: bool) {
-        let took = Seconds(entry.started.elapsed());
-        let upstream = entry.upstream.map(Seconds);
-        let time = Timestamp(entry.time);
+        let finished = Finished {
+            entry,
+            time: Timestamp(entry.time),
+            took: Seconds(entry.started.elapsed()),
+            upstream: entry.upstream.map(Seconds),
+            bytes_out,
+            complete,
+        };
         let line = match self.format {
-            AccessLogFormat::Json => json_line(entry, time, took, upstream, bytes_out, complete),
-            AccessLogFormat::Text => text_line(entry, time, took, upstream, bytes_out, complete),
+            AccessLogFormat::Json => finished.json(),
+            AccessLogFormat::Text => finished.text(),
         };
         self.writer.write(line);
     }
 }
 
-/// The JSON line: the same fields under ECS-style names, every key present (`null` when
-/// unknown), written field by field like the text line; strings are escaped by serde_json.
-fn json_line(
-    entry: &Entry,
+/// A request's entry as its line is written. Both lines are built field by field into one
+/// buffer (numbers through `itoa`, no `core::fmt`): formatted, the line cost twice the rest of
+/// the request's logging.
+struct Finished<'a> {
+    entry: &'a Entry,
     time: Timestamp,
     took: Seconds,
     upstream: Option<Seconds>,
     bytes_out: u64,
     complete: bool,
-) -> Vec<u8> {
-    let mut line = Vec::with_capacity(320);
-    let mut numbers = itoa::Buffer::new();
-    line.extend_from_slice(b"{\"@timestamp\":\"");
-    time.write_to(&mut line);
-    line.extend_from_slice(b"\",\"client.address\":\"");
-    Address(entry.peer).write_to(&mut line);
-    line.extend_from_slice(b"\",\"http.request.method\":");
-    json_str(&mut line, Some(entry.method.as_str()));
-    line.extend_from_slice(b",\"url.original\":");
-    json_str(&mut line, Some(&entry.target));
-    line.extend_from_slice(b",\"http.response.status_code\":");
-    line.extend_from_slice(numbers.format(entry.status).as_bytes());
-    line.extend_from_slice(b",\"http.request.body.bytes\":");
-    match entry.bytes_in {
-        Some(n) => line.extend_from_slice(numbers.format(n).as_bytes()),
-        None => line.extend_from_slice(b"null"),
-    }
-    line.extend_from_slice(b",\"http.response.body.bytes\":");
-    line.extend_from_slice(numbers.format(bytes_out).as_bytes());
-    line.extend_from_slice(b",\"event.duration_seconds\":");
-    took.write_to(&mut line);
-    line.extend_from_slice(b",\"upstream.duration_seconds\":");
-    match upstream {
-        Some(seconds) => seconds.write_to(&mut line),
-        None => line.extend_from_slice(b"null"),
-    }
-    line.extend_from_slice(b",\"user.name\":");
-    json_str(&mut line, entry.principal.as_deref());
-    line.extend_from_slice(b",\"opaque_id\":");
-    json_str(&mut line, entry.opaque_id.as_deref());
-    line.extend_from_slice(b",\"completed\":");
-    line.extend_from_slice(if complete { b"true" } else { b"false" });
-    line.extend_from_slice(b"}\n");
-    line
 }
 
-/// A JSON string (escaped), or `null`.
-fn json_str(line: &mut Vec<u8>, text: Option<&str>) {
-    // Writing a `str` into a `Vec` cannot fail; `null` would stand in if it did.
-    if serde_json::to_writer(&mut *line, &text).is_err() {
-        line.extend_from_slice(b"null");
+impl Finished<'_> {
+    /// `time client "METHOD target" status bytes_in bytes_out[!] seconds upstream principal
+    /// opaque_id`, `-` for what is unknown.
+    fn text(&self) -> Vec<u8> {
+        let entry = self.entry;
+        let mut line = Line::with_capacity(192);
+        self.time.write_to(&mut line.bytes);
+        line.raw(b" ");
+        Address(entry.peer).write_to(&mut line.bytes);
+        line.raw(b" \"")
+            .raw(entry.method.as_str().as_bytes())
+            .raw(b" ");
+        push_escaped(&mut line.bytes, &entry.target);
+        line.raw(b"\" ").number(entry.status).raw(b" ");
+        line.or(entry.bytes_in, b"-", Line::number).raw(b" ");
+        line.number(self.bytes_out);
+        if !self.complete {
+            line.raw(b"!");
+        }
+        line.raw(b" ").seconds(self.took).raw(b" ");
+        line.or(self.upstream, b"-", Line::seconds).raw(b" ");
+        let principal = entry.principal.as_deref().map(str::as_bytes);
+        line.or(principal, b"-", Line::raw).raw(b" ");
+        line.or(entry.opaque_id.as_deref(), b"-", |line, id| {
+            push_escaped(&mut line.bytes, id);
+            line
+        });
+        line.raw(b"\n");
+        line.bytes
+    }
+
+    /// The same fields under ECS-style names, every key present (`null` when unknown);
+    /// strings are escaped by serde_json.
+    fn json(&self) -> Vec<u8> {
+        let entry = self.entry;
+        let mut line = Line::with_capacity(320);
+        line.raw(b"{\"@timestamp\":\"");
+        self.time.write_to(&mut line.bytes);
+        line.raw(b"\",\"client.address\":\"");
+        Address(entry.peer).write_to(&mut line.bytes);
+        line.raw(b"\",\"http.request.method\":")
+            .string(Some(entry.method.as_str()))
+            .raw(b",\"url.original\":")
+            .string(Some(&entry.target))
+            .raw(b",\"http.response.status_code\":")
+            .number(entry.status)
+            .raw(b",\"http.request.body.bytes\":")
+            .or(entry.bytes_in, b"null", Line::number)
+            .raw(b",\"http.response.body.bytes\":")
+            .number(self.bytes_out)
+            .raw(b",\"event.duration_seconds\":")
+            .seconds(self.took)
+            .raw(b",\"upstream.duration_seconds\":")
+            .or(self.upstream, b"null", Line::seconds)
+            .raw(b",\"user.name\":")
+            .string(entry.principal.as_deref())
+            .raw(b",\"opaque_id\":")
+            .string(entry.opaque_id.as_deref())
+            .raw(b",\"completed\":")
+            .raw(if self.complete { b"true" } else { b"false" })
+            .raw(b"}\n");
+        line.bytes
+    }
+}
+
+/// A line being built.
+struct Line {
+    bytes: Vec<u8>,
+    numbers: itoa::Buffer,
+}
+
+impl Line {
+    fn with_capacity(capacity: usize) -> Line {
+        Line {
+            bytes: Vec::with_capacity(capacity),
+            numbers: itoa::Buffer::new(),
+        }
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> &mut Line {
+        self.bytes.extend_from_slice(bytes);
+        self
+    }
+
+    fn number<N: itoa::Integer>(&mut self, n: N) -> &mut Line {
+        self.bytes
+            .extend_from_slice(self.numbers.format(n).as_bytes());
+        self
+    }
+
+    fn seconds(&mut self, seconds: Seconds) -> &mut Line {
+        seconds.write_to(&mut self.bytes);
+        self
+    }
+
+    /// A JSON string (escaped), or `null`.
+    fn string(&mut self, text: Option<&str>) -> &mut Line {
+        // Writing a `str` into a `Vec` cannot fail; `null` would stand in if it did.
+        if serde_json::to_writer(&mut self.bytes, &text).is_err() {
+            self.bytes.extend_from_slice(b"null");
+        }
+        self
+    }
+
+    /// `value` as `write` writes it, or `absent`.
+    fn or<T>(
+        &mut self,
+        value: Option<T>,
+        absent: &[u8],
+        write: impl FnOnce(&mut Line, T) -> &mut Line,
+    ) -> &mut Line {
+        match value {
+            Some(value) => write(self, value),
+            None => self.raw(absent),
+        }
     }
 }
 
@@ -199,9 +280,7 @@ impl Seconds {
         // fit.
         u64::try_from((self.0.as_nanos() + 500) / 1000).unwrap_or(u64::MAX)
     }
-}
 
-impl Seconds {
     /// `2.000812`: whole seconds and six places.
     fn write_to(self, line: &mut Vec<u8>) {
         let micros = self.micros();
@@ -215,59 +294,6 @@ impl Seconds {
         }
         line.extend_from_slice(&fraction);
     }
-}
-
-/// `time client "METHOD target" status bytes_in bytes_out[!] seconds upstream principal
-/// opaque_id`, written field by field: through `core::fmt` the line cost twice the rest of the
-/// request's logging.
-fn text_line(
-    entry: &Entry,
-    time: Timestamp,
-    took: Seconds,
-    upstream: Option<Seconds>,
-    bytes_out: u64,
-    complete: bool,
-) -> Vec<u8> {
-    let mut line = Vec::with_capacity(192);
-    let mut numbers = itoa::Buffer::new();
-    time.write_to(&mut line);
-    line.push(b' ');
-    Address(entry.peer).write_to(&mut line);
-    line.extend_from_slice(b" \"");
-    line.extend_from_slice(entry.method.as_str().as_bytes());
-    line.push(b' ');
-    push_escaped(&mut line, &entry.target);
-    line.extend_from_slice(b"\" ");
-    line.extend_from_slice(numbers.format(entry.status).as_bytes());
-    line.push(b' ');
-    match entry.bytes_in {
-        Some(n) => line.extend_from_slice(numbers.format(n).as_bytes()),
-        None => line.push(b'-'),
-    }
-    line.push(b' ');
-    line.extend_from_slice(numbers.format(bytes_out).as_bytes());
-    if !complete {
-        line.push(b'!');
-    }
-    line.push(b' ');
-    took.write_to(&mut line);
-    line.push(b' ');
-    match upstream {
-        Some(seconds) => seconds.write_to(&mut line),
-        None => line.push(b'-'),
-    }
-    line.push(b' ');
-    match &entry.principal {
-        Some(name) => line.extend_from_slice(name.as_bytes()),
-        None => line.push(b'-'),
-    }
-    line.push(b' ');
-    match &entry.opaque_id {
-        Some(id) => push_escaped(&mut line, id),
-        None => line.push(b'-'),
-    }
-    line.push(b'\n');
-    line
 }
 
 /// `text` as `str::escape_debug` writes it (a client's quote or line break cannot forge a field
@@ -337,28 +363,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn text_lines_hold_every_field_and_never_the_query_unless_asked() {
+    /// What an access log in `format` writes for one request from `peer`, its entry completed
+    /// by `fill`, answered with `status` and `bytes_out` body bytes.
+    fn logged(
+        format: AccessLogFormat,
+        request: &Request<()>,
+        peer: &str,
+        fill: impl FnOnce(&mut Entry),
+        (status, bytes_out, complete): (u16, u64, bool),
+    ) -> String {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let config = AccessLogConfig {
-            format: Some(AccessLogFormat::Text),
+            format: Some(format),
             output: Some(crate::config::LogOutput::File(path.clone())),
             query: false,
             buffer: 16,
         };
         let log = AccessLog::open(&config).unwrap().unwrap();
+        let mut entry = log.begin(request, peer.parse().unwrap());
+        fill(&mut entry);
+        log.tail(entry, status).done(bytes_out, complete);
+        log.close(Duration::from_secs(5));
+        std::fs::read_to_string(&path).unwrap()
+    }
+
+    #[test]
+    fn text_lines_hold_every_field_and_never_the_query_unless_asked() {
         let request = Request::get("/logs/_search?q=secret")
             .header("content-length", "12")
             .header("x-opaque-id", "job-7")
             .body(())
             .unwrap();
-        let mut entry = log.begin(&request, "10.0.0.1:4000".parse().unwrap());
-        entry.principal = Some("elastic/fleet-server/t1".into());
-        entry.upstream = Some(Duration::from_millis(2));
-        log.tail(entry, 200).done(345, true);
-        log.close(Duration::from_secs(5));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let fill = |entry: &mut Entry| {
+            entry.principal = Some("elastic/fleet-server/t1".into());
+            entry.upstream = Some(Duration::from_millis(2));
+        };
+        let text = logged(
+            AccessLogFormat::Text,
+            &request,
+            "10.0.0.1:4000",
+            fill,
+            (200, 345, true),
+        );
         let fields: Vec<&str> = text.split_whitespace().collect();
         assert_eq!(
             &fields[1..6],
@@ -372,25 +419,18 @@ mod tests {
 
     #[test]
     fn json_lines_have_every_key_and_escape_what_a_client_sent() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.json");
-        let config = AccessLogConfig {
-            format: Some(AccessLogFormat::Json),
-            output: Some(crate::config::LogOutput::File(path.clone())),
-            query: false,
-            buffer: 16,
-        };
-        let log = AccessLog::open(&config).unwrap().unwrap();
         let request = Request::post("/a%22b/_doc")
             .header("x-opaque-id", "job \"7\"\t")
             .body(())
             .unwrap();
-        let peer: SocketAddr = "[2001:db8::7]:4000".parse().unwrap();
-        let mut entry = log.begin(&request, peer);
-        entry.upstream = Some(Duration::from_micros(2_000_812));
-        log.tail(entry, 502).done(17, false);
-        log.close(Duration::from_secs(5));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let fill = |entry: &mut Entry| entry.upstream = Some(Duration::from_micros(2_000_812));
+        let text = logged(
+            AccessLogFormat::Json,
+            &request,
+            "[2001:db8::7]:4000",
+            fill,
+            (502, 17, false),
+        );
         let line: serde_json::Value = serde_json::from_str(&text).unwrap();
         let object = line.as_object().unwrap();
         let keys: Vec<&str> = object.keys().map(String::as_str).collect();
