@@ -352,3 +352,28 @@ async fn content_length_with_transfer_encoding_is_refused_and_the_connection_clo
     assert_eq!(raw::exchange(gw.addr, request.as_bytes()).await.status, 200);
     assert_eq!(upstream.single_request().body_len, 2);
 }
+
+#[tokio::test]
+async fn a_smuggling_head_after_a_forwarded_body_on_the_same_connection_is_refused() {
+    let upstream = FakeUpstream::start().await;
+    let (gw, token) = gateway_with_token(&upstream, "").await;
+    // The first body is passed over by the framing scan (a POST framed by its length); the
+    // head after it must still be seen.
+    let body = "{\"index\":{}}\n{\"field\":\"value\"}\n";
+    let request = format!(
+        "POST /_bulk HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n{body}\
+         POST /logs/_doc HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\nGET /_security/user HTTP/1.1\r\nHost: gw\r\n\r\n",
+        body.len()
+    );
+    let answer = raw::exchange_bytes(gw.addr, request.as_bytes()).await;
+    let text = String::from_utf8_lossy(&answer);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &text[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{text}");
+    assert_eq!(upstream.single_request().body_len, body.len() as u64);
+}
