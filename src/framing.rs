@@ -97,9 +97,10 @@ fn target<B>(request: &Request<B>) -> &str {
 const WINDOW: usize = 40;
 
 /// What a head said of its body's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Length {
     /// No `Content-Length` line.
+    #[default]
     Absent,
     /// One `Content-Length` line with a plain decimal value.
     Known(u64),
@@ -125,19 +126,25 @@ pub struct LengthScan {
     carry_len: usize,
     /// At the start of a line (or within its first bytes, kept in `carry`).
     at_start: bool,
-    content_length: bool,
-    transfer_encoding: bool,
     /// The next line that is not empty is a request line.
     head_line: bool,
-    /// The head's request line is a `POST` or a `PUT`.
-    posts: bool,
-    /// The head has an `Expect` line: its body may never come.
-    expects: bool,
-    length: Length,
+    /// What the head being read has said so far.
+    head: Head,
     /// Heads and bodies seen so far are where hyper sees them: bodies may be skipped.
     synced: bool,
     /// Body bytes still to pass over unread.
     body_left: u64,
+}
+
+/// What one head said that the scan acts on; a new head starts from the default.
+#[derive(Debug, Default)]
+struct Head {
+    length: Length,
+    transfer_encoding: bool,
+    /// The request line is a `POST` or a `PUT`.
+    posts: bool,
+    /// An `Expect` line: the body may never come.
+    expects: bool,
 }
 
 impl Default for LengthScan {
@@ -146,12 +153,8 @@ impl Default for LengthScan {
             carry: [0; WINDOW],
             carry_len: 0,
             at_start: true,
-            content_length: false,
-            transfer_encoding: false,
             head_line: true,
-            posts: false,
-            expects: false,
-            length: Length::Absent,
+            head: Head::default(),
             synced: true,
             body_left: 0,
         }
@@ -222,7 +225,7 @@ impl LengthScan {
         }
         if self.head_line {
             self.head_line = false;
-            self.posts = start.starts_with(b"POST ") || start.starts_with(b"PUT ");
+            self.head.posts = start.starts_with(b"POST ") || start.starts_with(b"PUT ");
             return false;
         }
         let is = |name: &[u8]| {
@@ -233,15 +236,14 @@ impl LengthScan {
         // Most lines start with none of these letters: one comparison each.
         match start.first().map(u8::to_ascii_lowercase) {
             Some(b'c') if is(CONTENT_LENGTH) => {
-                self.content_length = true;
                 let value = whole.then(|| plain_length(&start[CONTENT_LENGTH.len()..]));
-                self.length = match (self.length, value.flatten()) {
+                self.head.length = match (self.head.length, value.flatten()) {
                     (Length::Absent, Some(n)) => Length::Known(n),
                     _ => Length::Unusable,
                 };
             }
-            Some(b't') if is(b"transfer-encoding:") => self.transfer_encoding = true,
-            Some(b'e') if is(b"expect:") => self.expects = true,
+            Some(b't') if is(b"transfer-encoding:") => self.head.transfer_encoding = true,
+            Some(b'e') if is(b"expect:") => self.head.expects = true,
             _ => {}
         }
         false
@@ -250,24 +252,18 @@ impl LengthScan {
     /// The empty line: says whether the head had both fields, decides whether its body is
     /// passed over, and starts the next head.
     fn end_of_head(&mut self) -> bool {
-        let both = self.content_length && self.transfer_encoding;
-        let has_body = self.length != Length::Absent || self.transfer_encoding;
-        match self.length {
-            Length::Known(n)
-                if self.synced && self.posts && !self.transfer_encoding && !self.expects =>
-            {
+        let head = std::mem::take(&mut self.head);
+        self.head_line = true;
+        let chunked = head.transfer_encoding;
+        match head.length {
+            Length::Known(n) if self.synced && head.posts && !chunked && !head.expects => {
                 self.body_left = n;
             }
-            _ if has_body => self.synced = false,
-            _ => {}
+            Length::Absent if !chunked => {}
+            // A body the scan does not frame: from here on every line is read.
+            _ => self.synced = false,
         }
-        self.content_length = false;
-        self.transfer_encoding = false;
-        self.expects = false;
-        self.posts = false;
-        self.length = Length::Absent;
-        self.head_line = true;
-        both
+        head.length != Length::Absent && chunked
     }
 }
 
