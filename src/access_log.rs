@@ -162,9 +162,11 @@ impl Finished<'_> {
         Address(entry.peer).write_to(&mut line.bytes);
         line.raw(b" \"")
             .raw(entry.method.as_str().as_bytes())
+            .raw(b" ")
+            .escaped(&entry.target)
+            .raw(b"\" ")
+            .number(entry.status)
             .raw(b" ");
-        push_escaped(&mut line.bytes, &entry.target);
-        line.raw(b"\" ").number(entry.status).raw(b" ");
         line.or(entry.bytes_in, b"-", Line::number).raw(b" ");
         line.number(self.bytes_out);
         if !self.complete {
@@ -174,10 +176,7 @@ impl Finished<'_> {
         line.or(self.upstream, b"-", Line::seconds).raw(b" ");
         let principal = entry.principal.as_deref().map(str::as_bytes);
         line.or(principal, b"-", Line::raw).raw(b" ");
-        line.or(entry.opaque_id.as_deref(), b"-", |line, id| {
-            push_escaped(&mut line.bytes, id);
-            line
-        });
+        line.or(entry.opaque_id.as_deref(), b"-", Line::escaped);
         line.raw(b"\n");
         line.bytes
     }
@@ -246,6 +245,21 @@ impl Line {
         self
     }
 
+    /// `text` as `str::escape_debug` writes it (a client's quote or line break cannot forge a
+    /// field or a line); printable ASCII without quotes or backslashes, nearly every target, is
+    /// copied.
+    fn escaped(&mut self, text: &str) -> &mut Line {
+        let plain = text
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
+        if plain {
+            self.bytes.extend_from_slice(text.as_bytes());
+        } else {
+            let _ = write!(self.bytes, "{}", text.escape_debug());
+        }
+        self
+    }
+
     /// A JSON string (escaped), or `null`.
     fn string(&mut self, text: Option<&str>) -> &mut Line {
         // Writing a `str` into a `Vec` cannot fail; `null` would stand in if it did.
@@ -293,19 +307,6 @@ impl Seconds {
             rest /= 10;
         }
         line.extend_from_slice(&fraction);
-    }
-}
-
-/// `text` as `str::escape_debug` writes it (a client's quote or line break cannot forge a field
-/// or a line); printable ASCII without quotes or backslashes, nearly every target, is copied.
-fn push_escaped(line: &mut Vec<u8>, text: &str) {
-    let plain = text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'"' | b'\'' | b'\\'));
-    if plain {
-        line.extend_from_slice(text.as_bytes());
-    } else {
-        let _ = write!(line, "{}", text.escape_debug());
     }
 }
 
@@ -357,9 +358,13 @@ mod tests {
             "/é",
             "\u{7f}",
         ] {
-            let mut line = Vec::new();
-            push_escaped(&mut line, text);
-            assert_eq!(line, text.escape_debug().to_string().as_bytes(), "{text:?}");
+            let mut line = Line::with_capacity(16);
+            line.escaped(text);
+            assert_eq!(
+                line.bytes,
+                text.escape_debug().to_string().as_bytes(),
+                "{text:?}"
+            );
         }
     }
 

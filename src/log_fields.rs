@@ -12,28 +12,61 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+/// Room for either field's fast text: `YYYY-MM-DDTHH:MM:SS.mmmZ` (24 bytes) and
+/// `255.255.255.255:65535` (21).
+type Buf = [u8; 24];
+
+/// A field with a fast text (ASCII, in a stack buffer) where it can, and `Display` otherwise.
+trait Fast {
+    /// The fast text, or `None` where only `slow` writes it.
+    fn bytes<'b>(&self, buf: &'b mut Buf) -> Option<&'b [u8]>;
+    fn slow(&self) -> impl fmt::Display;
+
+    /// Appends the text to a line being built (no UTF-8 check: the fast text is ASCII).
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self.bytes(&mut [0; 24]) {
+            Some(text) => out.extend_from_slice(text),
+            None => {
+                let _ = write!(out, "{}", self.slow());
+            }
+        }
+    }
+
+    fn display(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text(&mut [0; 24]) {
+            Some(text) => f.write_str(text),
+            None => fmt::Display::fmt(&self.slow(), f),
+        }
+    }
+
+    /// A JSON string.
+    fn serialize_to<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.text(&mut [0; 24]) {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(&self.slow()),
+        }
+    }
+
+    fn text<'b>(&self, buf: &'b mut Buf) -> Option<&'b str> {
+        std::str::from_utf8(self.bytes(buf)?).ok()
+    }
+}
+
 /// `2026-12-06T16:48:01.123Z` (RFC 3339, UTC, milliseconds), as `humantime` writes it.
 #[derive(Clone, Copy)]
 pub struct Timestamp(pub SystemTime);
 
-/// `YYYY-MM-DDTHH:MM:SS` (19 bytes) and `.mmmZ`.
+/// `YYYY-MM-DDTHH:MM:SS`; `.mmmZ` follows.
 const SECOND_LEN: usize = 19;
-const TIMESTAMP_LEN: usize = SECOND_LEN + 5;
 
 thread_local! {
     /// The last second formatted on this thread, and its text.
     static SECOND: Cell<Option<(u64, [u8; SECOND_LEN])>> = const { Cell::new(None) };
 }
 
-impl Timestamp {
-    /// The text in `buf`; `None` where the cached layout does not apply (a year past 9999),
-    /// and `humantime` writes it instead.
-    fn text<'b>(&self, buf: &'b mut [u8; TIMESTAMP_LEN]) -> Option<&'b str> {
-        std::str::from_utf8(self.bytes(buf)?).ok()
-    }
-
-    /// The same as ASCII bytes, for a line being built (no UTF-8 check needed).
-    fn bytes<'b>(&self, buf: &'b mut [u8; TIMESTAMP_LEN]) -> Option<&'b [u8]> {
+impl Fast for Timestamp {
+    /// `None` where the cached layout does not apply (a year past 9999): `humantime` writes it.
+    fn bytes<'b>(&self, buf: &'b mut Buf) -> Option<&'b [u8]> {
         let since = self.0.duration_since(UNIX_EPOCH).ok()?;
         let seconds = since.as_secs();
         let prefix = match SECOND.with(Cell::get) {
@@ -59,6 +92,10 @@ impl Timestamp {
         ]);
         Some(buf)
     }
+
+    fn slow(&self) -> impl fmt::Display {
+        humantime::format_rfc3339_millis(self.0)
+    }
 }
 
 /// The last decimal digit of `n`.
@@ -67,51 +104,13 @@ fn digit(n: u32) -> u8 {
     b'0' + (n % 10) as u8
 }
 
-impl Timestamp {
-    /// Appends the text to a line being built.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        match self.bytes(&mut [0; TIMESTAMP_LEN]) {
-            Some(text) => out.extend_from_slice(text),
-            None => {
-                let _ = write!(out, "{}", humantime::format_rfc3339_millis(self.0));
-            }
-        }
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.text(&mut [0; TIMESTAMP_LEN]) {
-            Some(text) => f.write_str(text),
-            None => humantime::format_rfc3339_millis(self.0).fmt(f),
-        }
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.text(&mut [0; TIMESTAMP_LEN]) {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.collect_str(&humantime::format_rfc3339_millis(self.0)),
-        }
-    }
-}
-
 /// A client's address and port, `127.0.0.1:54321` or `[::1]:54321`, as `SocketAddr` prints it.
 #[derive(Clone, Copy)]
 pub struct Address(pub SocketAddr);
 
-/// `255.255.255.255:65535`.
-const V4_LEN: usize = 21;
-
-impl Address {
-    /// The text of an IPv4 address in `buf`; `None` for IPv6, which `Display` writes.
-    fn text<'b>(&self, buf: &'b mut [u8; V4_LEN]) -> Option<&'b str> {
-        std::str::from_utf8(self.bytes(buf)?).ok()
-    }
-
-    /// The same as ASCII bytes, for a line being built.
-    fn bytes<'b>(&self, buf: &'b mut [u8; V4_LEN]) -> Option<&'b [u8]> {
+impl Fast for Address {
+    /// `None` for IPv6, which `SocketAddr` writes.
+    fn bytes<'b>(&self, buf: &'b mut Buf) -> Option<&'b [u8]> {
         let SocketAddr::V4(v4) = self.0 else {
             return None;
         };
@@ -131,35 +130,47 @@ impl Address {
         put(numbers.format(v4.port()).as_bytes());
         Some(&buf[..len])
     }
+
+    fn slow(&self) -> impl fmt::Display {
+        self.0
+    }
+}
+
+impl Timestamp {
+    /// Appends the text to a line being built.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        Fast::write_to(self, out);
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.display(f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_to(serializer)
+    }
 }
 
 impl Address {
     /// Appends the text to a line being built.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        match self.bytes(&mut [0; V4_LEN]) {
-            Some(text) => out.extend_from_slice(text),
-            None => {
-                let _ = write!(out, "{}", self.0);
-            }
-        }
+        Fast::write_to(self, out);
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.text(&mut [0; V4_LEN]) {
-            Some(text) => f.write_str(text),
-            None => self.0.fmt(f),
-        }
+        self.display(f)
     }
 }
 
 impl Serialize for Address {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.text(&mut [0; V4_LEN]) {
-            Some(text) => serializer.serialize_str(text),
-            None => serializer.collect_str(&self.0),
-        }
+        self.serialize_to(serializer)
     }
 }
 
