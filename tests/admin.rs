@@ -27,10 +27,8 @@ async fn liveness_and_readiness_need_no_token() {
 
 #[tokio::test]
 async fn readiness_follows_the_cluster_unless_configured_otherwise() {
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    let refusing = common::refusing();
+    let addr = refusing.addr;
     let gw = TestGateway::builder().upstream(addr).build().await;
     assert_eq!(
         gw.admin_get("/readyz").await,

@@ -453,10 +453,8 @@ where
 #[tokio::test]
 async fn keys_are_made_through_another_node_when_the_first_is_down() {
     let cluster = KeyCluster::start(ADMIN).await;
-    let down = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
-    };
+    let refusing = common::refusing();
+    let down = refusing.addr;
     let gw = TestGateway::builder()
         .upstreams(&[down, cluster.upstream.addr])
         .config(&admin_config(""))

@@ -12,10 +12,8 @@ use reqwest::Method;
 
 #[tokio::test]
 async fn an_upstream_where_nothing_listens_is_502() {
-    let closed = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
-    };
+    let refusing = common::refusing();
+    let closed = refusing.addr;
     let gw = TestGateway::builder().upstream(closed).build().await;
     let value = gw.create_token(FLEET, "t1").await;
     let response = gw
@@ -116,10 +114,8 @@ async fn a_panic_in_the_fake_upstream_fails_the_test() {
 
 #[tokio::test]
 async fn a_refused_connection_is_logged_with_its_cause_and_the_upstream_address() {
-    let closed = {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
-    };
+    let refusing = common::refusing();
+    let closed = refusing.addr;
     let dir = tempfile::tempdir().unwrap();
     let password = "failure-log-pw";
     let mut child = GatewayProcess::spawn(

@@ -37,6 +37,23 @@ pub const ELASTIC_PASSWORD: &str = "elastic-test-pw";
 pub const FLEET: &str = "elastic/fleet-server";
 /// Bound on every wait for the gateway itself (stop, join), so a hang fails instead of stalling.
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A loopback address that refuses connections while this is held: its port is bound, so no
+/// other test's listener can be given it, but never listened on. (A listener bound and dropped
+/// frees the port for the next test that binds port 0, which then answers in its place.)
+pub struct Refusing {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn refusing() -> Refusing {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Refusing {
+        addr: socket.local_addr().unwrap(),
+        _socket: socket,
+    }
+}
 /// Cheap bcrypt cost for the users tests write (the gateway's own default is deliberately slow).
 const TEST_BCRYPT_COST: u32 = 4;
 
