@@ -1,6 +1,7 @@
 //! Failed authentication costs the client that fails: past its burst an address gets 429 with
-//! `Retry-After` for anything it presents, valid credentials included, while other addresses
-//! are served as before. The refill itself is tested with a fake clock in `src/throttle.rs`;
+//! `Retry-After` for what fails or would need the password pool, while valid service tokens and
+//! Basic pairs already verified are served from that address as from any other (one client in a
+//! retry loop behind NAT must not lock out its neighbours). The refill itself is tested with a fake clock in `src/throttle.rs`;
 //! the password pool and failure cache in `src/users`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -71,12 +72,15 @@ async fn wrong_tokens_past_the_burst_throttle_that_address_only() {
         assert_response(response, 401, &es_unauthorized(BAD_CREDENTIALS)).await;
     }
     assert_throttled(get(&attacker, &gw, "/", "Bearer not-a-token").await).await;
-    // Over the limit, everything the address presents is refused unchecked, valid or not, on
-    // every path.
-    assert_throttled(get(&attacker, &gw, "/", &valid).await).await;
-    assert_throttled(get(&attacker, &gw, "/_security/_authenticate", &valid).await).await;
-    let elastic = common::basic_elastic();
-    assert_throttled(get(&attacker, &gw, "/_security/user", &elastic).await).await;
+    // Over the limit, what fails is refused, on every path; a valid token is still served.
+    assert_throttled(get(&attacker, &gw, "/_security/_authenticate", "Bearer nope").await).await;
+    let response = get(&attacker, &gw, "/", &valid).await;
+    assert_eq!(response.status(), 200);
+    let response = get(&attacker, &gw, "/_security/_authenticate", &valid).await;
+    assert_eq!(response.status(), 200);
+    // A Basic pair never verified would need the password pool: refused unchecked.
+    let unverified = basic("elastic", "not-the-password");
+    assert_throttled(get(&attacker, &gw, "/_security/user", &unverified).await).await;
     // Asking without credentials costs nothing to check and is answered as always.
     let response = attacker.get(gw.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -86,7 +90,43 @@ async fn wrong_tokens_past_the_burst_throttle_that_address_only() {
     assert_eq!(response.status(), 200);
     let response = get(&other, &gw, "/", "Bearer not-a-token").await;
     assert_eq!(response.status(), 401);
-    assert_eq!(upstream.requests().len(), 1);
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_valid_token_shares_its_address_with_a_failing_loop_unharmed() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config(STRICT)
+        .build()
+        .await;
+    let token = gw.create_token(FLEET, "healthy").await;
+    let valid = format!("Bearer {token}");
+    // A well-formed token the gateway does not know (revoked, or from another cluster).
+    let revoked = tokengate::token::encode_raw(FLEET, "revoked", "aaaaaaaaaaaaaaaaaaaaaa");
+    let revoked = format!("Bearer {revoked}");
+    let client = client_from("127.0.0.1");
+    let (mut served, mut refused) = (0, 0);
+    // One request in four from the same address is a retry loop with a revoked token.
+    for i in 0..200 {
+        if i % 4 == 0 {
+            let status = get(&client, &gw, "/", &revoked).await.status();
+            assert!(status == 401 || status == 429, "revoked token got {status}");
+            refused += u32::from(status == 429);
+        } else {
+            let response = get(&client, &gw, "/", &valid).await;
+            assert_eq!(response.status(), 200, "valid request {i}");
+            served += 1;
+        }
+    }
+    assert_eq!(served, 150);
+    assert_eq!(
+        refused,
+        50 - 3,
+        "past its burst of 3 the failing loop is throttled"
+    );
+    assert_eq!(upstream.requests().len(), 150);
 }
 
 #[tokio::test]
@@ -110,6 +150,7 @@ async fn password_and_unusable_failures_count_on_every_path() {
         assert_response(response, 401, &es_unauthorized(BAD_CREDENTIALS)).await;
     }
     assert_throttled(get(&attacker, &gw, "/", &wrong).await).await;
+    // The right password, never verified yet, would need the pool: refused unchecked.
     let right = basic("bob", "bob-password");
     assert_throttled(get(&attacker, &gw, "/_security/_authenticate", &right).await).await;
 
@@ -120,6 +161,11 @@ async fn password_and_unusable_failures_count_on_every_path() {
     let response = get(&other, &gw, "/", &elastic).await;
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.requests().len(), 1);
+    // Verified now, the pair is recognised without the pool, from the throttled address too;
+    // a wrong password for the same user still is not.
+    let response = get(&attacker, &gw, "/_security/_authenticate", &right).await;
+    assert_eq!(response.status(), 200);
+    assert_throttled(get(&attacker, &gw, "/_security/_authenticate", &wrong).await).await;
 }
 
 #[tokio::test]

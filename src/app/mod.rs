@@ -45,6 +45,8 @@ pub enum StartError {
     ListenerTls(TlsError),
     #[error(transparent)]
     Open(#[from] OpenError),
+    #[error("the start was cancelled while the state was being opened")]
+    Interrupted,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -117,7 +119,16 @@ impl Gateway {
             .map(ServerTls::new)
             .transpose()
             .map_err(StartError::ListenerTls)?;
-        let (state, generated_password) = State::open(config, bootstrap_password)?;
+        // Replaying a journal, reading etcd and hashing a first password block: off the
+        // runtime's workers, which other gateways in the process (or its tests) share.
+        let bootstrap_password = bootstrap_password.map(str::to_owned);
+        let (state, generated_password) =
+            tokio::task::spawn_blocking(move || State::open(config, bootstrap_password.as_deref()))
+                .await
+                .map_err(|e| match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => StartError::Interrupted,
+                })??;
         let live = Live::new(&state);
         let config = &state.config;
 
@@ -328,11 +339,17 @@ impl Gateway {
         };
         tokio::join!(gateway_server, admin_server);
         tasks.stop().await;
-        state.store.close();
-        pid::remove(&state.config.server.data_dir);
-        state.audit.close();
-        if let Some(log) = &state.access_log {
-            log.close(AccessLogConfig::CLOSE_DEADLINE);
+        // Joining the store's and the logs' threads blocks: not on a runtime worker.
+        let closing = tokio::task::spawn_blocking(move || {
+            state.store.close();
+            pid::remove(&state.config.server.data_dir);
+            state.audit.close();
+            if let Some(log) = &state.access_log {
+                log.close(AccessLogConfig::CLOSE_DEADLINE);
+            }
+        });
+        if closing.await.is_err() {
+            tracing::error!("closing the token store and the logs failed");
         }
         tracing::info!("token store closed; stopped");
     }

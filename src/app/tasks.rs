@@ -59,12 +59,14 @@ impl Tasks {
 }
 
 /// A watcher's loop: `step(false)` every `interval`, `step(true)` whenever `hangups` changes
-/// (SIGHUP), forever.
+/// (SIGHUP), forever. Steps read files and sweep tables, so each runs on the blocking pool,
+/// never on a runtime worker that requests need; the loop waits for one step before the next.
 pub async fn every(
     interval: Duration,
     mut hangups: watch::Receiver<u64>,
-    mut step: impl FnMut(bool) + Send,
+    step: impl Fn(bool) + Send + Sync + 'static,
 ) {
+    let step = std::sync::Arc::new(step);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate and the state was just loaded.
@@ -79,6 +81,12 @@ pub async fn every(
                 signals
             }
         };
-        step(forced);
+        let step = std::sync::Arc::clone(&step);
+        if tokio::task::spawn_blocking(move || step(forced))
+            .await
+            .is_err()
+        {
+            tracing::error!("a background step failed");
+        }
     }
 }

@@ -159,6 +159,13 @@ impl Audit {
         self.inner.notices.sweep();
     }
 
+    /// A request refused because its address is over its failure limit: counted for the
+    /// window's summary line, never an event or a line of its own (a throttled client may send
+    /// thousands a second).
+    pub fn throttled(&self) {
+        self.inner.notices.throttled();
+    }
+
     fn write(&self, event: impl FnOnce() -> Event) {
         if let Some(writer) = &self.inner.writer {
             writer.write(event().line());

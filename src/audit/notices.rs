@@ -31,6 +31,8 @@ pub struct FailureNotices {
     max_addresses: usize,
     /// Failures from addresses that found the table full.
     overflow: AtomicU64,
+    /// Requests refused this window because their address was over its failure limit.
+    throttled: AtomicU64,
 }
 
 impl FailureNotices {
@@ -40,6 +42,7 @@ impl FailureNotices {
             addresses: AtomicUsize::new(0),
             max_addresses,
             overflow: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
     }
 
@@ -71,6 +74,11 @@ impl FailureNotices {
         }
     }
 
+    /// One request refused while its address was throttled: counted for the summary.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Ends the window: one line counting the failures not logged one by one, then a fresh
     /// table. Returns that count.
     pub fn sweep(&self) -> u64 {
@@ -82,6 +90,13 @@ impl FailureNotices {
             false
         });
         self.addresses.store(0, Ordering::Relaxed);
+        let throttled = self.throttled.swap(0, Ordering::Relaxed);
+        if throttled > 0 {
+            tracing::warn!(
+                refused = throttled,
+                "requests refused in the last window: their address is over its failure limit"
+            );
+        }
         if suppressed > 0 {
             tracing::warn!(
                 failures = suppressed,

@@ -182,22 +182,30 @@ impl FileTokens {
             return Ok(None);
         }
         let mut buf = [0u8; token::MAX_DECODED_LEN];
-        let Some(decoded) = token::decode(value, &mut buf) else {
-            return Ok(None);
-        };
-        let Some(file_token) = tokens.get(decoded.qualified) else {
+        let Some((file_token, secret)) = lookup(&tokens, value, &mut buf) else {
             return Ok(None);
         };
         let key = self.inner.verdicts.key(value);
         let ok = match self.inner.verdicts.get(&key) {
             Some(ok) => ok,
-            None => self.check(key, file_token, decoded.secret).await?,
+            None => self.check(key, file_token, secret).await?,
         };
-        Ok(ok.then(|| TokenIdentity {
-            account: file_token.account.clone(),
-            name: file_token.name.clone(),
-            source: TokenSource::File,
-        }))
+        Ok(ok.then(|| file_token.identity()))
+    }
+
+    /// The token `value` authenticates as when its check already passed since the file was
+    /// last read, without the pool: what an address over its failure limit may still use.
+    pub fn verify_remembered(&self, value: &[u8]) -> Option<TokenIdentity> {
+        let tokens = self.current();
+        let mut buf = [0u8; token::MAX_DECODED_LEN];
+        let (file_token, _) = lookup(&tokens, value, &mut buf)?;
+        let key = self.inner.verdicts.key(value);
+        (self.inner.verdicts.get(&key) == Some(true)).then(|| file_token.identity())
+    }
+
+    /// Slow checks under way or waited for now, by value.
+    pub fn checks_in_flight(&self) -> usize {
+        self.inner.flights.len()
     }
 
     /// The slow check on the pool, shared with every request for the same value meanwhile.
@@ -218,6 +226,26 @@ impl FileTokens {
     #[cfg(test)]
     fn checks(&self) -> usize {
         self.inner.pool.counts().0
+    }
+}
+
+/// The file token `value` names, and the secret it presents; `None` when it names none.
+fn lookup<'t, 'b>(
+    tokens: &'t BTreeMap<String, FileToken>,
+    value: &[u8],
+    buf: &'b mut [u8; token::MAX_DECODED_LEN],
+) -> Option<(&'t FileToken, &'b [u8])> {
+    let decoded = token::decode(value, buf)?;
+    Some((tokens.get(decoded.qualified)?, decoded.secret))
+}
+
+impl FileToken {
+    fn identity(&self) -> TokenIdentity {
+        TokenIdentity {
+            account: self.account.clone(),
+            name: self.name.clone(),
+            source: TokenSource::File,
+        }
     }
 }
 

@@ -173,26 +173,17 @@ impl Upstream {
             let node = Arc::clone(&pick.node);
             let uri = match node.target(path_and_query.as_ref()) {
                 Ok(uri) => uri,
-                Err(error) => {
-                    node.inconclusive(&pick);
-                    return Err(error);
-                }
+                Err(error) => return Err(error),
             };
             *request.uri_mut() = uri;
             request
                 .headers_mut()
                 .insert(http::header::HOST, node.host.clone());
-            let slot = match self.slot(&node).await {
-                Ok(slot) => slot,
-                Err(error) => {
-                    node.inconclusive(&pick);
-                    return Err(error);
-                }
-            };
+            let slot = self.slot(&node).await?;
             let sent = node.pool.send(&self.connector, &node.base, request);
             let error = match tokio::time::timeout(self.timeout, sent).await {
                 Ok(Ok((response, connection))) => {
-                    node.answered(&pick);
+                    pick.answered();
                     let lease = ConnectionLease {
                         _slot: slot,
                         connection: connection.map(|c| (Arc::clone(&node.pool), c)),
@@ -201,7 +192,7 @@ impl Upstream {
                 }
                 Ok(Err(error)) => error,
                 Err(_) => {
-                    node.inconclusive(&pick);
+                    drop(pick);
                     let deadline = format!("no response headers within {:?}", self.timeout);
                     self.failures
                         .report(Cause::ResponseTimeout, &node.label, &deadline);
@@ -214,7 +205,7 @@ impl Upstream {
                 SendError::Unsent(unsent, error) => {
                     self.failures
                         .report(Cause::of(error.as_ref()), &node.label, &error);
-                    if node.refused(&pick, &self.health) {
+                    if pick.refused(&self.health) {
                         self.nodes.ejected.notify_one();
                     }
                     if last || !self.budget.withdraw() {
@@ -223,7 +214,7 @@ impl Upstream {
                     request = *unsent;
                 }
                 SendError::Sent(error) => {
-                    node.inconclusive(&pick);
+                    drop(pick);
                     if let Some(fault) = client_body_fault(&error) {
                         tracing::debug!(%fault, "client request body failed");
                         return Err(match fault {
@@ -277,23 +268,25 @@ impl Upstream {
         if let Ok(permit) = node.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_pending {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let Some(_place) = QueuePlace::take(&self.waiting, self.max_pending) else {
             tracing::warn!(
                 max_pending = self.max_pending,
                 "upstream wait queue full; request refused"
             );
             return Err(ApiError::UpstreamBusy);
-        }
-        let waited = tokio::time::timeout(self.slot_wait, node.slots.clone().acquire_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        match waited {
+        };
+        match tokio::time::timeout(self.slot_wait, node.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 tracing::warn!(wait = ?self.slot_wait, node = %node.label, "no upstream slot in time; request refused");
                 Err(ApiError::UpstreamBusy)
             }
         }
+    }
+
+    /// Requests waiting for a slot now, over all nodes.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// A `GET` of `path` on `node` with the gateway's credential, for health checks and
@@ -342,6 +335,28 @@ impl Upstream {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// One request's place in the upstream wait queue, given back when it stops waiting, however
+/// that happens: a slot, the wait's end, or the request dropped because its client left.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    /// A place when fewer than `max` requests wait.
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| QueuePlace(waiting))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

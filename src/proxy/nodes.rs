@@ -104,6 +104,11 @@ impl Node {
         self.standing(&mut None) == Standing::Up
     }
 
+    /// Whether a request is trying the node as its probe now.
+    pub fn is_probing(&self) -> bool {
+        self.health.probing.load(Ordering::Acquire)
+    }
+
     pub fn ejections_total(&self) -> u64 {
         self.health.ejections_total.load(Ordering::Relaxed)
     }
@@ -142,49 +147,6 @@ impl Node {
         Ok(Uri::from(path_and_query))
     }
 
-    /// A response came back: a node on probation is in rotation again.
-    pub fn answered(&self, pick: &Pick) {
-        if pick.probe {
-            if self.health.ejected_until.swap(0, Ordering::AcqRel) != 0 {
-                tracing::info!(node = %self.label, "upstream node answers again; back in rotation");
-            }
-            self.health.ejections.store(0, Ordering::Relaxed);
-            self.health.probing.store(false, Ordering::Release);
-        }
-    }
-
-    /// The request ended without telling anything about the node (a client fault, a timeout
-    /// on a response that may just be slow): a probe's turn passes to the next request.
-    pub fn inconclusive(&self, pick: &Pick) {
-        if pick.probe {
-            self.health.probing.store(false, Ordering::Release);
-        }
-    }
-
-    /// A connection to the node was refused or not accepted in time: out for a back-off that
-    /// doubles with each ejection in a row. Requests that raced the first failure do not
-    /// lengthen it. Returns whether this call ejected it.
-    pub fn refused(&self, pick: &Pick, policy: &NodeHealth) -> bool {
-        let health = &self.health;
-        let ejected = pick.probe || health.ejected_until.load(Ordering::Acquire) == 0;
-        if ejected {
-            let n = health.ejections.fetch_add(1, Ordering::Relaxed).min(16);
-            let back_off = policy
-                .eject_for
-                .saturating_mul(1 << n)
-                .min(policy.eject_max);
-            health
-                .ejected_until
-                .store(now_ms() + millis(back_off).max(1), Ordering::Release);
-            health.ejections_total.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(node = %self.label, ?back_off, "upstream node ejected: it refused or did not accept a connection");
-        }
-        if pick.probe {
-            health.probing.store(false, Ordering::Release);
-        }
-        ejected
-    }
-
     /// One active check's result. Returns whether the node's verdict changed.
     pub fn checked(&self, passed: bool, unhealthy: u32, healthy: u32) -> bool {
         let health = &self.health;
@@ -219,10 +181,70 @@ impl Node {
     }
 }
 
-/// The node a request goes to, and whether it is that node's one probe.
+/// The node a request goes to, and whether it is that node's one probe. A probe's turn is held
+/// by this value: however the request ends (an answer, a refusal, an error, or its future
+/// dropped at an await because the client left), dropping the pick passes the turn on, so a
+/// node on probation can never be left waiting for a probe that will not report.
 pub struct Pick {
     pub node: Arc<Node>,
-    pub probe: bool,
+    probe: bool,
+}
+
+impl Pick {
+    fn new(node: &Arc<Node>, probe: bool) -> Pick {
+        Pick {
+            node: Arc::clone(node),
+            probe,
+        }
+    }
+
+    /// Whether this request is its node's one probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// A response came back: a node on probation is in rotation again.
+    pub fn answered(self) {
+        let node = &self.node;
+        if self.probe {
+            if node.health.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+                tracing::info!(node = %node.label, "upstream node answers again; back in rotation");
+            }
+            node.health.ejections.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection to the node was refused or not accepted in time: out for a back-off that
+    /// doubles with each ejection in a row. Requests that raced the first failure do not
+    /// lengthen it. Returns whether this call ejected it.
+    pub fn refused(self, policy: &NodeHealth) -> bool {
+        let (node, health) = (&self.node, &self.node.health);
+        let ejected = self.probe || health.ejected_until.load(Ordering::Acquire) == 0;
+        if ejected {
+            let n = health.ejections.fetch_add(1, Ordering::Relaxed).min(16);
+            let back_off = policy
+                .eject_for
+                .saturating_mul(1 << n)
+                .min(policy.eject_max);
+            health
+                .ejected_until
+                .store(now_ms() + millis(back_off).max(1), Ordering::Release);
+            health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(node = %node.label, ?back_off, "upstream node ejected: it refused or did not accept a connection");
+        }
+        ejected
+    }
+}
+
+impl Drop for Pick {
+    /// The request ended, told nothing more about the node (a client fault, a timeout on a
+    /// response that may just be slow, a client gone), or reported through `answered` or
+    /// `refused`: a probe's turn passes to the next request.
+    fn drop(&mut self) {
+        if self.probe {
+            self.node.health.probing.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// The nodes requests are spread over; replaced whole when sniffing finds a different set.
@@ -305,14 +327,8 @@ impl NodeSet {
                 return None;
             }
             return match node.standing(&mut now) {
-                Standing::Up => Some(Pick {
-                    node: Arc::clone(node),
-                    probe: false,
-                }),
-                _ => node.try_probe().then(|| Pick {
-                    node: Arc::clone(node),
-                    probe: true,
-                }),
+                Standing::Up => Some(Pick::new(node, false)),
+                _ => node.try_probe().then(|| Pick::new(node, true)),
             };
         }
         let fresh = |node: &&Arc<Node>| !tried.iter().any(|t| Arc::ptr_eq(t, node));
@@ -320,12 +336,7 @@ impl NodeSet {
         for node in nodes.iter().filter(fresh) {
             match node.standing(&mut now) {
                 Standing::Up => up += 1,
-                Standing::Probation if node.try_probe() => {
-                    return Some(Pick {
-                        node: Arc::clone(node),
-                        probe: true,
-                    })
-                }
+                Standing::Probation if node.try_probe() => return Some(Pick::new(node, true)),
                 _ => {}
             }
         }
@@ -336,10 +347,9 @@ impl NodeSet {
         }
         let mut out: Vec<&Arc<Node>> = nodes.iter().filter(fresh).collect();
         out.sort_by_key(|n| n.health.ejected_until.load(Ordering::Relaxed));
-        out.into_iter().find(|n| n.try_probe()).map(|node| Pick {
-            node: Arc::clone(node),
-            probe: true,
-        })
+        out.into_iter()
+            .find(|n| n.try_probe())
+            .map(|node| Pick::new(node, true))
     }
 
     /// Whether any node is in rotation.

@@ -60,14 +60,28 @@ impl Backend {
     }
 }
 
-/// A backend thread fed through a channel: dropping the sender is what tells it to finish.
+/// Changes that may wait for a backend's thread at once. Each carries a whole batch (a create,
+/// a delete, an import), so this is far above what a gateway has in flight while its disk or
+/// etcd keeps up; it bounds the memory a backend that stopped answering (a hung etcd) can make
+/// callers pile up.
+pub(crate) const QUEUE: usize = 1024;
+/// How long a change waits for room in a full queue before its caller gets 503.
+pub(crate) const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// A backend thread fed through a bounded channel: dropping the sender is what tells it to
+/// finish.
 pub(crate) struct Worker<R> {
-    pub tx: RwLock<Option<mpsc::UnboundedSender<R>>>,
+    pub tx: RwLock<Option<mpsc::Sender<R>>>,
     pub thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The channel a [`Worker`]'s thread reads.
+pub(crate) fn queue<R>() -> (mpsc::Sender<R>, mpsc::Receiver<R>) {
+    mpsc::channel(QUEUE)
+}
+
 impl<R> Worker<R> {
-    pub fn new(tx: mpsc::UnboundedSender<R>, thread: JoinHandle<()>) -> Self {
+    pub fn new(tx: mpsc::Sender<R>, thread: JoinHandle<()>) -> Self {
         Worker {
             tx: RwLock::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -75,18 +89,32 @@ impl<R> Worker<R> {
     }
 
     /// Sends a request and awaits its reply; a dropped reply means the thread died without
-    /// answering.
+    /// answering. A full queue is waited on for [`QUEUE_WAIT`], then refused as busy. A caller
+    /// dropped while it waits takes nothing from the queue; once queued, the change is made
+    /// whether or not anyone still waits for its answer.
     pub async fn call(
         &self,
         make: impl FnOnce(oneshot::Sender<Reply>) -> R,
         queued: impl FnOnce(),
     ) -> Reply {
+        let tx = self
+            .tx
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let room = match tx.try_reserve() {
+            Ok(room) => room,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(StoreError::Closed),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                tokio::time::timeout(QUEUE_WAIT, tx.reserve())
+                    .await
+                    .map_err(|_| StoreError::Busy)?
+                    .map_err(|_| StoreError::Closed)?
+            }
+        };
         let (reply, answer) = oneshot::channel();
-        {
-            let tx = self.tx.read().unwrap_or_else(PoisonError::into_inner);
-            let tx = tx.as_ref().ok_or(StoreError::Closed)?;
-            tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
-        }
+        room.send(make(reply));
         queued();
         answer.await.map_err(|_| StoreError::Closed)?
     }

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::mpsc;
 
 use crate::config::{StoreBackend, StoreConfig};
 use crate::identity::AccountId;
@@ -56,6 +55,10 @@ pub enum StoreError {
     Closed,
     #[error("{path}: the data directory is in use by another tokengate process")]
     Locked { path: PathBuf },
+    /// Changes queued faster than the backend makes them durable, for longer than a caller
+    /// waits; nothing was acknowledged.
+    #[error("the token store is not keeping up with changes; retry later")]
+    Busy,
     /// The shared store could not be reached or refused the change; nothing was acknowledged.
     #[error("{0}")]
     Unavailable(String),
@@ -234,7 +237,7 @@ impl TokenStore {
         let path = dir.join(journal::JOURNAL_FILE);
         tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
         let shared = Arc::new(Shared::new(replayed.maps, replayed.pepper));
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = backend::queue();
         let init = WriterInit {
             dir: dir.to_path_buf(),
             file: replayed.file,
@@ -271,6 +274,12 @@ impl TokenStore {
     pub fn verify_value(&self, value: &[u8]) -> bool {
         let shared = &self.inner.shared;
         fingerprint::of(&shared.pepper, value).is_some_and(|fp| shared.maps.verify(&fp))
+    }
+
+    /// Names claimed by changes under way now (a create or import between its claim and its
+    /// answer).
+    pub fn claims_in_flight(&self) -> usize {
+        self.inner.shared.in_flight.len()
     }
 
     pub fn contains(&self, qualified: &str) -> bool {

@@ -56,7 +56,7 @@ pub(crate) struct WriterInit {
     pub file_len: u64,
     pub live_bytes: u64,
     pub shared: Arc<Shared>,
-    pub rx: mpsc::UnboundedReceiver<Request>,
+    pub rx: mpsc::Receiver<Request>,
     pub options: StoreOptions,
 }
 

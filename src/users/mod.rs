@@ -101,6 +101,16 @@ struct Users {
     cost: u32,
 }
 
+impl Users {
+    /// `name` as an authenticated user, with its roles.
+    fn user(&self, name: &str) -> User {
+        User {
+            name: name.to_owned(),
+            roles: self.roles.get(name).cloned().unwrap_or_default(),
+        }
+    }
+}
+
 /// A cheap-clone handle on the realm.
 #[derive(Clone)]
 pub struct UserRealm {
@@ -249,19 +259,9 @@ impl UserRealm {
     /// Authenticates the encoded part of a Basic header.
     pub async fn authenticate(&self, encoded: &[u8]) -> Result<User, Denied> {
         use Denied::BadCredentials;
-        if encoded.len() > MAX_BASIC_LEN {
-            return Err(BadCredentials);
-        }
         let mut buf = [0u8; MAX_BASIC_LEN];
-        let len = STANDARD
-            .decode_slice(encoded, &mut buf)
-            .map_err(|_| BadCredentials)?;
-        let decoded = buf
-            .get(..len)
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .ok_or(BadCredentials)?;
-        let (name, password) = decoded.split_once(':').ok_or(BadCredentials)?;
-        let users = Arc::clone(&*self.inner.users.read().unwrap_or_else(|e| e.into_inner()));
+        let (decoded, name, password) = decode_basic(encoded, &mut buf).ok_or(BadCredentials)?;
+        let users = self.users();
         let Some(hash) = users.hashes.get(name) else {
             // As long as a wrong password takes, in the same slots, without the CPU.
             let key = self.inner.failures.key(decoded);
@@ -269,22 +269,40 @@ impl UserRealm {
             self.inner.flights.share(key, imitation).await?;
             return Err(BadCredentials);
         };
-        let cached = self
-            .inner
-            .cache
-            .get(name)
-            .is_some_and(|h| h.verify(password.as_bytes()));
-        if !cached
+        if !self.verified(name, password)
             && !self
                 .verify_slow(name, decoded, password, hash, users.cost)
                 .await?
         {
             return Err(BadCredentials);
         }
-        Ok(User {
-            name: name.to_owned(),
-            roles: users.roles.get(name).cloned().unwrap_or_default(),
-        })
+        Ok(users.user(name))
+    }
+
+    /// The user of a Basic credential whose pair was already verified since the files were
+    /// last read, without the pool: what an address over its failure limit may still use.
+    pub fn authenticate_verified(&self, encoded: &[u8]) -> Option<User> {
+        let mut buf = [0u8; MAX_BASIC_LEN];
+        let (_, name, password) = decode_basic(encoded, &mut buf)?;
+        let users = self.users();
+        (users.hashes.contains_key(name) && self.verified(name, password)).then(|| users.user(name))
+    }
+
+    /// Password checks under way or waited for now, by pair.
+    pub fn checks_in_flight(&self) -> usize {
+        self.inner.flights.len()
+    }
+
+    fn users(&self) -> Arc<Users> {
+        Arc::clone(&*self.inner.users.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether `password` is the one bcrypt last accepted for `name`.
+    fn verified(&self, name: &str, password: &str) -> bool {
+        self.inner
+            .cache
+            .get(name)
+            .is_some_and(|h| h.verify(password.as_bytes()))
     }
 
     /// bcrypt in the pool, unless this very pair failed recently (then only its imitation),
@@ -319,6 +337,22 @@ impl UserRealm {
         };
         self.inner.flights.share(key, check).await
     }
+}
+
+/// The encoded part of a Basic header as `(user:password, user, password)`, decoded into `buf`;
+/// `None` for anything too long, not base64, not UTF-8 or without a colon.
+fn decode_basic<'b>(
+    encoded: &[u8],
+    buf: &'b mut [u8; MAX_BASIC_LEN],
+) -> Option<(&'b str, &'b str, &'b str)> {
+    if encoded.len() > MAX_BASIC_LEN {
+        return None;
+    }
+    let len = STANDARD.decode_slice(encoded, &mut buf[..]).ok()?;
+    let buf: &'b [u8] = buf;
+    let decoded = std::str::from_utf8(buf.get(..len)?).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((decoded, name, password))
 }
 
 /// Modification times of both files; a missing file has none.

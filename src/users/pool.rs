@@ -56,6 +56,8 @@ struct Inner {
     running: Arc<Semaphore>,
     /// Running plus waiting: a check that finds none left is refused.
     admitted: Arc<Semaphore>,
+    /// The permits `admitted` started with.
+    capacity: usize,
     /// To the worker threads. A job holds its slot until it has run, so no more than
     /// `workers` jobs are ever in here or running, and sending never blocks.
     jobs: SyncSender<Job>,
@@ -88,6 +90,7 @@ impl PasswordPool {
             inner: Arc::new(Inner {
                 running: Arc::new(Semaphore::new(workers)),
                 admitted: Arc::new(Semaphore::new(admitted)),
+                capacity: admitted,
                 jobs,
                 timings: Mutex::new(Timings::default()),
                 #[cfg(test)]
@@ -134,6 +137,11 @@ impl PasswordPool {
             }
         }
         Ok(())
+    }
+
+    /// Checks admitted now: running on a worker or waiting for one.
+    pub fn in_use(&self) -> usize {
+        self.inner.capacity - self.inner.admitted.available_permits()
     }
 
     /// A place in the queue, then a worker's slot. Refused at once when the queue is full.

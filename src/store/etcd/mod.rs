@@ -82,7 +82,7 @@ pub(crate) fn open(
         timeout: config.request_timeout,
     };
     let start_timeout = config.start_timeout;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = super::backend::queue();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = thread::Builder::new()
         .name("tokengate-etcd".into())
@@ -128,7 +128,7 @@ type Ready = std::sync::mpsc::SyncSender<Result<(Arc<Shared>, Arc<Freshness>), S
 async fn serve(
     writes: Writes,
     start_timeout: Duration,
-    mut requests: mpsc::UnboundedReceiver<Request>,
+    mut requests: mpsc::Receiver<Request>,
     ready: Ready,
 ) {
     let started = Instant::now();
