@@ -160,3 +160,63 @@ impl Journal {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker whose thread never reads its queue of `capacity`, as a backend stuck on a hung
+    /// etcd; the receiver is handed back so the test can read it.
+    fn stuck(
+        capacity: usize,
+    ) -> (
+        Worker<oneshot::Sender<Reply>>,
+        mpsc::Receiver<oneshot::Sender<Reply>>,
+    ) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let thread = std::thread::spawn(|| {});
+        (Worker::new(tx, thread), rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_is_waited_on_then_refused_as_busy() {
+        let (worker, mut rx) = stuck(1);
+        let first = worker.call(|reply| reply, || {});
+        tokio::pin!(first);
+        assert!(
+            futures_util::poll!(&mut first).is_pending(),
+            "queued, awaiting its answer"
+        );
+        let started = tokio::time::Instant::now();
+        let refused = worker.call(|reply| reply, || {}).await;
+        assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+        assert_eq!(started.elapsed(), QUEUE_WAIT);
+        // Room again: a waiting change gets in, and every answer reaches its caller.
+        let second = worker.call(|reply| reply, || {});
+        tokio::pin!(second);
+        assert!(futures_util::poll!(&mut second).is_pending());
+        rx.recv().await.unwrap().send(Ok(vec![true])).unwrap();
+        assert_eq!(first.await.unwrap(), vec![true]);
+        assert!(futures_util::poll!(&mut second).is_pending());
+        rx.recv().await.unwrap().send(Ok(vec![false])).unwrap();
+        assert_eq!(second.await.unwrap(), vec![false]);
+        assert!(worker.stop());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_dropped_while_waiting_for_room_takes_no_place() {
+        let (worker, mut rx) = stuck(1);
+        let first = worker.call(|reply| reply, || {});
+        tokio::pin!(first);
+        assert!(futures_util::poll!(&mut first).is_pending());
+        let mut gone = Box::pin(worker.call(|reply| reply, || {}));
+        assert!(futures_util::poll!(&mut gone).is_pending());
+        drop(gone);
+        rx.recv().await.unwrap().send(Ok(vec![true])).unwrap();
+        assert_eq!(first.await.unwrap(), vec![true]);
+        assert!(
+            rx.try_recv().is_err(),
+            "the dropped caller's change was queued"
+        );
+    }
+}

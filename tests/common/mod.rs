@@ -5,6 +5,7 @@
 //! One gateway per test, no fixed ports, nothing global; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod cancel;
 pub mod cli;
 pub mod cluster;
 #[cfg(feature = "etcd")]
@@ -432,6 +433,20 @@ pub fn es_rejection_reason(authorization: &str) -> String {
             token.account, token.name
         ),
         _ => BAD_CREDENTIALS.to_owned(),
+    }
+}
+
+/// Waits until `condition` holds, looking every few milliseconds; fails the test, naming
+/// `what`, once `deadline` has passed. For state that settles by itself (a dropped request's
+/// guards, a connection task ending), never instead of a signal a test can wait on.
+pub async fn eventually(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let start = tokio::time::Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < deadline,
+            "not within {deadline:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
