@@ -3,11 +3,14 @@
 //!
 //! Every client address has a token bucket (governor's GCRA) that only *failures* draw from. An
 //! address that fails once too often is remembered as blocked until its bucket holds one more
-//! failure; until then every request it sends with credentials, valid or not, is answered 429
-//! before any credential is checked, so a blocked guesser costs one map lookup per request.
+//! failure; until then what it sends that fails, or would need the password pool, is answered
+//! 429 without the pool, so a blocked guesser costs a hash and two map lookups per request.
+//! Its valid credentials are still served ([`auth`](crate::auth) checks a bearer value first,
+//! and recognises verified Basic pairs without the pool).
 //!
-//! The valid-credential path never touches the buckets: before verification it reads one atomic
-//! counter of blocked addresses and, only while some address is blocked, looks itself up.
+//! The valid-credential path never touches the buckets, and a bearer one never asks whether its
+//! address is blocked; the others read one atomic counter of blocked addresses and, only while
+//! some address is blocked, look themselves up.
 //! Memory is bounded by `max_addresses` for both maps; a background sweep forgets addresses whose
 //! buckets are full again.
 

@@ -7,8 +7,9 @@
 //! once, here, so nothing downstream reads the `Authorization` header again.
 //!
 //! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
-//! checks refused because the pool was full: an address over its limit gets 429 for anything it
-//! presents, before any credential is checked. A bearer value the token journal does not know
+//! checks refused because the pool was full. An address over its limit still has its valid
+//! credentials served (addresses are shared: NAT, load balancers, agents on one host), but gets
+//! 429 for whatever fails or would need the pool. A bearer value the token journal does not know
 //! may still be a [`file_tokens`](crate::file_tokens) one, whose slow check shares that pool.
 
 pub mod credentials;
