@@ -4,56 +4,47 @@
 //! by its `Authorization: Bearer` token, and forwards what passes to the cluster.
 //!
 //! # Layout
-//! The modules follow a request's path:
+//! The folders follow a request's path, top to bottom; each depends only on rows below its own
+//! (and on `config`), never back up:
 //!
 //! | step | module | owns |
 //! |---|---|---|
-//! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification |
+//! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification, the admin listener (`app::admin`) |
 //! | configure | [`config`] | typed and validated configuration from a file, `TOKENGATE_*` variables and the command line, every default as a named constant; the files it names checked |
-//! | listen | [`server`], [`tls`] | accept loop over any [`server::Handler`], connection limit, TLS, drain |
-//! | route | [`service`], [`framing`], [`path`] | the gateway's handler: API vs. forwarding, errors to responses; the path as a normalising hop reads it |
-//! | authenticate | [`auth`], [`throttle`] | `Authorization` parsing, the bearer check naming its token, privileges; failed attempts per client address |
+//! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the raw-byte framing scan, TLS, drain |
+//! | handle | [`service`] | the pipeline every request goes through: classify → authenticate → decide → act → record; the one rescue point where every layer's error becomes Elasticsearch's document |
+//! | judge | [`policy`] | the path as a normalising hop reads it; the accounts' local access rules |
+//! | authenticate | [`auth`] | `Authorization` parsing, the [`auth::Authenticator`] over every realm, privileges, the per-address failure throttle |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
-//! | forward | [`proxy`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients, 502/504 and their causes in the log |
+//! | forward | [`proxy`], [`upstream_auth`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients; what each account's requests carry upstream |
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token store (the journal, or etcd shared by several gateways); the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
-//! | name | [`identity`], [`token`] | account ids and token names with their rules; the token wire format |
-//! | render | [`error`], [`response`] | Elasticsearch's error JSON, response bodies, `?pretty` as a node lays it out |
-//! | record | [`audit`], [`metrics`], [`admin`] | security events as JSON lines, off the request path; failed logins in the main log; Prometheus metrics; the admin listener |
+//! | record | [`observe`] | metrics, the access log, the audit log and failed logins in the main log, written off the request path |
+//! | speak | [`message`] | the client connection's context, request-shape checks, guarded bodies, responses, Elasticsearch's error JSON |
+//! | name | [`identity`] | account ids and token names with their rules; the token wire format |
 //!
-//! [`state`] owns the parts a request needs (store, file tokens, users, accounts, upstream, configuration) in
-//! one cheap-clone handle, and the cell a reload swaps it in; [`atomic_file`] replaces small files crash-safely and keeps the data
-//! directory owner-only. Dependencies point down this table and never back: `tests/layout.rs`
-//! fails on an import cycle.
+//! [`state`] owns the parts a request needs (configuration, stores, realms, authenticator,
+//! upstream, recorders) in one cheap-clone handle, and the cell a reload swaps it in;
+//! [`atomic_file`] replaces small files crash-safely and keeps the data directory owner-only.
+//! `tests/layout.rs` fails on an import cycle between the modules of any folder.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod access;
-pub mod access_log;
 pub mod accounts;
-pub mod admin;
 pub mod api;
 pub mod app;
 pub mod atomic_file;
-pub mod audit;
 pub mod auth;
-pub mod body;
 pub mod cli;
 pub mod config;
-pub mod error;
 pub mod file_tokens;
-pub mod framing;
 pub mod identity;
-pub mod line_writer;
-pub mod log_fields;
-pub mod metrics;
-pub mod path;
+pub mod listen;
+pub mod message;
+pub mod observe;
+pub mod policy;
 pub mod proxy;
-pub mod response;
-pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;
-pub mod throttle;
 pub mod tls;
-pub mod token;
 pub mod upstream_auth;
 pub mod users;

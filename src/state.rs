@@ -11,15 +11,16 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::{self, AccessLog};
 use crate::accounts::{Accounts, BuiltinError};
-use crate::audit::{self, Audit};
+use crate::auth::throttle::FailureThrottle;
+use crate::auth::{Authenticator, Realms};
 use crate::config::Config;
 use crate::file_tokens::FileTokens;
-use crate::metrics::{Metrics, MetricsError};
+use crate::observe::access_log::{self, AccessLog};
+use crate::observe::audit::{self, Audit};
+use crate::observe::metrics::{Metrics, MetricsError};
 use crate::proxy::Upstream;
 use crate::store::{StoreError, StoreOptions, SyncObserver, TokenStore};
-use crate::throttle::FailureThrottle;
 use crate::tls::TlsError;
 use crate::upstream_auth::api_keys::OpenKeysError;
 use crate::upstream_auth::UpstreamAuth;
@@ -67,8 +68,8 @@ pub struct Parts {
     pub upstream: Upstream,
     /// What each account's forwarded requests carry upstream, and its local rules.
     pub upstream_auth: Arc<UpstreamAuth>,
-    /// Failed authentications per client address; shared with the task that sweeps it.
-    pub throttle: Arc<FailureThrottle>,
+    /// Authentication: the realms above, the failure throttle, where outcomes are recorded.
+    pub auth: Authenticator,
     /// What `/metrics` on the admin listener shows; the journal writer reports to it too.
     pub metrics: Arc<Metrics>,
     /// Where security events go.
@@ -121,6 +122,15 @@ impl State {
         let throttle = Arc::new(FailureThrottle::new(&config.security.throttle));
         // After the stores: the data directory, where the audit file usually is, exists now.
         let audit = Audit::open(&config.audit)?;
+        let auth = Authenticator::new(Realms {
+            store: store.clone(),
+            file_tokens: file_tokens.clone(),
+            users: users.clone(),
+            accounts: Arc::new(accounts.clone()),
+            throttle,
+            audit: audit.clone(),
+            metrics: Arc::clone(&metrics),
+        });
         let access_log = AccessLog::open(&config.access_log)?;
         let state = State {
             inner: Arc::new(Parts {
@@ -131,7 +141,7 @@ impl State {
                 accounts,
                 upstream,
                 upstream_auth: Arc::new(upstream_auth),
-                throttle,
+                auth,
                 metrics,
                 audit,
                 access_log,
@@ -170,7 +180,7 @@ impl State {
                 accounts: self.accounts.clone(),
                 upstream,
                 upstream_auth,
-                throttle: Arc::clone(&self.throttle),
+                auth: self.auth.clone(),
                 metrics: Arc::clone(&self.metrics),
                 audit: self.audit.clone(),
                 access_log: self.access_log.clone(),
@@ -261,7 +271,7 @@ mod tests {
         live.store(&new);
         let current = live.load();
         assert!(Arc::ptr_eq(&current.inner, &new.inner));
-        assert!(Arc::ptr_eq(&old.throttle, &new.throttle));
+        assert!(Arc::ptr_eq(old.auth.throttle(), new.auth.throttle()));
         assert!(Arc::ptr_eq(&old.metrics, &new.metrics));
         assert!(old.store.same_as(&new.store));
         assert!(old.users.same_as(&new.users));

@@ -62,7 +62,7 @@ async fn failed_logins_name_the_claimed_principal_and_client_but_no_secret() {
     let account = AccountId::new("elastic", "fleet-server");
     let name = TokenName::new("guessed").unwrap();
     let forged_secret = "forged-secret-0815";
-    let forged = tokengate::token::encode(&account, &name, forged_secret);
+    let forged = tokengate::identity::token::encode(&account, &name, forged_secret);
     let response = gw
         .with_token(Method::POST, "/logs/_doc", &forged)
         .send()

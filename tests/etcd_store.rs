@@ -346,7 +346,8 @@ async fn two_gateways_starting_at_once_on_an_empty_prefix_agree_on_the_pepper() 
     );
     for i in 0..3 {
         let name = format!("t{i}");
-        let value = tokengate::token::encode_raw(FLEET, &name, &format!("secret-{i}-0123456789"));
+        let value =
+            tokengate::identity::token::encode_raw(FLEET, &name, &format!("secret-{i}-0123456789"));
         a.create(&format!("{FLEET}/{name}"), &value).await.unwrap();
         assert!(a.verify_value(value.as_bytes()));
         let deadline = Instant::now() + VISIBLE_WITHIN;

@@ -104,7 +104,8 @@ async fn a_valid_token_shares_its_address_with_a_failing_loop_unharmed() {
     let token = gw.create_token(FLEET, "healthy").await;
     let valid = format!("Bearer {token}");
     // A well-formed token the gateway does not know (revoked, or from another cluster).
-    let revoked = tokengate::token::encode_raw(FLEET, "revoked", "aaaaaaaaaaaaaaaaaaaaaa");
+    let revoked =
+        tokengate::identity::token::encode_raw(FLEET, "revoked", "aaaaaaaaaaaaaaaaaaaaaa");
     let revoked = format!("Bearer {revoked}");
     let client = client_from("127.0.0.1");
     let (mut served, mut refused) = (0, 0);

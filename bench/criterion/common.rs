@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use tokengate::identity::token;
 use tokengate::store::{StoreOptions, TokenStore};
-use tokengate::token;
 
 /// The account every bench token belongs to.
 pub const ACCOUNT: &str = "elastic/fleet-server";

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use futures_util::future::join_all;
+use tokengate::identity::token;
 use tokengate::store::{StoreOptions, TokenStore};
-use tokengate::token;
 
 const CONCURRENT: usize = 64;
 /// Set (to a data directory) in the child process that reports the memory of a replayed store.

@@ -14,8 +14,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sha2::{Digest, Sha256};
 use tokengate::accounts::Accounts;
 use tokengate::auth;
+use tokengate::identity::token;
 use tokengate::store::TokenStore;
-use tokengate::token;
 
 const TOKENS: usize = 1_000_000;
 /// Token values cycled through, so lookups touch many map buckets (not one hot entry).

@@ -4,9 +4,9 @@ use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{actions, Call};
-use crate::error::ApiError;
 use crate::identity::AccountId;
-use crate::response::Body;
+use crate::message::error::ApiError;
+use crate::message::response::Body;
 
 /// `{"elastic/fleet-server":{"role_descriptor":{…}}, …}`; `{}` when nothing matches.
 pub fn get_accounts(

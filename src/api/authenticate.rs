@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::Call;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::response::Body;
+use crate::message::error::ApiError;
+use crate::message::response::Body;
 
 pub fn handle(call: &Call<'_>) -> Result<Response<Body>, ApiError> {
     call.params.check(call.path, &[])?;

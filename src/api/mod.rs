@@ -11,11 +11,11 @@ use http::{Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use crate::audit;
 use crate::auth::{self, Principal};
-use crate::error::ApiError;
 use crate::identity::{AccountId, TokenName};
-use crate::response::{self, Body};
+use crate::message::error::ApiError;
+use crate::message::response::{self, Body};
+use crate::observe::audit;
 use crate::state::State;
 use actions::SecurityAction;
 use params::Params;

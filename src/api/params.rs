@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-use crate::error::ApiError;
+use crate::message::error::ApiError;
 
 /// Accepted on every endpoint (response formatting), as Elasticsearch's `BaseRestHandler` does.
 const ALWAYS_SUPPORTED: [&str; 5] = ["pretty", "human", "error_trace", "filter_path", "format"];

@@ -4,11 +4,11 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::{actions, Call};
-use crate::error::ApiError;
+use crate::identity::token;
 use crate::identity::{AccountId, TokenName};
-use crate::response::Body;
+use crate::message::error::ApiError;
+use crate::message::response::Body;
 use crate::store::StoreError;
-use crate::token;
 
 /// Checks in Elasticsearch's order: parameters, name, privilege, account, then the durable write.
 /// The 200 goes out only after the store has fsynced the token.

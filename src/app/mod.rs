@@ -5,6 +5,7 @@
 //! The binary and the test harness both start gateways only through here, so a new listener or
 //! task is wired in one place and every caller gets it.
 
+pub mod admin;
 #[cfg(unix)]
 pub mod notify;
 pub mod pid;
@@ -26,10 +27,10 @@ pub use reload::ConfigSource;
 pub use runtime::{init_logging, runtime, set_log_level};
 pub use tasks::Tasks;
 
-use crate::admin::{AdminService, Readiness};
+use crate::app::admin::{AdminService, Readiness};
 use crate::config::{AccessLogConfig, AuthThrottle, Config, LogConfig};
+use crate::listen::{self, Listener};
 use crate::proxy::Upstream;
-use crate::server::{self, Listener};
 use crate::service::GatewayService;
 use crate::state::{Live, OpenError, State};
 use crate::tls::server::ServerTls;
@@ -210,7 +211,7 @@ impl Gateway {
                 move |forced| file_tokens.refresh(forced),
             ),
         );
-        let throttle = std::sync::Arc::clone(&state.throttle);
+        let throttle = std::sync::Arc::clone(state.auth.throttle());
         tasks.spawn(
             "failed-authentication sweeper",
             tasks::every(AuthThrottle::SWEEP_INTERVAL, hangups.clone(), move |_| {
@@ -302,16 +303,16 @@ impl Gateway {
         } = self;
         // What a reload cannot change (listeners, limits per connection) is read from here.
         let state = live.load();
-        let stats = Arc::new(server::Stats::default());
+        let stats = Arc::new(listen::Stats::default());
         let readiness = Arc::new(Readiness::new(live.clone()));
         let admin_stop = CancellationToken::new();
         let admin_server = async {
             if let Some(listener) = admin {
                 let service =
                     AdminService::new(live.clone(), readiness.clone(), stats.clone(), tls);
-                let stats = Arc::new(server::Stats::default());
+                let stats = Arc::new(listen::Stats::default());
                 let config = &state.config.server;
-                server::run(
+                listen::run(
                     vec![listener],
                     service,
                     config,
@@ -327,7 +328,7 @@ impl Gateway {
                 shutdown.await;
                 readiness.drain();
             };
-            server::run(
+            listen::run(
                 listeners,
                 service,
                 &state.config.server,

@@ -6,7 +6,7 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use crate::audit::Presented;
+use crate::observe::audit::Presented;
 
 /// What a request presented.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -6,28 +6,31 @@
 //! warning record who failed from where, never why). A successful bearer check names its token
 //! once, here, so nothing downstream reads the `Authorization` header again.
 //!
-//! Failures are what the per-address [`throttle`](crate::throttle) counts, and so are password
+//! Failures are what the per-address [`throttle`](crate::auth::throttle) counts, and so are password
 //! checks refused because the pool was full. An address over its limit still has its valid
 //! credentials served (addresses are shared: NAT, load balancers, agents on one host), but gets
 //! 429 for whatever fails or would need the pool. A bearer value the token journal does not know
 //! may still be a [`file_tokens`](crate::file_tokens) one, whose slow check shares that pool.
 
 pub mod credentials;
+pub mod throttle;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::accounts::Accounts;
-use crate::audit;
-use crate::error::{ApiError, Caller};
+use crate::file_tokens::FileTokens;
+use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
-use crate::metrics::AuthFailure;
-use crate::state::State;
+use crate::message::error::Caller;
+use crate::observe::audit::{self, Audit};
+use crate::observe::metrics::{AuthFailure, Metrics};
 use crate::store::TokenStore;
-use crate::throttle;
-use crate::token;
-use crate::users::{Busy, Denied, User};
+use crate::users::{Busy, Denied, User, UserRealm};
 use credentials::Credentials;
+use throttle::FailureThrottle;
 
 /// The role that grants everything, as in Elasticsearch.
 pub const SUPERUSER: &str = "superuser";
@@ -75,142 +78,200 @@ impl Principal {
     }
 }
 
-/// What a client is told while the password pool is full.
-const PASSWORD_POOL_FULL: &str = "too many password verifications in progress, retry later";
+/// Why a request was not authenticated. The service renders each as Elasticsearch does (see
+/// `service::rescue`); nothing here knows the error document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No credentials at all; `uri` is the target as the client wrote it.
+    Missing { uri: String },
+    /// Credentials that did not authenticate.
+    Bad,
+    /// A well-formed service token that did not authenticate, named as it names itself.
+    ServiceToken { account: String, name: String },
+    /// The address is over its failure limit; retry after this many seconds.
+    Throttled { retry_after: u64 },
+    /// The password pool was full; retry after this many seconds.
+    PoolFull { retry_after: u64 },
+}
 
-/// The principal behind a request's `Authorization` header. Failures (and, when asked for,
-/// successes) go to the audit log with the request they came with.
-///
-/// Valid credentials are served whoever else fails from their address: a bearer value costs a
-/// hash and a lookup, so it is always checked, and a Basic pair already verified is recognised
-/// without the pool. Only what would need the pool (an unverified pair, a file token not checked
-/// yet) or what fails is refused with 429 while the address is over its failure limit: cheaply,
-/// counted in the metrics and in the failure notices' summary rather than one event each.
-pub async fn authenticate(
-    state: &State,
-    request: &audit::Request<'_>,
-) -> Result<Principal, ApiError> {
-    let credentials = Credentials::from_headers(request.headers);
-    let peer = request.peer.ip();
-    let refusal = || state.throttle.refusal(peer);
-    let mut failure = ApiError::BadCredentials;
-    match credentials {
-        Credentials::None => {
-            state.metrics.auth_failure(AuthFailure::Missing);
-            return Err(ApiError::MissingCredentials {
-                uri: request.target().to_owned(),
-            });
-        }
-        Credentials::Bearer(value) => {
-            if let Some(identity) = verify_bearer(&state.store, &state.accounts, value) {
-                return Ok(succeeded(state, request, Principal::ServiceToken(identity)));
-            }
-            if let Some(wait) = refusal() {
-                return match state.file_tokens.verify_remembered(value) {
-                    Some(identity) => {
-                        Ok(succeeded(state, request, Principal::ServiceToken(identity)))
-                    }
-                    None => Err(throttled(state, wait)),
-                };
-            }
-            // Only for a value the journal does not know: a file token's hash is slow.
-            match state.file_tokens.verify(value).await {
-                Ok(Some(identity)) => {
-                    return Ok(succeeded(state, request, Principal::ServiceToken(identity)))
-                }
-                Ok(None) => {}
-                Err(Busy) => return Err(pool_full(state, peer, "file token")),
-            }
-            tracing::debug!("bearer token rejected");
-            state.metrics.auth_failure(AuthFailure::Bearer);
-            if let Some(rejected) = rejected_service_token(value) {
-                failure = rejected;
-            }
-        }
-        Credentials::Basic(value) => {
-            if let Some(wait) = refusal() {
-                return match state.users.authenticate_verified(value) {
-                    Some(user) => Ok(succeeded(state, request, Principal::User(user))),
-                    None => Err(throttled(state, wait)),
-                };
-            }
-            match state.users.authenticate(value).await {
-                Ok(user) => return Ok(succeeded(state, request, Principal::User(user))),
-                Err(Denied::Busy) => return Err(pool_full(state, peer, "basic credentials")),
-                Err(Denied::BadCredentials) => {
-                    tracing::debug!("basic credentials rejected");
-                    state.metrics.auth_failure(AuthFailure::Basic);
-                }
-            }
-        }
-        Credentials::ApiKey | Credentials::Unusable => {
-            if let Some(wait) = refusal() {
-                return Err(throttled(state, wait));
-            }
-            tracing::debug!("unusable authorization header");
-            state.metrics.auth_failure(AuthFailure::Unusable);
+/// The gateway's authentication: the realms a credential is checked against (the token store,
+/// the `service_tokens` file, the file realm, the accounts that name tokens), the failure
+/// throttle, and where outcomes are recorded. Owned by the state; cloning shares every part.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: TokenStore,
+    file_tokens: FileTokens,
+    users: UserRealm,
+    accounts: Arc<Accounts>,
+    throttle: Arc<FailureThrottle>,
+    audit: Audit,
+    metrics: Arc<Metrics>,
+}
+
+/// The parts an [`Authenticator`] is made of.
+pub struct Realms {
+    pub store: TokenStore,
+    pub file_tokens: FileTokens,
+    pub users: UserRealm,
+    pub accounts: Arc<Accounts>,
+    pub throttle: Arc<FailureThrottle>,
+    pub audit: Audit,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Authenticator {
+    pub fn new(realms: Realms) -> Self {
+        let Realms {
+            store,
+            file_tokens,
+            users,
+            accounts,
+            throttle,
+            audit,
+            metrics,
+        } = realms;
+        Authenticator {
+            store,
+            file_tokens,
+            users,
+            accounts,
+            throttle,
+            audit,
+            metrics,
         }
     }
-    let presented = match &failure {
-        ApiError::ServiceTokenRejected { account, name } => {
-            audit::Presented::Token { account, name }
+
+    /// The failure throttle, for its sweeper and the metrics.
+    pub fn throttle(&self) -> &Arc<FailureThrottle> {
+        &self.throttle
+    }
+
+    /// The principal behind a request's `Authorization` header. Failures (and, when asked
+    /// for, successes) go to the audit log with the request they came with.
+    ///
+    /// Valid credentials are served whoever else fails from their address: a bearer value
+    /// costs a hash and a lookup, so it is always checked, and a Basic pair already verified is
+    /// recognised without the pool. Only what would need the pool (an unverified pair, a file
+    /// token not checked yet) or what fails is refused with 429 while the address is over its
+    /// failure limit: cheaply, counted in the metrics and in the failure notices' summary
+    /// rather than one event each.
+    pub async fn authenticate(&self, request: &audit::Request<'_>) -> Result<Principal, Refused> {
+        let credentials = Credentials::from_headers(request.headers);
+        let peer = request.peer.ip();
+        let refusal = || self.throttle.refusal(peer);
+        let mut failure = Refused::Bad;
+        match credentials {
+            Credentials::None => {
+                self.metrics.auth_failure(AuthFailure::Missing);
+                return Err(Refused::Missing {
+                    uri: request.target().to_owned(),
+                });
+            }
+            Credentials::Bearer(value) => {
+                if let Some(identity) = verify_bearer(&self.store, &self.accounts, value) {
+                    return Ok(self.succeeded(request, Principal::ServiceToken(identity)));
+                }
+                if let Some(wait) = refusal() {
+                    return match self.file_tokens.verify_remembered(value) {
+                        Some(identity) => {
+                            Ok(self.succeeded(request, Principal::ServiceToken(identity)))
+                        }
+                        None => Err(self.throttled(wait)),
+                    };
+                }
+                // Only for a value the journal does not know: a file token's hash is slow.
+                match self.file_tokens.verify(value).await {
+                    Ok(Some(identity)) => {
+                        return Ok(self.succeeded(request, Principal::ServiceToken(identity)))
+                    }
+                    Ok(None) => {}
+                    Err(Busy) => return Err(self.pool_full(peer, "file token")),
+                }
+                tracing::debug!("bearer token rejected");
+                self.metrics.auth_failure(AuthFailure::Bearer);
+                if let Some(rejected) = rejected_service_token(value) {
+                    failure = rejected;
+                }
+            }
+            Credentials::Basic(value) => {
+                if let Some(wait) = refusal() {
+                    return match self.users.authenticate_verified(value) {
+                        Some(user) => Ok(self.succeeded(request, Principal::User(user))),
+                        None => Err(self.throttled(wait)),
+                    };
+                }
+                match self.users.authenticate(value).await {
+                    Ok(user) => return Ok(self.succeeded(request, Principal::User(user))),
+                    Err(Denied::Busy) => return Err(self.pool_full(peer, "basic credentials")),
+                    Err(Denied::BadCredentials) => {
+                        tracing::debug!("basic credentials rejected");
+                        self.metrics.auth_failure(AuthFailure::Basic);
+                    }
+                }
+            }
+            Credentials::ApiKey | Credentials::Unusable => {
+                if let Some(wait) = refusal() {
+                    return Err(self.throttled(wait));
+                }
+                tracing::debug!("unusable authorization header");
+                self.metrics.auth_failure(AuthFailure::Unusable);
+            }
         }
-        _ => credentials.presented(),
-    };
-    state.audit.authentication_failed(request, presented);
-    Err(match state.throttle.failed(peer) {
-        Some(wait) => retry_after(wait),
-        None => failure,
-    })
-}
+        let presented = match &failure {
+            Refused::ServiceToken { account, name } => audit::Presented::Token { account, name },
+            _ => credentials.presented(),
+        };
+        self.audit.authentication_failed(request, presented);
+        Err(match self.throttle.failed(peer) {
+            Some(wait) => retry_after(wait),
+            None => failure,
+        })
+    }
 
-/// A caller authenticated: audited when successes are, and handed back.
-fn succeeded(state: &State, request: &audit::Request<'_>, principal: Principal) -> Principal {
-    state
-        .audit
-        .authentication_success(request, principal.subject());
-    principal
-}
+    /// A caller authenticated: audited when successes are, and handed back.
+    fn succeeded(&self, request: &audit::Request<'_>, principal: Principal) -> Principal {
+        self.audit
+            .authentication_success(request, principal.subject());
+        principal
+    }
 
-/// The answer to credentials that failed, or would need the pool, from an address over its
-/// failure limit.
-fn throttled(state: &State, wait: Duration) -> ApiError {
-    state.metrics.auth_failure(AuthFailure::Throttled);
-    state.audit.throttled();
-    retry_after(wait)
+    /// The answer to credentials that failed, or would need the pool, from an address over
+    /// its failure limit.
+    fn throttled(&self, wait: Duration) -> Refused {
+        self.metrics.auth_failure(AuthFailure::Throttled);
+        self.audit.throttled();
+        retry_after(wait)
+    }
+
+    /// The answer to credentials (Basic, or a file token) left unchecked because the password
+    /// pool was full. Not a success, and keeping the pool full is what a guesser does: it
+    /// counts like a failure, or one address could hold the pool for everyone.
+    fn pool_full(&self, peer: IpAddr, what: &'static str) -> Refused {
+        tracing::debug!(what, "password pool full; credentials not checked");
+        self.metrics.auth_failure(AuthFailure::PoolFull);
+        match self.throttle.failed(peer) {
+            Some(wait) => retry_after(wait),
+            None => Refused::PoolFull { retry_after: 1 },
+        }
+    }
 }
 
 /// Elasticsearch's answer to a bearer value that parses as a service token but did not
 /// authenticate: it names the account and token name the value itself carries, and says nothing
 /// of which check failed (namespace, account, secret length or secret). A value that is not a
 /// service token as Elasticsearch parses one (valid token name included) gets the generic answer.
-fn rejected_service_token(value: &[u8]) -> Option<ApiError> {
+fn rejected_service_token(value: &[u8]) -> Option<Refused> {
     let mut buf = [0u8; token::MAX_DECODED_LEN];
     let decoded = token::decode(value, &mut buf)?;
     TokenName::new(decoded.name).ok()?;
-    Some(ApiError::ServiceTokenRejected {
+    Some(Refused::ServiceToken {
         account: decoded.account.to_owned(),
         name: decoded.name.to_owned(),
     })
 }
 
-/// The answer to credentials (Basic, or a file token) left unchecked because the password pool
-/// was full. Not a success, and keeping the pool full is what a guesser does: it counts like a
-/// failure, or one address could hold the pool for everyone.
-fn pool_full(state: &State, peer: IpAddr, what: &'static str) -> ApiError {
-    tracing::debug!(what, "password pool full; credentials not checked");
-    state.metrics.auth_failure(AuthFailure::PoolFull);
-    match state.throttle.failed(peer) {
-        Some(wait) => retry_after(wait),
-        None => ApiError::TooManyRequests {
-            reason: PASSWORD_POOL_FULL.to_owned(),
-            retry_after: 1,
-        },
-    }
-}
-
-fn retry_after(wait: Duration) -> ApiError {
-    ApiError::AuthThrottled {
+fn retry_after(wait: Duration) -> Refused {
+    Refused::Throttled {
         retry_after: throttle::retry_after_secs(wait),
     }
 }

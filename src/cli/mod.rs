@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, ConfigSource, Gateway};
-use crate::audit::Audit;
 use crate::config::{Config, ConfigError, Env, Overrides};
+use crate::observe::audit::Audit;
 use crate::users;
 
 /// Exit status for an unusable configuration or command line (BSD's EX_USAGE).

@@ -12,8 +12,8 @@ use crate::accounts::Accounts;
 use crate::atomic_file;
 use crate::config::Config;
 use crate::file_tokens::{self, edit, hash};
+use crate::identity::token;
 use crate::identity::{AccountId, TokenName};
-use crate::token;
 
 use super::ServiceTokensCommand;
 

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::identity::is_valid_token_name;
+use crate::identity::token;
 use crate::store::{StoreOptions, TokenStore};
-use crate::token;
 
 use super::{EXIT_CONFIG, EXIT_START};
 

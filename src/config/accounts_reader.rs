@@ -6,8 +6,8 @@ use toml::Value;
 
 use super::reader::{Reader, Section};
 use super::{AccountConfig, AccountCredential, PassThrough};
-use crate::access::{AccessRules, Rule};
 use crate::identity::AccountId;
+use crate::policy::access_rules::{AccessRules, Rule};
 
 const SECTION: &str = "service_accounts";
 

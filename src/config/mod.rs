@@ -639,7 +639,7 @@ pub struct AccountConfig {
     /// What the account's requests carry upstream; `None`: `upstream.service_credentials`.
     pub credential: Option<AccountCredential>,
     /// Local access rules; `None`: the gateway lets every method and path through.
-    pub access: Option<crate::access::AccessRules>,
+    pub access: Option<crate::policy::access_rules::AccessRules>,
 }
 
 /// What a service account's requests carry to the cluster in `Authorization`.

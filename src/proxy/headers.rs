@@ -5,6 +5,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::message::ClientInfo;
+
 /// RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies still meet and
 /// `HTTP2-Settings`, which only means something on the connection that carried it.
 static HOP_BY_HOP: [HeaderName; 10] = [
@@ -82,40 +84,6 @@ fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     }
     for name in doomed {
         headers.remove(name);
-    }
-}
-
-/// What the gateway knows about the client connection, computed once per connection.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    /// The connection's remote address: the unit of every per-client limit.
-    pub peer: std::net::SocketAddr,
-    /// The peer's IP as a header value, ready to put in `X-Forwarded-For`.
-    pub peer_ip: HeaderValue,
-    /// `http` or `https`, for `X-Forwarded-Proto`.
-    pub proto: HeaderValue,
-    /// The peer is a configured trusted proxy: its forwarding headers are kept and extended.
-    pub trusted: bool,
-    /// Raised by the connection's byte scan when a head carried both `Content-Length` and
-    /// `Transfer-Encoding` (see `framing::ScanIo`).
-    pub ambiguous_length: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl ClientInfo {
-    pub fn new(
-        peer: std::net::SocketAddr,
-        tls: bool,
-        trusted: bool,
-        ambiguous_length: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
-        let ip = peer.ip().to_canonical().to_string();
-        ClientInfo {
-            peer,
-            peer_ip: HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown")),
-            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
-            trusted,
-            ambiguous_length,
-        }
     }
 }
 

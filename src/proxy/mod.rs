@@ -24,12 +24,13 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{BodyError, Guarded};
 use crate::config::{NodeHealth, RetryPolicy, UpstreamConfig};
-use crate::error::ApiError;
+use crate::message::body::{BodyError, Guarded};
+use crate::message::error::ApiError;
+use crate::message::ClientInfo;
 use crate::tls::{upstream::client_config, TlsError};
 use failure::{Cause, FailureLog};
-use headers::{Authorization, ClientInfo};
+use headers::Authorization;
 use nodes::{Node, NodeSet};
 use outbound::Outbound;
 pub use pool::Connector;
@@ -255,7 +256,9 @@ impl Upstream {
         }
         headers::remove_hop_by_hop(response.headers_mut());
         // Only the gateway's own answers may say they are its own.
-        response.headers_mut().remove(&crate::response::X_TOKENGATE);
+        response
+            .headers_mut()
+            .remove(&crate::message::response::X_TOKENGATE);
         // The client's connection is ours, not the upstream's: answer in our version.
         *response.version_mut() = Version::HTTP_11;
         let lease = Box::new(lease);

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::pool::NodePool;
 use crate::config::{NodeHealth, NodeUrl};
-use crate::error::ApiError;
+use crate::message::error::ApiError;
 
 /// Idle connections kept per node, and for how long.
 pub type PoolSize = (usize, Duration);

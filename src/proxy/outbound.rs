@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::body::{BodyError, Guarded};
+use crate::message::body::{BodyError, Guarded};
 
 /// A client's body on its way upstream.
 pub enum Outbound {

@@ -19,7 +19,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use super::outbound::Outbound;
-use crate::body::Lease;
+use crate::message::body::Lease;
 
 /// Opens TCP (and TLS) connections to the nodes.
 pub type Connector = HttpsConnector<HttpConnector>;

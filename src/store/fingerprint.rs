@@ -17,7 +17,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::token;
+use crate::identity::token;
 
 pub(crate) const PEPPER_LEN: usize = 16;
 pub(crate) const FINGERPRINT_LEN: usize = 32;

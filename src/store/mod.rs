@@ -11,6 +11,7 @@ pub mod etcd;
 mod fingerprint;
 mod journal;
 mod maps;
+mod worker;
 mod writer;
 
 #[cfg(test)]
@@ -28,11 +29,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::config::{StoreBackend, StoreConfig};
+use crate::identity::token;
 use crate::identity::AccountId;
-use crate::token;
-use backend::{Backend, Worker};
+use backend::Backend;
 use fingerprint::Pepper;
 use maps::Maps;
+use worker::Worker;
 use writer::{Op, WriterInit};
 
 #[derive(Debug, thiserror::Error)]
@@ -237,7 +239,7 @@ impl TokenStore {
         let path = dir.join(journal::JOURNAL_FILE);
         tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
         let shared = Arc::new(Shared::new(replayed.maps, replayed.pepper));
-        let (tx, rx) = backend::queue();
+        let (tx, rx) = worker::queue();
         let init = WriterInit {
             dir: dir.to_path_buf(),
             file: replayed.file,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::journal::{put_record_len, HEADER_LEN, JOURNAL_FILE, TMP_FILE};
 use super::{StoreError, StoreOptions, TokenStore};
-use crate::token;
+use crate::identity::token;
 
 fn open(dir: &Path) -> TokenStore {
     TokenStore::open(dir, StoreOptions::default()).unwrap()

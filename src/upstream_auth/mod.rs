@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method};
 
-use crate::access::AccessRules;
 use crate::accounts::Accounts;
 use crate::config::{AccountCredential, Config};
-use crate::error::ApiError;
 use crate::identity::{AccountId, TokenIdentity};
+use crate::message::error::ApiError;
+use crate::policy::access_rules::AccessRules;
 use crate::proxy::headers::Authorization;
 use api_keys::{ApiKeys, KeySlot, OpenKeysError};
 

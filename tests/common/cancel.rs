@@ -1,7 +1,7 @@
 //! Dropping a request at each of its await points in turn.
 //!
 //! [`Canceller`] serves a gateway's own state on a listener of its own through the real
-//! `server::run`, with the gateway's handler wrapped so that its future is polled at most `n`
+//! `listen::run`, with the gateway's handler wrapped so that its future is polled at most `n`
 //! times: if it is still pending after the `n`-th poll it is dropped there, exactly as hyper
 //! drops it when the client leaves or an HTTP/2 stream is reset, and the client is told 499.
 //! [`every_await`] sends one request with `n = 1, 2, …` until it completes, and after each drop
@@ -18,9 +18,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokengate::proxy::headers::ClientInfo;
-use tokengate::response::Body;
-use tokengate::server::{self, Handler, Listener, Stats};
+use tokengate::listen::{self, Handler, Listener, Stats};
+use tokengate::message::response::Body;
+use tokengate::message::ClientInfo;
 use tokengate::service::GatewayService;
 use tokengate::state::{Live, State};
 use tokio::net::TcpListener;
@@ -138,7 +138,7 @@ impl<F: Future<Output = Response<Body>>> Future for PollLimit<F> {
 
 fn dropped_response() -> Response<Body> {
     let status = StatusCode::from_u16(DROPPED).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    tokengate::response::json(status, Bytes::from_static(b"{\"dropped\":true}"))
+    tokengate::message::response::json(status, Bytes::from_static(b"{\"dropped\":true}"))
 }
 
 /// A listener serving a gateway's state through [`DropAfter`].
@@ -170,7 +170,7 @@ impl Canceller {
                 let _ = stopped.await;
             };
             let stats = Arc::new(Stats::default());
-            server::run(
+            listen::run(
                 vec![Listener::plain(tcp)],
                 handler,
                 &config,

@@ -426,8 +426,8 @@ pub fn es_rejection_reason(authorization: &str) -> String {
     let Some(value) = authorization.strip_prefix("Bearer ") else {
         return BAD_CREDENTIALS.to_owned();
     };
-    let mut buf = [0u8; tokengate::token::MAX_DECODED_LEN];
-    match tokengate::token::decode(value.as_bytes(), &mut buf) {
+    let mut buf = [0u8; tokengate::identity::token::MAX_DECODED_LEN];
+    match tokengate::identity::token::decode(value.as_bytes(), &mut buf) {
         Some(token) if tokengate::identity::is_valid_token_name(token.name) => format!(
             "failed to authenticate service account [{}] with token name [{}]",
             token.account, token.name

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::backend::Worker;
 use super::fingerprint::{self, Fingerprint, Pepper};
+use super::worker::{self, Worker};
 use super::writer::{Op, Reply, Request};
 use super::{Shared, StoreError};
 use crate::config::EtcdConfig;
@@ -82,7 +82,7 @@ pub(crate) fn open(
         timeout: config.request_timeout,
     };
     let start_timeout = config.start_timeout;
-    let (tx, rx) = super::backend::queue();
+    let (tx, rx) = worker::queue();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = thread::Builder::new()
         .name("tokengate-etcd".into())

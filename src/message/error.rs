@@ -10,7 +10,7 @@ use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::response::{self, Body};
+use crate::message::response::{self, Body};
 
 /// The three challenges a real node sends with every 401, in its order.
 const CHALLENGES: [&str; 3] = [

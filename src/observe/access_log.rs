@@ -13,10 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header::CONTENT_LENGTH;
 use http::{HeaderName, Method, Request};
 
-use crate::body::OnEnd;
 use crate::config::{AccessLogConfig, AccessLogFormat};
-use crate::line_writer::{open_output, Writer};
-use crate::log_fields::{Address, Timestamp};
+use crate::message::body::OnEnd;
+use crate::observe::line_writer::{open_output, Writer};
+use crate::observe::log_fields::{Address, Timestamp};
 
 static X_OPAQUE_ID: HeaderName = HeaderName::from_static("x-opaque-id");
 

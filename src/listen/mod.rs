@@ -13,6 +13,7 @@
 mod greeting;
 mod limits;
 mod registry;
+pub mod scan;
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -37,12 +38,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::config::{ServerConfig, TlsConfig};
-use crate::framing::ScanIo;
-use crate::proxy::headers::ClientInfo;
-use crate::response::Body;
+use crate::message::response::Body;
+use crate::message::ClientInfo;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
 use registry::{Registry, Slot};
+use scan::ScanIo;
 
 /// What a listener serves: a request in, a response out. Failures are the handler's to render,
 /// so the connection never sees an error.

@@ -1,10 +1,12 @@
-//! Who a service token belongs to: typed account ids and token names, and the one place their
-//! spelling rules live.
+//! Who a service token belongs to: typed account ids and token names, the one place their
+//! spelling rules live, and the token's wire format ([`token`]).
 //!
 //! The configuration (declaring accounts), the router (reading them from the path), the token
 //! store (keying tokens by `namespace/service/name`) and the authenticator (naming the caller) all
 //! speak of the same things; these types keep them from each building and splitting strings of
 //! their own.
+
+pub mod token;
 
 use std::fmt;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
-use crate::proxy::headers::ClientInfo;
+use crate::message::ClientInfo;
 
 /// The live connections. Indexes are reused (a free list), so the table stays as long as the
 /// most connections ever open at once, at most `max_connections`.

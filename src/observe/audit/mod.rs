@@ -21,10 +21,10 @@ use http::{HeaderMap, Method, Uri};
 use serde_json::json;
 
 use crate::config::{AuditConfig, LogConfig};
-use crate::error::ApiError;
+use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenName};
-use crate::line_writer::Writer;
-use crate::token;
+use crate::message::error::ApiError;
+use crate::observe::line_writer::Writer;
 use crate::users::User;
 use event::{Event, REST, SECURITY_CONFIG_CHANGE};
 use notices::{Claimed, FailureNotices};
@@ -117,7 +117,7 @@ impl Audit {
         let writer = match &config.output {
             None => None,
             Some(output) => {
-                let (sink, path) = crate::line_writer::open_output(output)
+                let (sink, path) = crate::observe::line_writer::open_output(output)
                     .map_err(|(path, source)| OpenError { path, source })?;
                 let writer = Writer::start(
                     "audit",

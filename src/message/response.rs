@@ -11,7 +11,7 @@ use http::{HeaderName, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::body::Guarded;
+use crate::message::body::Guarded;
 
 /// The body type of every response the gateway sends.
 pub type Body = Either<Guarded<Incoming>, Full<Bytes>>;

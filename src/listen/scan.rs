@@ -1,13 +1,10 @@
-//! Request shapes refused before anything else reads a request, as a hardened proxy (nginx ≥ 1.21)
-//! or Elasticsearch's own HTTP layer refuses them: methods that have no business crossing a
-//! proxy, ambiguous or missing `Host`, and request lines and header blocks past the limits.
-//!
-//! hyper has already parsed the request; these rules close what its parser allows but a
-//! gateway in front of a cluster must not pass on. One of them needs bytes hyper does not pass
-//! on: a head with both `Content-Length` and `Transfer-Encoding` (the classic smuggling shape)
-//! reaches the service with `Content-Length` already removed, so [`ScanIo`] watches the raw
-//! HTTP/1 bytes for it and [`check`] refuses such a request (400, connection closed), as
-//! nginx does, instead of hyper's RFC-allowed reading by `Transfer-Encoding` alone.
+//! The raw HTTP/1 bytes of a client connection, watched for the one request shape hyper's parser
+//! allows but a gateway in front of a cluster must refuse: a head with both `Content-Length` and
+//! `Transfer-Encoding` (the classic smuggling shape). hyper hands the service such a request with
+//! `Content-Length` already removed, so [`ScanIo`] raises the connection's flag
+//! ([`ClientInfo::ambiguous_length`](crate::message::ClientInfo::ambiguous_length)) and the
+//! request-shape check ([`shape`](crate::message::shape)) refuses the request (400, connection
+//! closed), as nginx does, instead of hyper's RFC-allowed reading by `Transfer-Encoding` alone.
 
 use std::io;
 use std::pin::Pin;
@@ -15,82 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HOST, TRANSFER_ENCODING};
-use http::{Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use crate::config::HttpLimits;
-use crate::error::ApiError;
-
-/// Methods forwarded to the cluster. `TRACE` would reflect the request (credentials included)
-/// and `CONNECT` would ask the gateway to open a tunnel: neither is ever forwarded.
-pub const FORWARDED_METHODS: &[Method] = &[
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::OPTIONS,
-];
-
-/// Bytes a header line adds besides its name and value: `": "` and CRLF.
-const HEADER_LINE_OVERHEAD: usize = 4;
-/// `" HTTP/1.1\r\n"` after the request target.
-const REQUEST_LINE_OVERHEAD: usize = 11;
-
-/// Checks what must hold before the request is routed. `ambiguous` is the connection's
-/// [`ScanIo`] flag (`None` for HTTP/2, which has no such framing).
-pub fn check<B>(
-    request: &Request<B>,
-    limits: &HttpLimits,
-    ambiguous: Option<&AtomicBool>,
-) -> Result<(), ApiError> {
-    if request.headers().contains_key(TRANSFER_ENCODING)
-        && ambiguous.is_some_and(|flag| flag.load(Ordering::Acquire))
-    {
-        return Err(ApiError::BadFraming(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
-    let method = request.method();
-    if method == Method::TRACE || method == Method::CONNECT {
-        return Err(ApiError::MethodNotAllowed {
-            uri: target(request).to_owned(),
-            method: method.clone(),
-            allowed: FORWARDED_METHODS,
-        });
-    }
-    let target = target(request);
-    if method.as_str().len() + 1 + target.len() + REQUEST_LINE_OVERHEAD > limits.max_request_line {
-        return Err(ApiError::UriTooLong {
-            limit: limits.max_request_line,
-        });
-    }
-    let mut header_bytes = 0;
-    for (name, value) in request.headers() {
-        header_bytes += name.as_str().len() + value.len() + HEADER_LINE_OVERHEAD;
-    }
-    if header_bytes > limits.max_header_size {
-        return Err(ApiError::HeadersTooLarge {
-            limit: limits.max_header_size,
-        });
-    }
-    let mut hosts = request.headers().get_all(HOST).iter();
-    match (request.version(), hosts.next(), hosts.next()) {
-        (_, Some(_), Some(_)) => Err(ApiError::BadFraming("more than one Host header")),
-        // HTTP/1.1 requires Host (RFC 9112 §3.2); h2 names the host in `:authority`.
-        (Version::HTTP_11, None, _) if request.uri().authority().is_none() => {
-            Err(ApiError::BadFraming("missing Host header"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The request target as the client wrote it (path and query).
-fn target<B>(request: &Request<B>) -> &str {
-    request.uri().path_and_query().map_or("/", |pq| pq.as_str())
-}
 
 /// How much of a line's start the scan looks at: `content-length:` with room for its value
 /// (20 digits and some spaces), which is longer than `transfer-encoding:`.
@@ -352,23 +274,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for ScanIo<IO> {
 mod tests {
     use super::*;
 
-    fn limits() -> HttpLimits {
-        HttpLimits {
-            max_request_line: 64,
-            max_header_size: 100,
-            max_api_body: 0,
-            client_body_timeout: std::time::Duration::from_secs(1),
-        }
-    }
-
-    fn request(method: Method, target: &str, hosts: &[&str]) -> Request<()> {
-        let mut builder = Request::builder().method(method).uri(target);
-        for host in hosts {
-            builder = builder.header(HOST, *host);
-        }
-        builder.body(()).unwrap()
-    }
-
     #[test]
     fn the_scan_sees_both_length_fields_in_one_head_however_split() {
         let smuggle = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
@@ -498,38 +403,5 @@ mod tests {
         ] {
             assert_eq!(plain_length(value), None, "{value:?}");
         }
-    }
-
-    #[test]
-    fn trace_and_connect_are_refused() {
-        for method in [Method::TRACE, Method::CONNECT] {
-            let error = check(&request(method, "/", &["h"]), &limits(), None).unwrap_err();
-            assert_eq!(error.status(), 405);
-        }
-        assert!(check(&request(Method::GET, "/", &["h"]), &limits(), None).is_ok());
-    }
-
-    #[test]
-    fn host_must_be_there_once() {
-        let error = check(&request(Method::GET, "/", &[]), &limits(), None).unwrap_err();
-        assert_eq!(error, ApiError::BadFraming("missing Host header"));
-        let error = check(&request(Method::GET, "/", &["a", "b"]), &limits(), None).unwrap_err();
-        assert_eq!(error, ApiError::BadFraming("more than one Host header"));
-        let mut old = request(Method::GET, "/", &[]);
-        *old.version_mut() = Version::HTTP_10;
-        assert!(check(&old, &limits(), None).is_ok());
-        let mut h2 = request(Method::GET, "https://gw.example/", &[]);
-        *h2.version_mut() = Version::HTTP_2;
-        assert!(check(&h2, &limits(), None).is_ok());
-    }
-
-    #[test]
-    fn long_lines_and_header_blocks_are_refused_with_their_statuses() {
-        let long = format!("/{}", "a".repeat(60));
-        let error = check(&request(Method::GET, &long, &["h"]), &limits(), None).unwrap_err();
-        assert_eq!(error.status(), 414);
-        let big = "v".repeat(100);
-        let error = check(&request(Method::GET, "/", &[&big]), &limits(), None).unwrap_err();
-        assert_eq!(error.status(), 431);
     }
 }

@@ -13,10 +13,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::proxy::headers::ClientInfo;
+use crate::listen::{Handler, Stats};
+use crate::message::response::Body;
+use crate::message::ClientInfo;
 use crate::proxy::Upstream;
-use crate::response::Body;
-use crate::server::{Handler, Stats};
 use crate::state::{Live, State};
 use crate::tls::server::ServerTls;
 

@@ -7,7 +7,7 @@
 //! authorization (scoped upstream credentials) can stop.
 //!
 //! Paths are matched as a normalising hop reads them: percent-decoded, empty segments dropped
-//! (dot segments never get here: [`crate::path`] refuses them). In a pattern, `*` stands for any
+//! (dot segments never get here: [`crate::policy::path`] refuses them). In a pattern, `*` stands for any
 //! run of characters inside one segment except `,` and `:`, so `/logs-*/_search` cannot be
 //! stretched into an index list (`logs-a,secrets`) or a remote cluster (`logs-a:secrets`); a
 //! segment `**` stands for any number of segments, none included.

@@ -7,7 +7,7 @@ use http::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 use super::{Request, Subject};
-use crate::log_fields::{Address, Timestamp};
+use crate::observe::log_fields::{Address, Timestamp};
 
 /// `event.type` of events about a REST request.
 pub const REST: &str = "rest";

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::net::TcpStream;
 
-use crate::error::ApiError;
-use crate::response;
+use crate::message::error::ApiError;
+use crate::message::response;
 
 /// Live connections per client address, across every listener.
 ///

@@ -1,0 +1,114 @@
+//! The gateway's handler: what every request on the client listeners goes through.
+//!
+//! ```text
+//! classify ──► authenticate ──► decide ──► act ──────────► record
+//! (shape,      (Authenticator)  (Decision:  (forward to     (metrics,
+//!  path,                         Forward,    the cluster,    access log)
+//!  route)                        Deny)       or deny)
+//!    │
+//!    └─ an API call: read its body, authenticate, answer it (api::handle)
+//! ```
+//!
+//! Each phase is a module. Errors from every layer (shape checks, authentication, the
+//! forwarder, the API) meet in `rescue`, the one place they become Elasticsearch's error
+//! document.
+
+mod act;
+mod classify;
+mod decide;
+mod record;
+mod rescue;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::api::params::Params;
+use crate::listen::Handler;
+use crate::message::error::ApiError;
+use crate::message::response::Body;
+use crate::message::ClientInfo;
+use crate::observe::access_log::Entry;
+use crate::observe::audit;
+use crate::proxy::headers::Authorization;
+use crate::state::{Live, State};
+use crate::upstream_auth::Presented;
+use classify::Route;
+use decide::Decision;
+
+/// The gateway's client-facing service: what its listeners serve.
+#[derive(Clone)]
+pub struct GatewayService {
+    /// Swapped by a reload; each request loads it once and keeps what it loaded.
+    live: Live,
+}
+
+impl GatewayService {
+    pub fn new(live: Live) -> Self {
+        GatewayService { live }
+    }
+}
+
+impl Handler for GatewayService {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: &Arc<ClientInfo>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        handle(self.live.load(), client, request)
+    }
+}
+
+/// Answers one request. Never fails: every error is rendered here, and every answer counted.
+/// `state` is owned, so a request keeps the state it started with across a reload (and no
+/// wrapper future is needed to hold it: that copied the whole request future once more).
+pub async fn handle(
+    state: State,
+    client: &Arc<ClientInfo>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let state = &state;
+    let started = Instant::now();
+    let method = request.method().clone();
+    let pretty = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("pretty") && Params::parse(Some(q)).pretty());
+    let mut entry = state
+        .access_log
+        .as_ref()
+        .map(|log| log.begin(&request, client.peer));
+    let response = match dispatch(state, client, request, &mut entry).await {
+        Ok(response) => response,
+        Err(error) => rescue::respond(state, error, pretty),
+    };
+    record::finish(state, &method, started, entry, response)
+}
+
+/// Classify, authenticate, decide, act.
+async fn dispatch(
+    state: &State,
+    client: &Arc<ClientInfo>,
+    request: Request<Incoming>,
+    entry: &mut Option<Entry>,
+) -> Result<Response<Body>, ApiError> {
+    let route = classify::classify(state, client, &request)?;
+    if let Route::Api(endpoint) = route {
+        return act::answer(state, client, request, endpoint, entry).await;
+    }
+    let decision = if decide::passes_through(state, request.headers()) {
+        // A credential of a scheme the cluster checks itself: the gateway does not.
+        Decision::Forward(Presented::Fixed(Authorization::Keep))
+    } else {
+        let seen = audit::Request::new(&request, client.peer);
+        let principal = state.auth.authenticate(&seen).await?;
+        record::note(entry, &principal);
+        match decide::decide(state, &route, &request, &principal) {
+            Decision::Deny(error) => return Err(act::deny(state, &seen, &principal, error)),
+            decision => decision,
+        }
+    };
+    act::act(state, client, request, decision, entry).await
+}
