@@ -98,17 +98,7 @@ impl State {
         if config.tls.is_some() {
             metrics.with_certificate()?;
         }
-        let observer = Arc::clone(&metrics);
-        let options = StoreOptions {
-            on_sync: Some(SyncObserver(Arc::new(move |took, records| {
-                observer.journal_sync(took, records);
-            }))),
-            ..StoreOptions::default()
-        };
-        let store = TokenStore::open_configured(&config.store, dir, options)?;
-        if store.staleness().is_some() {
-            metrics.with_store_staleness()?;
-        }
+        let store = open_store(&config, &metrics)?;
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts)?;
@@ -187,6 +177,22 @@ impl State {
             }),
         })
     }
+}
+
+/// The token store, reporting its journal syncs (or its staleness, on etcd) to `metrics`.
+fn open_store(config: &Config, metrics: &Arc<Metrics>) -> Result<TokenStore, OpenError> {
+    let observer = Arc::clone(metrics);
+    let options = StoreOptions {
+        on_sync: Some(SyncObserver(Arc::new(move |took, records| {
+            observer.journal_sync(took, records);
+        }))),
+        ..StoreOptions::default()
+    };
+    let store = TokenStore::open_configured(&config.store, &config.server.data_dir, options)?;
+    if store.staleness().is_some() {
+        metrics.with_store_staleness()?;
+    }
+    Ok(store)
 }
 
 /// Whether the pooled client must be rebuilt: its settings are fixed when it is made.

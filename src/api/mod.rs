@@ -59,6 +59,27 @@ const MAX_SEGMENTS: usize = 8;
 /// trailing empty segments vanish (Java's `String.split`). So `…/token//_clear_cache` names the
 /// token `""`, and `…/elastic//fleet-server/…` matches no endpoint at all.
 pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, ApiError>> {
+    let segments = segments(path);
+    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let Some((allowed, endpoint)) = endpoint(&s, method)? else {
+        return Some(Err(ApiError::NoHandler {
+            uri: uri.to_owned(),
+            method: method.clone(),
+        }));
+    };
+    if allowed.contains(method) {
+        Some(Ok(endpoint))
+    } else {
+        Some(Err(ApiError::MethodNotAllowed {
+            uri: uri.to_owned(),
+            method: method.clone(),
+            allowed,
+        }))
+    }
+}
+
+/// The path's segments, percent-decoded, as [`route`] reads them.
+fn segments(path: &str) -> Vec<String> {
     let raw = path.strip_prefix('/').unwrap_or(path).trim_end_matches('/');
     let mut segments: Vec<String> = Vec::with_capacity(MAX_SEGMENTS);
     for segment in raw.split('/') {
@@ -69,10 +90,16 @@ pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, 
         }
         segments.push(percent_decode_str(segment).decode_utf8_lossy().into_owned());
     }
-    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    segments
+}
+
+/// The endpoint table (a flat table: one arm per endpoint, kept whole so it reads as the API's
+/// list): the methods an endpoint allows and the endpoint, `Some(None)` for a path under
+/// `_security/service` that names none, `None` for a path that is not the gateway's.
+fn endpoint(s: &[&str], method: &Method) -> Option<Option<(&'static [Method], Endpoint)>> {
     let owned = |v: &str| v.to_owned();
     let account = |ns: &str, svc: &str| AccountId::new(ns, svc);
-    let (allowed, endpoint) = match s.as_slice() {
+    let found = match s {
         ["_security", "_authenticate"] => (GET, Endpoint::Authenticate),
         ["_security", "service"] => (
             GET,
@@ -130,23 +157,10 @@ pub fn route(method: &Method, path: &str, uri: &str) -> Option<Result<Endpoint, 
                 names: owned(names),
             },
         ),
-        ["_security", "service", ..] => {
-            return Some(Err(ApiError::NoHandler {
-                uri: uri.to_owned(),
-                method: method.clone(),
-            }));
-        }
+        ["_security", "service", ..] => return Some(None),
         _ => return None,
     };
-    if allowed.contains(method) {
-        Some(Ok(endpoint))
-    } else {
-        Some(Err(ApiError::MethodNotAllowed {
-            uri: uri.to_owned(),
-            method: method.clone(),
-            allowed,
-        }))
-    }
+    Some(Some(found))
 }
 
 /// One API call in progress: what every handler needs to check and answer.

@@ -6,6 +6,7 @@
 //! task is wired in one place and every caller gets it.
 
 pub mod admin;
+mod listeners;
 #[cfg(unix)]
 pub mod notify;
 pub mod pid;
@@ -14,6 +15,7 @@ mod runtime;
 pub mod signals;
 mod tasks;
 mod upstream_nodes;
+mod watchers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,14 +23,14 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use tokio::net::TcpListener;
+use listeners::Bound;
 
 pub use reload::ConfigSource;
 pub use runtime::{init_logging, runtime, set_log_level};
 pub use tasks::Tasks;
 
 use crate::app::admin::{AdminService, Readiness};
-use crate::config::{AccessLogConfig, AuthThrottle, Config, LogConfig};
+use crate::config::{AccessLogConfig, Config};
 use crate::listen::{self, Listener};
 use crate::proxy::Upstream;
 use crate::service::GatewayService;
@@ -120,39 +122,9 @@ impl Gateway {
             .map(ServerTls::new)
             .transpose()
             .map_err(StartError::ListenerTls)?;
-        // Replaying a journal, reading etcd and hashing a first password block: off the
-        // runtime's workers, which other gateways in the process (or its tests) share.
-        let bootstrap_password = bootstrap_password.map(str::to_owned);
-        let (state, generated_password) =
-            tokio::task::spawn_blocking(move || State::open(config, bootstrap_password.as_deref()))
-                .await
-                .map_err(|e| match e.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(_) => StartError::Interrupted,
-                })??;
+        let bound = Bound::all(&config, tls.as_ref()).await?;
+        let (state, generated_password) = open_state(config, bootstrap_password).await?;
         let live = Live::new(&state);
-        let config = &state.config;
-
-        let mut listeners = Vec::new();
-        let http_addr = match config.server.listen {
-            Some(addr) => Some(bind(addr, None, &mut listeners).await?),
-            None => None,
-        };
-        let https_addr = match (&config.tls, &tls) {
-            (Some(settings), Some(tls)) => {
-                Some(bind(settings.listen, Some(tls), &mut listeners).await?)
-            }
-            _ => None,
-        };
-        let (admin, admin_addr) = match config.admin.listen {
-            Some(addr) => {
-                let mut bound = Vec::new();
-                let addr = bind(addr, None, &mut bound).await?;
-                (bound.pop(), Some(addr))
-            }
-            None => (None, None),
-        };
-
         let mut tasks = Tasks::default();
         tasks.spawn("sighup", feed);
         let (applied, reloads) = tokio::sync::watch::channel(0u64);
@@ -160,99 +132,23 @@ impl Gateway {
             let task = reload::on_hangups(source, live.clone(), hangups.clone(), applied);
             tasks.spawn("configuration reload", task);
         }
-        if let Some(keys) = state.upstream_auth.keys() {
-            // Keys made before the first request spare it a 503; a cluster that is down delays
-            // the start by this much at most, and the task keeps trying.
-            let wait = config.upstream.connect_timeout + config.upstream.timeout;
-            let wait = wait.min(API_KEYS_AT_START);
-            if tokio::time::timeout(wait, keys.provision()).await.is_err() {
-                tracing::warn!(?wait, "API keys not ready at start; still trying");
-            }
-        }
+        provision_api_keys(&state).await;
         // Always: a reload may bring `auto` credentials where there were none.
         tasks.spawn("api keys", reload::api_keys(live.clone(), reloads));
         // Always: a reload may switch health checks or sniffing on.
         tasks.spawn("upstream nodes", upstream_nodes::maintain(live.clone()));
-        let (users, audit) = (state.users.clone(), state.audit.clone());
-        let dir = config.server.data_dir.clone();
-        tasks.spawn(
-            "users watcher",
-            tasks::every(
-                config.security.users_reload_interval,
-                hangups.clone(),
-                move |forced| {
-                    if let Some(outcome) = users.refresh(forced) {
-                        let error = outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display);
-                        audit.users_reloaded(&dir, forced, error);
-                    }
-                },
-            ),
-        );
-        let audit = state.audit.clone();
-        tasks.spawn(
-            "failure notices",
-            tasks::every(
-                LogConfig::FAILURE_NOTICE_INTERVAL,
-                hangups.clone(),
-                move |forced| {
-                    // A SIGHUP is no window's end.
-                    if !forced {
-                        audit.sweep();
-                    }
-                },
-            ),
-        );
-        let file_tokens = state.file_tokens.clone();
-        tasks.spawn(
-            "service tokens watcher",
-            tasks::every(
-                config.security.users_reload_interval,
-                hangups.clone(),
-                move |forced| file_tokens.refresh(forced),
-            ),
-        );
-        let throttle = std::sync::Arc::clone(state.auth.throttle());
-        tasks.spawn(
-            "failed-authentication sweeper",
-            tasks::every(AuthThrottle::SWEEP_INTERVAL, hangups.clone(), move |_| {
-                throttle.sweep()
-            }),
-        );
-        if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
-            let (tls, audit, cert) = (tls.clone(), state.audit.clone(), settings.cert.clone());
-            tasks.spawn(
-                "certificate watcher",
-                tasks::every(settings.reload_interval, hangups, move |forced| {
-                    if let Some(outcome) = tls.refresh(forced) {
-                        let error = outcome.as_ref().err().map(|e| e as &dyn std::fmt::Display);
-                        audit.certificate_reloaded(&cert, forced, error);
-                    }
-                }),
-            );
-        }
-
-        // The data directory is locked by now: the file names the gateway that holds it. Before
-        // the lines below, so `tokengate reload` works for whoever has seen them.
-        pid::write(&config.server.data_dir);
-        // Last, so that a log reader who sees it can rely on everything above.
-        for (addr, https) in [(http_addr, false), (https_addr, true)] {
-            if let Some(addr) = addr {
-                tracing::info!(%addr, tls = https, upstream = %state.upstream.describe(), tokens = state.store.len(), "listening");
-            }
-        }
-        if let Some(addr) = admin_addr {
-            tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
-        }
+        watchers::spawn(&mut tasks, &state, tls.as_ref(), &hangups);
+        announce(&state, &bound);
         Ok(Gateway {
             live,
-            listeners,
-            http_addr,
-            https_addr,
+            listeners: bound.client,
+            http_addr: bound.http_addr,
+            https_addr: bound.https_addr,
             tls,
             tasks,
             generated_password,
-            admin,
-            admin_addr,
+            admin: bound.admin,
+            admin_addr: bound.admin_addr,
         })
     }
 
@@ -340,34 +236,69 @@ impl Gateway {
         };
         tokio::join!(gateway_server, admin_server);
         tasks.stop().await;
-        // Joining the store's and the logs' threads blocks: not on a runtime worker.
-        let closing = tokio::task::spawn_blocking(move || {
-            state.store.close();
-            pid::remove(&state.config.server.data_dir);
-            state.audit.close();
-            if let Some(log) = &state.access_log {
-                log.close(AccessLogConfig::CLOSE_DEADLINE);
-            }
-        });
-        if closing.await.is_err() {
-            tracing::error!("closing the token store and the logs failed");
-        }
+        close(state).await;
         tracing::info!("token store closed; stopped");
     }
 }
 
-/// Binds `addr` and adds it to `listeners`; returns the bound address.
-async fn bind(
-    addr: SocketAddr,
-    tls: Option<&ServerTls>,
-    listeners: &mut Vec<Listener>,
-) -> Result<SocketAddr, StartError> {
-    let bind_error = |source| StartError::Bind { addr, source };
-    let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
-    let bound = tcp.local_addr().map_err(bind_error)?;
-    listeners.push(Listener {
-        tcp,
-        tls: tls.map(ServerTls::acceptor),
+/// Opens the state. Replaying a journal, reading etcd and hashing a first password block: off
+/// the runtime's workers, which other gateways in the process (or its tests) share.
+async fn open_state(
+    config: Config,
+    bootstrap_password: Option<&str>,
+) -> Result<(State, Option<String>), StartError> {
+    let bootstrap_password = bootstrap_password.map(str::to_owned);
+    let opened =
+        tokio::task::spawn_blocking(move || State::open(config, bootstrap_password.as_deref()))
+            .await
+            .map_err(|e| match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => StartError::Interrupted,
+            })?;
+    Ok(opened?)
+}
+
+/// Closes the token store (its last writes reach the disk or etcd) and the logs, and removes
+/// the pid file. Joining their threads blocks: not on a runtime worker.
+async fn close(state: State) {
+    let closing = tokio::task::spawn_blocking(move || {
+        state.store.close();
+        pid::remove(&state.config.server.data_dir);
+        state.audit.close();
+        if let Some(log) = &state.access_log {
+            log.close(AccessLogConfig::CLOSE_DEADLINE);
+        }
     });
-    Ok(bound)
+    if closing.await.is_err() {
+        tracing::error!("closing the token store and the logs failed");
+    }
+}
+
+/// Makes the accounts' `auto` API keys before the first request, which a missing key would
+/// answer 503; a cluster that is down delays the start by this much at most, and the key task
+/// keeps trying.
+async fn provision_api_keys(state: &State) {
+    let Some(keys) = state.upstream_auth.keys() else {
+        return;
+    };
+    let upstream = &state.config.upstream;
+    let wait = (upstream.connect_timeout + upstream.timeout).min(API_KEYS_AT_START);
+    if tokio::time::timeout(wait, keys.provision()).await.is_err() {
+        tracing::warn!(?wait, "API keys not ready at start; still trying");
+    }
+}
+
+/// The pid file, then the lines that say the gateway serves: last, so that a log reader who
+/// sees them can rely on everything before. The data directory is locked by now: the pid file
+/// names the gateway that holds it, and `tokengate reload` works for whoever has seen the lines.
+fn announce(state: &State, bound: &Bound) {
+    pid::write(&state.config.server.data_dir);
+    for (addr, https) in [(bound.http_addr, false), (bound.https_addr, true)] {
+        if let Some(addr) = addr {
+            tracing::info!(%addr, tls = https, upstream = %state.upstream.describe(), tokens = state.store.len(), "listening");
+        }
+    }
+    if let Some(addr) = bound.admin_addr {
+        tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
+    }
 }

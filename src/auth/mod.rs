@@ -94,6 +94,13 @@ pub enum Refused {
     PoolFull { retry_after: u64 },
 }
 
+/// What checking one credential found.
+enum Checked {
+    Valid(Principal),
+    /// It did not authenticate: a failure, audited and counted against the address.
+    Failed(Refused),
+}
+
 /// The gateway's authentication: the realms a credential is checked against (the token store,
 /// the `service_tokens` file, the file realm, the accounts that name tokens), the failure
 /// throttle, and where outcomes are recorded. Owned by the state; cloning shares every part.
@@ -158,65 +165,32 @@ impl Authenticator {
     pub async fn authenticate(&self, request: &audit::Request<'_>) -> Result<Principal, Refused> {
         let credentials = Credentials::from_headers(request.headers);
         let peer = request.peer.ip();
-        let refusal = || self.throttle.refusal(peer);
-        let mut failure = Refused::Bad;
-        match credentials {
+        let checked = match credentials {
             Credentials::None => {
                 self.metrics.auth_failure(AuthFailure::Missing);
                 return Err(Refused::Missing {
                     uri: request.target().to_owned(),
                 });
             }
-            Credentials::Bearer(value) => {
-                if let Some(identity) = verify_bearer(&self.store, &self.accounts, value) {
-                    return Ok(self.succeeded(request, Principal::ServiceToken(identity)));
-                }
-                if let Some(wait) = refusal() {
-                    return match self.file_tokens.verify_remembered(value) {
-                        Some(identity) => {
-                            Ok(self.succeeded(request, Principal::ServiceToken(identity)))
-                        }
-                        None => Err(self.throttled(wait)),
-                    };
-                }
-                // Only for a value the journal does not know: a file token's hash is slow.
-                match self.file_tokens.verify(value).await {
-                    Ok(Some(identity)) => {
-                        return Ok(self.succeeded(request, Principal::ServiceToken(identity)))
-                    }
-                    Ok(None) => {}
-                    Err(Busy) => return Err(self.pool_full(peer, "file token")),
-                }
-                tracing::debug!("bearer token rejected");
-                self.metrics.auth_failure(AuthFailure::Bearer);
-                if let Some(rejected) = rejected_service_token(value) {
-                    failure = rejected;
-                }
-            }
-            Credentials::Basic(value) => {
-                if let Some(wait) = refusal() {
-                    return match self.users.authenticate_verified(value) {
-                        Some(user) => Ok(self.succeeded(request, Principal::User(user))),
-                        None => Err(self.throttled(wait)),
-                    };
-                }
-                match self.users.authenticate(value).await {
-                    Ok(user) => return Ok(self.succeeded(request, Principal::User(user))),
-                    Err(Denied::Busy) => return Err(self.pool_full(peer, "basic credentials")),
-                    Err(Denied::BadCredentials) => {
-                        tracing::debug!("basic credentials rejected");
-                        self.metrics.auth_failure(AuthFailure::Basic);
-                    }
-                }
-            }
+            Credentials::Bearer(value) => self.bearer(value, peer).await?,
+            Credentials::Basic(value) => self.basic(value, peer).await?,
             Credentials::ApiKey | Credentials::Unusable => {
-                if let Some(wait) = refusal() {
+                if let Some(wait) = self.throttle.refusal(peer) {
                     return Err(self.throttled(wait));
                 }
                 tracing::debug!("unusable authorization header");
                 self.metrics.auth_failure(AuthFailure::Unusable);
+                Checked::Failed(Refused::Bad)
             }
-        }
+        };
+        let failure = match checked {
+            Checked::Valid(principal) => {
+                self.audit
+                    .authentication_success(request, principal.subject());
+                return Ok(principal);
+            }
+            Checked::Failed(failure) => failure,
+        };
         let presented = match &failure {
             Refused::ServiceToken { account, name } => audit::Presented::Token { account, name },
             _ => credentials.presented(),
@@ -228,11 +202,50 @@ impl Authenticator {
         })
     }
 
-    /// A caller authenticated: audited when successes are, and handed back.
-    fn succeeded(&self, request: &audit::Request<'_>, principal: Principal) -> Principal {
-        self.audit
-            .authentication_success(request, principal.subject());
-        principal
+    /// A bearer value: a stored token (always checked: a hash and a lookup), else, unless the
+    /// address is throttled, a file token (whose check is slow). `Err` for a refusal that is
+    /// not itself a failure to count.
+    async fn bearer(&self, value: &[u8], peer: IpAddr) -> Result<Checked, Refused> {
+        if let Some(identity) = verify_bearer(&self.store, &self.accounts, value) {
+            return Ok(Checked::Valid(Principal::ServiceToken(identity)));
+        }
+        if let Some(wait) = self.throttle.refusal(peer) {
+            return match self.file_tokens.verify_remembered(value) {
+                Some(identity) => Ok(Checked::Valid(Principal::ServiceToken(identity))),
+                None => Err(self.throttled(wait)),
+            };
+        }
+        // Only for a value the journal does not know: a file token's hash is slow.
+        match self.file_tokens.verify(value).await {
+            Ok(Some(identity)) => return Ok(Checked::Valid(Principal::ServiceToken(identity))),
+            Ok(None) => {}
+            Err(Busy) => return Err(self.pool_full(peer, "file token")),
+        }
+        tracing::debug!("bearer token rejected");
+        self.metrics.auth_failure(AuthFailure::Bearer);
+        Ok(Checked::Failed(
+            rejected_service_token(value).unwrap_or(Refused::Bad),
+        ))
+    }
+
+    /// Basic credentials: a pair verified before passes at once; any other is checked with
+    /// bcrypt in the pool, unless the address is throttled.
+    async fn basic(&self, value: &[u8], peer: IpAddr) -> Result<Checked, Refused> {
+        if let Some(wait) = self.throttle.refusal(peer) {
+            return match self.users.authenticate_verified(value) {
+                Some(user) => Ok(Checked::Valid(Principal::User(user))),
+                None => Err(self.throttled(wait)),
+            };
+        }
+        match self.users.authenticate(value).await {
+            Ok(user) => Ok(Checked::Valid(Principal::User(user))),
+            Err(Denied::Busy) => Err(self.pool_full(peer, "basic credentials")),
+            Err(Denied::BadCredentials) => {
+                tracing::debug!("basic credentials rejected");
+                self.metrics.auth_failure(AuthFailure::Basic);
+                Ok(Checked::Failed(Refused::Bad))
+            }
+        }
     }
 
     /// The answer to credentials that failed, or would need the pool, from an address over

@@ -218,26 +218,10 @@ async fn accept_loop<H: Handler>(
         };
         let deadline = Instant::now() + limits.first_request_timeout;
         let tls = listener.tls.clone();
-        let Some(address) = limits.per_address.admit(peer.ip()) else {
-            let why = Refusal::PerAddress;
-            limits
-                .refusals
-                .refuse(stream, tls.is_some(), why, peer.ip());
-            continue;
-        };
-        let admission = match limits.slots.clone().try_acquire_owned() {
-            Ok(permit) => Admission::Now(permit),
-            Err(TryAcquireError::Closed) => return,
-            Err(TryAcquireError::NoPermits) => match limits.registry.evict_idlest() {
-                Some(succession) => Admission::AfterEviction(succession),
-                None => {
-                    let why = Refusal::Full;
-                    limits
-                        .refusals
-                        .refuse(stream, tls.is_some(), why, peer.ip());
-                    continue;
-                }
-            },
+        let (stream, address, admission) = match admit(limits, stream, peer, tls.is_some()) {
+            Gate::In(stream, address, admission) => (stream, address, admission),
+            Gate::Refused => continue,
+            Gate::Closed => return,
         };
         let _ = stream.set_nodelay(true);
         let span = tracing::debug_span!("conn", %peer, tls = tls.is_some());
@@ -256,6 +240,41 @@ async fn accept_loop<H: Handler>(
         let stats = limits.stats.clone();
         tokio::spawn(serve(accepted, handler, builder, registry, stats, drain).instrument(span));
     }
+}
+
+/// What the limits say of a new connection.
+enum Gate {
+    /// Served, holding its address's share and its admission.
+    In(TcpStream, AddressGuard, Admission),
+    /// Answered and closed already.
+    Refused,
+    /// The listener is closing.
+    Closed,
+}
+
+/// Whether a new connection may be served: its address's share, and a connection slot or the
+/// place of the longest-idle connection. A refused connection is answered and closed here.
+fn admit(limits: &Limits, stream: TcpStream, peer: SocketAddr, tls: bool) -> Gate {
+    let Some(address) = limits.per_address.admit(peer.ip()) else {
+        limits
+            .refusals
+            .refuse(stream, tls, Refusal::PerAddress, peer.ip());
+        return Gate::Refused;
+    };
+    let admission = match limits.slots.clone().try_acquire_owned() {
+        Ok(permit) => Admission::Now(permit),
+        Err(TryAcquireError::Closed) => return Gate::Closed,
+        Err(TryAcquireError::NoPermits) => match limits.registry.evict_idlest() {
+            Some(succession) => Admission::AfterEviction(succession),
+            None => {
+                limits
+                    .refusals
+                    .refuse(stream, tls, Refusal::Full, peer.ip());
+                return Gate::Refused;
+            }
+        },
+    };
+    Gate::In(stream, address, admission)
 }
 
 /// The next connection on any listener, looking at `first` first; with its listener's index.
@@ -284,6 +303,31 @@ fn is_trusted(trusted: &[ipnet::IpNet], peer: SocketAddr) -> bool {
     trusted.iter().any(|network| network.contains(&ip))
 }
 
+/// The connection's permit: at once, or once the connection evicted for it has ended. `None`
+/// when that did not happen before the first-request deadline, or the listener is draining.
+async fn admitted(
+    admission: Admission,
+    deadline: Instant,
+    drain: &mut watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    match admission {
+        Admission::Now(permit) => Some(permit),
+        Admission::AfterEviction(succession) => {
+            let handed = tokio::select! {
+                handed = tokio::time::timeout_at(deadline, succession) => handed,
+                _ = drain.wait_for(|draining| *draining) => return None,
+            };
+            let permit = handed.ok().and_then(Result::ok);
+            if permit.is_none() {
+                tracing::debug!(
+                    "the evicted connection did not end before the first-request deadline"
+                );
+            }
+            permit
+        }
+    }
+}
+
 /// Serves one connection: waits for its slot if it took an evicted connection's, registers
 /// it, completes the TLS handshake, then runs HTTP until the connection ends or is closed.
 async fn serve<H: Handler>(
@@ -303,21 +347,8 @@ async fn serve<H: Handler>(
         address,
         trusted,
     } = accepted;
-    let permit = match admission {
-        Admission::Now(permit) => permit,
-        Admission::AfterEviction(succession) => {
-            let handed = tokio::select! {
-                handed = tokio::time::timeout_at(deadline, succession) => handed,
-                _ = drain.wait_for(|draining| *draining) => return,
-            };
-            let Ok(Ok(permit)) = handed else {
-                tracing::debug!(
-                    "the evicted connection did not end before the first-request deadline"
-                );
-                return;
-            };
-            permit
-        }
+    let Some(permit) = admitted(admission, deadline, &mut drain).await else {
+        return;
     };
     let ambiguous = Arc::new(AtomicBool::new(false));
     let client = ClientInfo::new(peer, tls.is_some(), trusted, ambiguous.clone());

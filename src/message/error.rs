@@ -164,7 +164,8 @@ impl ApiError {
         Kind { status, es_type }
     }
 
-    /// The client-visible reason. Never includes an internal cause.
+    /// The client-visible reason. Never includes an internal cause. A flat table, one arm per
+    /// kind, kept whole so every reason the gateway can give reads in one place.
     pub fn reason(&self) -> String {
         match self {
             Self::MissingCredentials { uri } => {

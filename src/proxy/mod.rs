@@ -4,6 +4,7 @@
 //! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole,
 //! and so never sent twice.
 
+mod error;
 mod failure;
 pub mod headers;
 mod maintain;
@@ -17,7 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -26,12 +28,12 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::{NodeHealth, RetryPolicy, UpstreamConfig};
 use crate::message::body::{BodyError, Guarded};
-use crate::message::error::ApiError;
 use crate::message::ClientInfo;
 use crate::tls::{upstream::client_config, TlsError};
+pub use error::Error;
 use failure::{Cause, FailureLog};
 use headers::Authorization;
-use nodes::{Node, NodeSet};
+use nodes::{Node, NodeSet, Pick};
 use outbound::Outbound;
 pub use pool::Connector;
 use pool::{ConnectionLease, SendError};
@@ -136,16 +138,7 @@ impl Upstream {
         request: Request<Incoming>,
         client: &ClientInfo,
         authorization: Authorization,
-    ) -> Result<Response<Guarded<Incoming>>, ApiError> {
-        let (parts, body) = request.into_parts();
-        let authority = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        let path_and_query = parts.uri.path_and_query().cloned();
-        let method = parts.method;
-        let mut headers = parts.headers;
-        headers::rewrite_request(&mut headers, client, authorization, authority.as_ref());
+    ) -> Result<Response<Guarded<Incoming>>, Error> {
         let retries = self
             .retry
             .max_retries
@@ -153,15 +146,7 @@ impl Upstream {
         if retries > 0 {
             self.budget.deposit();
         }
-        let outbound = Outbound::new(Guarded::new(body, self.client_body_timeout, None));
-        // What it takes to send a request that went out once more: only a body-less one with an
-        // idempotent method may be.
-        let repeatable = (retries > 0 && outbound.is_empty() && idempotent(&method))
-            .then(|| (method.clone(), headers.clone()));
-        let mut request = Request::new(outbound);
-        *request.method_mut() = method;
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = headers;
+        let (mut request, target) = self.outbound(request, client, authorization, retries);
         let mut tried: Vec<Arc<Node>> = Vec::new();
         loop {
             let Some(pick) = self.nodes.pick(&tried) else {
@@ -169,78 +154,110 @@ impl Upstream {
                     self.failures
                         .report(Cause::NoNode, "every node", &"no node in rotation");
                 }
-                return Err(ApiError::UpstreamUnavailable);
+                return Err(Error::Unavailable);
             };
             let node = Arc::clone(&pick.node);
-            let uri = match node.target(path_and_query.as_ref()) {
-                Ok(uri) => uri,
-                Err(error) => return Err(error),
-            };
-            *request.uri_mut() = uri;
+            *request.uri_mut() = node.target(target.path_and_query.as_ref())?;
             request
                 .headers_mut()
                 .insert(http::header::HOST, node.host.clone());
-            let slot = self.slot(&node).await?;
-            let sent = node.pool.send(&self.connector, &node.base, request);
-            let error = match tokio::time::timeout(self.timeout, sent).await {
-                Ok(Ok((response, connection))) => {
-                    pick.answered();
-                    let lease = ConnectionLease {
-                        _slot: slot,
-                        connection: connection.map(|c| (Arc::clone(&node.pool), c)),
-                    };
-                    return self.answer(response, lease);
-                }
-                Ok(Err(error)) => error,
-                Err(_) => {
-                    drop(pick);
-                    let deadline = format!("no response headers within {:?}", self.timeout);
-                    self.failures
-                        .report(Cause::ResponseTimeout, &node.label, &deadline);
-                    return Err(ApiError::UpstreamTimeout);
-                }
+            let failed = match self.attempt(pick, request).await? {
+                Attempt::Answered(response) => return Ok(response),
+                Attempt::Failed(failed) => failed,
             };
-            drop(slot);
-            let last = tried.len() >= retries;
-            match error {
-                SendError::Unsent(unsent, error) => {
-                    self.failures
-                        .report(Cause::of(error.as_ref()), &node.label, &error);
-                    if pick.refused(&self.health) {
-                        self.nodes.ejected.notify_one();
-                    }
-                    if last || !self.budget.withdraw() {
-                        return Err(ApiError::UpstreamUnavailable);
-                    }
-                    request = *unsent;
-                }
-                SendError::Sent(error) => {
-                    drop(pick);
-                    if let Some(fault) = client_body_fault(&error) {
-                        tracing::debug!(%fault, "client request body failed");
-                        return Err(match fault {
-                            BodyError::Idle(_) => ApiError::ClientTimeout,
-                            BodyError::Source(_) => {
-                                ApiError::BadFraming("the request body could not be read")
-                            }
-                        });
-                    }
-                    self.failures.report(Cause::of(&error), &node.label, &error);
-                    let Some((method, headers)) = repeatable.as_ref() else {
-                        return Err(ApiError::UpstreamUnavailable);
-                    };
-                    if last || !self.budget.withdraw() {
-                        return Err(ApiError::UpstreamUnavailable);
-                    }
-                    request = Request::new(Outbound::Empty);
-                    *request.method_mut() = method.clone();
-                    *request.version_mut() = Version::HTTP_11;
-                    *request.headers_mut() = headers.clone();
-                }
+            // A request that never went out may go elsewhere; one that did, only when it may
+            // be repeated. Either within the retry bound and the budget.
+            let again = matches!(failed, SendError::Unsent(..)) || target.repeatable.is_some();
+            if !again || tried.len() >= retries || !self.budget.withdraw() {
+                return Err(Error::Unavailable);
             }
+            request = match failed {
+                SendError::Unsent(unsent, _) => *unsent,
+                SendError::Sent(_) => target.repeat().ok_or(Error::Unavailable)?,
+            };
             tracing::debug!(node = %node.label, "retrying the request on another node");
             tried.push(node);
         }
+    }
+
+    /// The client's request as it goes upstream: hop-by-hop fields out, forwarding and
+    /// credential fields in, its body guarded against stalls; and what a retry needs.
+    fn outbound(
+        &self,
+        request: Request<Incoming>,
+        client: &ClientInfo,
+        authorization: Authorization,
+        retries: usize,
+    ) -> (Request<Outbound>, Target) {
+        let (parts, body) = request.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        let method = parts.method;
+        let mut headers = parts.headers;
+        headers::rewrite_request(&mut headers, client, authorization, authority.as_ref());
+        let outbound = Outbound::new(Guarded::new(body, self.client_body_timeout, None));
+        // What it takes to send a request that went out once more: only a body-less one with an
+        // idempotent method may be.
+        let repeatable = (retries > 0 && outbound.is_empty() && idempotent(&method))
+            .then(|| (method.clone(), headers.clone()));
+        let target = Target {
+            path_and_query: parts.uri.path_and_query().cloned(),
+            repeatable,
+        };
+        let mut request = Request::new(outbound);
+        *request.method_mut() = method;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
+        (request, target)
+    }
+
+    /// One try on `pick`'s node: a slot, the request sent, its response head awaited. A
+    /// failure the client caused, or a timeout, ends the request; a connection that failed is
+    /// handed back for the caller to decide on a retry (a refused one ejects the node).
+    async fn attempt(&self, pick: Pick, request: Request<Outbound>) -> Result<Attempt, Error> {
+        let node = &pick.node;
+        let slot = self.slot(node).await?;
+        let sent = node.pool.send(&self.connector, &node.base, request);
+        let failed = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok((response, connection))) => {
+                let lease = ConnectionLease {
+                    _slot: slot,
+                    connection: connection.map(|c| (Arc::clone(&node.pool), c)),
+                };
+                pick.answered();
+                return self.answer(response, lease).map(Attempt::Answered);
+            }
+            Ok(Err(failed)) => failed,
+            Err(_) => {
+                let deadline = format!("no response headers within {:?}", self.timeout);
+                self.failures
+                    .report(Cause::ResponseTimeout, &node.label, &deadline);
+                return Err(Error::Timeout);
+            }
+        };
+        drop(slot);
+        match &failed {
+            SendError::Unsent(_, error) => {
+                self.failures
+                    .report(Cause::of(error.as_ref()), &node.label, error);
+                if pick.refused(&self.health) {
+                    self.nodes.ejected.notify_one();
+                }
+            }
+            SendError::Sent(error) => {
+                if let Some(fault) = client_body_fault(error) {
+                    tracing::debug!(%fault, "client request body failed");
+                    return Err(match fault {
+                        BodyError::Idle(_) => Error::ClientTimeout,
+                        BodyError::Source(_) => Error::ClientBody,
+                    });
+                }
+                self.failures.report(Cause::of(error), &node.label, error);
+            }
+        }
+        Ok(Attempt::Failed(failed))
     }
 
     /// The node's response, as the client gets it.
@@ -248,11 +265,11 @@ impl Upstream {
         &self,
         mut response: Response<Incoming>,
         lease: ConnectionLease,
-    ) -> Result<Response<Guarded<Incoming>>, ApiError> {
+    ) -> Result<Response<Guarded<Incoming>>, Error> {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
             tracing::warn!("upstream switched protocols unasked; refused");
-            return Err(ApiError::UpstreamUnavailable);
+            return Err(Error::Unavailable);
         }
         headers::remove_hop_by_hop(response.headers_mut());
         // Only the gateway's own answers may say they are its own.
@@ -267,7 +284,7 @@ impl Upstream {
 
     /// A slot for one request on `node`: at once when one is free, else after waiting in a
     /// bounded queue for up to the connect timeout; 503 when the queue is full or the wait ends.
-    async fn slot(&self, node: &Node) -> Result<OwnedSemaphorePermit, ApiError> {
+    async fn slot(&self, node: &Node) -> Result<OwnedSemaphorePermit, Error> {
         if let Ok(permit) = node.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
@@ -276,13 +293,13 @@ impl Upstream {
                 max_pending = self.max_pending,
                 "upstream wait queue full; request refused"
             );
-            return Err(ApiError::UpstreamBusy);
+            return Err(Error::Busy);
         };
         match tokio::time::timeout(self.slot_wait, node.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 tracing::warn!(wait = ?self.slot_wait, node = %node.label, "no upstream slot in time; request refused");
-                Err(ApiError::UpstreamBusy)
+                Err(Error::Busy)
             }
         }
     }
@@ -338,6 +355,34 @@ impl Upstream {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// The outcome of one try on one node. Not boxed: the large variant is the common one, and
+/// boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Attempt {
+    Answered(Response<Guarded<Incoming>>),
+    /// The connection failed; the request, when it never went out, is inside.
+    Failed(SendError),
+}
+
+/// What a request needs to be sent again: its target, and its method and fields when it may be
+/// repeated after it went out (no body, an idempotent method).
+struct Target {
+    path_and_query: Option<PathAndQuery>,
+    repeatable: Option<(Method, HeaderMap)>,
+}
+
+impl Target {
+    /// A fresh copy of the request, when it may be repeated.
+    fn repeat(&self) -> Option<Request<Outbound>> {
+        let (method, headers) = self.repeatable.as_ref()?;
+        let mut request = Request::new(Outbound::Empty);
+        *request.method_mut() = method.clone();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers.clone();
+        Some(request)
     }
 }
 

@@ -17,8 +17,8 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 
 use super::pool::NodePool;
+use super::Error;
 use crate::config::{NodeHealth, NodeUrl};
-use crate::message::error::ApiError;
 
 /// Idle connections kept per node, and for how long.
 pub type PoolSize = (usize, Duration);
@@ -133,7 +133,7 @@ impl Node {
 
     /// The request target on this node for a client's path and query, in origin form (the
     /// node's path prefix put before it).
-    pub fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, ApiError> {
+    pub fn target(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, Error> {
         let path_and_query = match (self.url.path_prefix.is_empty(), path_and_query) {
             (true, Some(pq)) => pq.clone(),
             (true, None) => PathAndQuery::from_static("/"),
@@ -141,7 +141,7 @@ impl Node {
                 let pq = pq.map_or("/", PathAndQuery::as_str);
                 format!("{}{pq}", self.url.path_prefix)
                     .parse()
-                    .map_err(|_| ApiError::Internal)?
+                    .map_err(|_| Error::Target)?
             }
         };
         Ok(Uri::from(path_and_query))

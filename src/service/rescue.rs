@@ -7,6 +7,7 @@ use crate::auth::Refused;
 use crate::message::error::ApiError;
 use crate::message::response::Body;
 use crate::observe::metrics::UpstreamFailure;
+use crate::proxy;
 use crate::state::State;
 
 /// What a client is told while the password pool is full.
@@ -25,6 +26,19 @@ impl From<Refused> for ApiError {
                 reason: PASSWORD_POOL_FULL.to_owned(),
                 retry_after,
             },
+        }
+    }
+}
+
+impl From<proxy::Error> for ApiError {
+    fn from(error: proxy::Error) -> Self {
+        match error {
+            proxy::Error::Unavailable => ApiError::UpstreamUnavailable,
+            proxy::Error::Timeout => ApiError::UpstreamTimeout,
+            proxy::Error::Busy => ApiError::UpstreamBusy,
+            proxy::Error::ClientTimeout => ApiError::ClientTimeout,
+            proxy::Error::ClientBody => ApiError::BadFraming("the request body could not be read"),
+            proxy::Error::Target => ApiError::Internal,
         }
     }
 }
