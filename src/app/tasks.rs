@@ -59,34 +59,75 @@ impl Tasks {
 }
 
 /// A watcher's loop: `step(false)` every `interval`, `step(true)` whenever `hangups` changes
-/// (SIGHUP), forever. Steps read files and sweep tables, so each runs on the blocking pool,
-/// never on a runtime worker that requests need; the loop waits for one step before the next.
+/// (SIGHUP), forever. For quick in-memory steps (sweeping a table), run in place.
 pub async fn every(
     interval: Duration,
-    mut hangups: watch::Receiver<u64>,
+    hangups: watch::Receiver<u64>,
+    mut step: impl FnMut(bool) + Send,
+) {
+    let mut ticks = Ticks::new(interval, hangups);
+    loop {
+        step(ticks.next().await);
+    }
+}
+
+/// As [`every`], for steps that read files (the users, the `service_tokens` file, a
+/// certificate): each runs on the blocking pool, never on a runtime worker that requests need;
+/// the loop waits for one step before the next.
+pub async fn every_blocking(
+    interval: Duration,
+    hangups: watch::Receiver<u64>,
     step: impl Fn(bool) + Send + Sync + 'static,
 ) {
     let step = std::sync::Arc::new(step);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate and the state was just loaded.
-    ticker.tick().await;
-    let mut signals = true;
+    let mut ticks = Ticks::new(interval, hangups);
     loop {
-        let forced = tokio::select! {
-            _ = ticker.tick() => false,
-            changed = hangups.changed(), if signals => {
-                // A gone sender never changes again; keep the timer alone.
-                signals = changed.is_ok();
-                signals
-            }
-        };
+        let forced = ticks.next().await;
         let step = std::sync::Arc::clone(&step);
         if tokio::task::spawn_blocking(move || step(forced))
             .await
             .is_err()
         {
             tracing::error!("a background step failed");
+        }
+    }
+}
+
+/// When a watcher's step is due: on its interval, and on every SIGHUP.
+struct Ticks {
+    ticker: tokio::time::Interval,
+    hangups: watch::Receiver<u64>,
+    /// Whether SIGHUPs can still come (their sender may be gone).
+    signals: bool,
+    /// The first tick is immediate, and the state was just loaded.
+    started: bool,
+}
+
+impl Ticks {
+    fn new(interval: Duration, hangups: watch::Receiver<u64>) -> Self {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ticks {
+            ticker,
+            hangups,
+            signals: true,
+            started: false,
+        }
+    }
+
+    /// The next step's `forced`: `true` for a SIGHUP.
+    async fn next(&mut self) -> bool {
+        if !self.started {
+            self.ticker.tick().await;
+            self.started = true;
+        }
+        tokio::select! {
+            _ = self.ticker.tick() => false,
+            changed = self.hangups.changed(), if self.signals => {
+                // A gone sender never changes again; keep the timer alone.
+                self.signals = changed.is_ok();
+                self.signals
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ pub(super) fn spawn(
     let config = &state.config;
     let (users, audit) = (state.users.clone(), state.audit.clone());
     let dir = config.server.data_dir.clone();
-    let users_watcher = tasks::every(
+    let users_watcher = tasks::every_blocking(
         config.security.users_reload_interval,
         hangups.clone(),
         move |forced| {
@@ -46,7 +46,7 @@ pub(super) fn spawn(
     );
     tasks.spawn("failure notices", notices);
     let file_tokens = state.file_tokens.clone();
-    let tokens_watcher = tasks::every(
+    let tokens_watcher = tasks::every_blocking(
         config.security.users_reload_interval,
         hangups.clone(),
         move |forced| file_tokens.refresh(forced),
@@ -59,12 +59,13 @@ pub(super) fn spawn(
     tasks.spawn("failed-authentication sweeper", sweeper);
     if let (Some(settings), Some(tls)) = (&config.tls, tls) {
         let (tls, audit, cert) = (tls.clone(), state.audit.clone(), settings.cert.clone());
-        let certificate = tasks::every(settings.reload_interval, hangups.clone(), move |forced| {
-            if let Some(outcome) = tls.refresh(forced) {
-                let error = outcome.as_ref().err().map(|e| e as &dyn Display);
-                audit.certificate_reloaded(&cert, forced, error);
-            }
-        });
+        let certificate =
+            tasks::every_blocking(settings.reload_interval, hangups.clone(), move |forced| {
+                if let Some(outcome) = tls.refresh(forced) {
+                    let error = outcome.as_ref().err().map(|e| e as &dyn Display);
+                    audit.certificate_reloaded(&cert, forced, error);
+                }
+            });
         tasks.spawn("certificate watcher", certificate);
     }
 }
