@@ -7,29 +7,25 @@ use std::path::Path;
 
 /// Writes `contents` to a temporary sibling, fsyncs it, renames it over `path` and fsyncs the
 /// directory. The new file is readable by the owner only: the data directory's files hold password
-/// hashes and token fingerprints.
+/// hashes and token fingerprints. The temporary has a name of its own (tempfile picks it), so
+/// two writers at once (the gateway and a CLI command) never write into each other's, and a
+/// leftover from an interrupted replace is never reused.
 pub fn replace(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    // A leftover from an interrupted replace would keep its own mode through a truncating open,
-    // and the mode below applies only to a file this call creates.
-    match fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    private_file(&mut options);
-    let mut file = options.open(&tmp)?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_default());
+    prefix.push(".");
+    // tempfile creates it owner-only (0600) on unix.
+    let mut file = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }
 
@@ -117,6 +113,16 @@ pub(crate) fn logged_during<R>(f: impl FnOnce() -> R) -> (R, String) {
 mod tests {
     use super::*;
 
+    /// The names in `dir`.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn replaces_content_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
@@ -124,22 +130,43 @@ mod tests {
         replace(&path, b"one").unwrap();
         replace(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert!(!dir.path().join("users.tmp").exists());
+        assert_eq!(names(dir.path()), ["users"]);
     }
 
     #[cfg(unix)]
     #[test]
-    fn replacements_are_owner_only_even_over_a_leftover_temporary() {
+    fn replacements_are_owner_only_and_a_leftover_temporary_is_never_reused() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
-        let tmp = dir.path().join("users.tmp");
-        fs::write(&tmp, b"interrupted").unwrap();
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        let leftover = dir.path().join("users.tmp");
+        fs::write(&leftover, b"interrupted").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
         replace(&path, b"one").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(fs::read(&leftover).unwrap(), b"interrupted");
+    }
+
+    #[test]
+    fn two_writers_at_once_each_replace_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let contents = [vec![b'a'; 64 * 1024], vec![b'b'; 64 * 1024]];
+        std::thread::scope(|scope| {
+            for content in &contents {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        replace(path, content).unwrap();
+                    }
+                });
+            }
+        });
+        let last = fs::read(&path).unwrap();
+        assert!(contents.contains(&last), "a mixed or partial file");
+        assert_eq!(names(dir.path()), ["users"]);
     }
 
     #[cfg(unix)]

@@ -197,8 +197,7 @@ fn open_store(config: &Config, metrics: &Arc<Metrics>) -> Result<TokenStore, Ope
 
 /// Whether the pooled client must be rebuilt: its settings are fixed when it is made.
 fn upstream_changed(old: &Config, new: &Config) -> bool {
-    old.upstream.authorization != new.upstream.authorization
-        || format!("{:?}", old.upstream) != format!("{:?}", new.upstream)
+    old.upstream != new.upstream
         || old.server.http.client_body_timeout != new.server.http.client_body_timeout
 }
 

@@ -260,7 +260,7 @@ impl ConnectionLimits {
 }
 
 /// The cluster behind the gateway.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamConfig {
     /// The nodes as configured (`url`, `nodes` or `--upstream`): where requests go until
     /// sniffing finds others, and whom sniffing asks.
@@ -458,7 +458,7 @@ impl UpstreamConfig {
 }
 
 /// Trust settings towards an `https://` upstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// CA file to trust (Elasticsearch's `http_ca.crt`); the system roots when `None`.
     pub ca: Option<PathBuf>,
@@ -643,7 +643,7 @@ pub struct AccountConfig {
 }
 
 /// What a service account's requests carry to the cluster in `Authorization`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum AccountCredential {
     /// An API key the gateway creates with its own credential, limited to the account's role
     /// descriptor, so the cluster enforces what the account may do.
