@@ -39,7 +39,7 @@ pub(super) fn decide(
                 .for_token(token, request.method(), request.uri().path())
             {
                 Ok(presented) => Decision::Forward(presented),
-                Err(error) => Decision::Deny(error),
+                Err(withheld) => Decision::Deny(withheld.into()),
             }
         }
         Principal::User(_)

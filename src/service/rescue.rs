@@ -9,6 +9,7 @@ use crate::message::response::Body;
 use crate::observe::metrics::UpstreamFailure;
 use crate::proxy;
 use crate::state::State;
+use crate::upstream_auth::Withheld;
 
 /// What a client is told while the password pool is full.
 const PASSWORD_POOL_FULL: &str = "too many password verifications in progress, retry later";
@@ -39,6 +40,24 @@ impl From<proxy::Error> for ApiError {
             proxy::Error::ClientTimeout => ApiError::ClientTimeout,
             proxy::Error::ClientBody => ApiError::BadFraming("the request body could not be read"),
             proxy::Error::Target => ApiError::Internal,
+        }
+    }
+}
+
+impl From<Withheld> for ApiError {
+    fn from(withheld: Withheld) -> Self {
+        match withheld {
+            Withheld::UnknownAccount => ApiError::BadCredentials,
+            Withheld::AccessDenied {
+                method,
+                path,
+                account,
+            } => ApiError::AccessDenied {
+                method,
+                path,
+                account,
+            },
+            Withheld::CredentialPending { account } => ApiError::CredentialPending { account },
         }
     }
 }

@@ -17,7 +17,6 @@ use http::{HeaderValue, Method};
 use crate::accounts::Accounts;
 use crate::config::{AccountCredential, Config};
 use crate::identity::{AccountId, TokenIdentity};
-use crate::message::error::ApiError;
 use crate::policy::access_rules::AccessRules;
 use crate::proxy::headers::Authorization;
 use api_keys::{ApiKeys, KeySlot, OpenKeysError};
@@ -35,6 +34,22 @@ enum Credential {
     Gateway(HeaderValue),
     Nothing,
     ApiKey(Arc<KeySlot>),
+}
+
+/// Why a token's request gets no credential to go upstream with. The service renders each as
+/// Elasticsearch would (`service::rescue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withheld {
+    /// The token's account is no longer declared: refused as an unknown account's token is.
+    UnknownAccount,
+    /// The account's local access rules do not allow `method path`.
+    AccessDenied {
+        method: Method,
+        path: String,
+        account: String,
+    },
+    /// The account's `auto` API key is being made; retry shortly.
+    CredentialPending { account: String },
 }
 
 /// What goes upstream for one request.
@@ -155,13 +170,13 @@ impl UpstreamAuth {
         token: &TokenIdentity,
         method: &Method,
         path: &str,
-    ) -> Result<Presented, ApiError> {
+    ) -> Result<Presented, Withheld> {
         let Some(policy) = self.policy(&token.account) else {
-            return Err(ApiError::BadCredentials);
+            return Err(Withheld::UnknownAccount);
         };
         if let Some(rules) = &policy.access {
             if !rules.allows(method, path) {
-                return Err(ApiError::AccessDenied {
+                return Err(Withheld::AccessDenied {
                     method: method.clone(),
                     path: path.to_owned(),
                     account: token.account.to_string(),
@@ -176,7 +191,7 @@ impl UpstreamAuth {
             Credential::ApiKey(slot) => match slot.current() {
                 Some(value) => Presented::ApiKey(value, slot.clone()),
                 None => {
-                    return Err(ApiError::CredentialPending {
+                    return Err(Withheld::CredentialPending {
                         account: token.account.to_string(),
                     })
                 }
