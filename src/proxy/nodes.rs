@@ -215,11 +215,14 @@ impl Pick {
     }
 
     /// A connection to the node was refused or not accepted in time: out for a back-off that
-    /// doubles with each ejection in a row. Requests that raced the first failure do not
-    /// lengthen it. Returns whether this call ejected it.
+    /// doubles with each ejection in a row. Failures within one ejection are that ejection:
+    /// requests that raced the first failure, and probes sent while the node is still out
+    /// (every node out), neither log again nor lengthen it; only a probe after the back-off
+    /// ended starts the next, longer one. Returns whether this call ejected it.
     pub fn refused(self, policy: &NodeHealth) -> bool {
         let (node, health) = (&self.node, &self.node.health);
-        let ejected = self.probe || health.ejected_until.load(Ordering::Acquire) == 0;
+        let until = health.ejected_until.load(Ordering::Acquire);
+        let ejected = until == 0 || (self.probe && now_ms() >= until);
         if ejected {
             let n = health.ejections.fetch_add(1, Ordering::Relaxed).min(16);
             let back_off = policy
@@ -402,4 +405,64 @@ pub fn now_ms() -> u64 {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_node() -> NodeSet {
+        let url = NodeUrl {
+            scheme: http::uri::Scheme::HTTP,
+            authority: http::uri::Authority::from_static("127.0.0.1:9200"),
+            path_prefix: String::new(),
+        };
+        NodeSet::new([url], 4, (0, Duration::ZERO)).unwrap()
+    }
+
+    fn policy() -> NodeHealth {
+        NodeHealth {
+            eject_for: Duration::from_secs(60),
+            eject_max: Duration::from_secs(600),
+            check: None,
+        }
+    }
+
+    #[test]
+    fn failures_within_one_ejection_are_that_ejection() {
+        let nodes = one_node();
+        let first = nodes.pick(&[]).unwrap();
+        let raced = nodes.pick(&[]).unwrap();
+        assert!(first.refused(&policy()), "the first failure ejects");
+        assert!(
+            !raced.refused(&policy()),
+            "a request that raced it does not"
+        );
+        // Every node out: one probe at a time, and its failure is still the same ejection.
+        for _ in 0..4 {
+            let probe = nodes.pick(&[]).unwrap();
+            assert!(probe.is_probe());
+            assert!(nodes.pick(&[]).is_none(), "one probe at a time");
+            assert!(!probe.refused(&policy()));
+        }
+        let node = &nodes.all()[0];
+        assert_eq!(node.ejections_total(), 1);
+        assert_eq!(
+            node.health.ejections.load(Ordering::Relaxed),
+            1,
+            "no doubling"
+        );
+        assert!(!node.is_probing());
+    }
+
+    #[test]
+    fn a_dropped_probe_passes_its_turn_on() {
+        let nodes = one_node();
+        assert!(nodes.pick(&[]).unwrap().refused(&policy()));
+        let probe = nodes.pick(&[]).unwrap();
+        assert!(probe.is_probe() && nodes.all()[0].is_probing());
+        drop(probe);
+        assert!(!nodes.all()[0].is_probing());
+        assert!(nodes.pick(&[]).is_some_and(|p| p.is_probe()));
+    }
 }
