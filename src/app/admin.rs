@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use crate::listen::{Handler, Stats};
 use crate::message::response::Body;
 use crate::message::ClientInfo;
+use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::state::{Live, State};
 use crate::tls::server::ServerTls;
@@ -159,53 +160,16 @@ impl AdminService {
 
     /// Sets the gauges that are read, not counted.
     fn refresh_gauges(&self, state: &State, ready: bool) {
-        let stats = &self.stats;
         let metrics = &state.metrics;
         for (account, _) in state.accounts.matching(None, None) {
             let count = state.store.names_of(account).len();
             metrics
                 .tokens
                 .with_label_values(&[account.as_str()])
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
+                .set(gauge(count));
         }
-        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        metrics
-            .upstream_in_flight
-            .set(gauge(state.upstream.in_flight() as u64));
-        for vec in [
-            &metrics.node_up,
-            &metrics.node_in_flight,
-            &metrics.node_ejections,
-            &metrics.node_idle,
-        ] {
-            vec.reset();
-        }
-        for node in state.upstream.nodes().iter() {
-            let label = [node.label.as_str()];
-            metrics
-                .node_up
-                .with_label_values(&label)
-                .set(i64::from(node.is_up()));
-            metrics
-                .node_in_flight
-                .with_label_values(&label)
-                .set(gauge(node.outstanding() as u64));
-            metrics
-                .node_ejections
-                .with_label_values(&label)
-                .set(gauge(node.ejections_total()));
-            metrics
-                .node_idle
-                .with_label_values(&label)
-                .set(gauge(node.pool.idle() as u64));
-        }
-        let (retried, refused) = state.upstream.retries();
-        for (outcome, n) in [("retried", retried), ("budget_exhausted", refused)] {
-            metrics
-                .upstream_retries
-                .with_label_values(&[outcome])
-                .set(gauge(n));
-        }
+        upstream_gauges(metrics, &state.upstream);
+        let stats = &self.stats;
         metrics
             .client_connections
             .set(gauge(stats.open.load(Ordering::Relaxed)));
@@ -222,18 +186,63 @@ impl AdminService {
         if let Some(expiry) = self.tls.as_ref().and_then(ServerTls::not_after) {
             metrics.certificate_expiry.set(expiry as f64);
         }
-        let dropped = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         metrics
             .log_lines_dropped
             .with_label_values(&["audit"])
-            .set(dropped(state.audit.dropped()));
+            .set(gauge(state.audit.dropped()));
         if let Some(log) = &state.access_log {
             metrics
                 .log_lines_dropped
                 .with_label_values(&["access"])
-                .set(dropped(log.dropped()));
+                .set(gauge(log.dropped()));
         }
     }
+}
+
+/// The cluster side: slots in use, each node as it is now, and retries. The node gauges are
+/// emptied first, since a node that left the set (sniffing, reload) must not linger.
+fn upstream_gauges(metrics: &Metrics, upstream: &Upstream) {
+    metrics.upstream_in_flight.set(gauge(upstream.in_flight()));
+    for family in [
+        &metrics.node_up,
+        &metrics.node_in_flight,
+        &metrics.node_ejections,
+        &metrics.node_idle,
+    ] {
+        family.reset();
+    }
+    for node in upstream.nodes().iter() {
+        let label = [node.label.as_str()];
+        metrics
+            .node_up
+            .with_label_values(&label)
+            .set(i64::from(node.is_up()));
+        metrics
+            .node_in_flight
+            .with_label_values(&label)
+            .set(gauge(node.outstanding()));
+        metrics
+            .node_ejections
+            .with_label_values(&label)
+            .set(gauge(node.ejections_total()));
+        metrics
+            .node_idle
+            .with_label_values(&label)
+            .set(gauge(node.pool.idle()));
+    }
+    let (retried, refused) = upstream.retries();
+    for (outcome, n) in [("retried", retried), ("budget_exhausted", refused)] {
+        metrics
+            .upstream_retries
+            .with_label_values(&[outcome])
+            .set(gauge(n));
+    }
+}
+
+/// A count as a gauge's value. No real count passes `i64::MAX`; one that did would show as the
+/// maximum rather than wrap to a negative.
+fn gauge(count: impl TryInto<i64>) -> i64 {
+    count.try_into().unwrap_or(i64::MAX)
 }
 
 impl Handler for AdminService {

@@ -11,6 +11,7 @@ mod connections_reader;
 mod files_check;
 mod log_reader;
 mod reader;
+mod server_reader;
 mod store_reader;
 mod throttle_reader;
 mod tls_reader;

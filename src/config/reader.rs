@@ -1,13 +1,12 @@
 //! Walks the TOML table key by key, collecting every problem instead of stopping at the first.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
 use toml::{Table, Value};
 
-use super::{Config, ConfigError, Env, Overrides, SecurityConfig, ServerConfig};
+use super::{Config, ConfigError, Env, Overrides, SecurityConfig};
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
@@ -118,59 +117,7 @@ impl<'a> Reader<'a> {
         let mut log = self.section("log");
         let mut audit = self.section("audit");
 
-        // A command-line value wins over the file's, which is still consumed so it is not
-        // reported as an unknown key.
-        let file_listen = self.string(&mut server, "listen", ServerConfig::DEFAULT_LISTEN);
-        let listen_text = self.overrides.listen.clone().unwrap_or(file_listen);
-        let listen_off = listen_text.is_empty();
-        let listen = match listen_text.as_str() {
-            "" => None,
-            text => self.parse::<SocketAddr>(
-                "server",
-                "listen",
-                text,
-                "an address like 127.0.0.1:8080, or \"\" for HTTPS only",
-            ),
-        };
-        // The default is no file's: like the embedded defaults, it means the working directory.
-        let file_dir = match self.optional_string(&mut server, "data_dir") {
-            Some(dir) => self.resolve("server", "data_dir", dir),
-            None => PathBuf::from(ServerConfig::DEFAULT_DATA_DIR),
-        };
-        let data_dir = self.overrides.data_dir.clone().unwrap_or(file_dir);
-        let server_config = ServerConfig {
-            listen,
-            data_dir,
-            cluster_name: self.string(
-                &mut server,
-                "cluster_name",
-                ServerConfig::DEFAULT_CLUSTER_NAME,
-            ),
-            node_name: self.string(&mut server, "node_name", ServerConfig::DEFAULT_NODE_NAME),
-            max_connections: self.positive_count(
-                &mut server,
-                "max_connections",
-                ServerConfig::DEFAULT_MAX_CONNECTIONS,
-            ),
-            connections: self.connection_limits(&mut server),
-            header_timeout: self.duration(
-                &mut server,
-                "header_timeout",
-                ServerConfig::DEFAULT_HEADER_TIMEOUT,
-            ),
-            shutdown_grace: self.duration(
-                &mut server,
-                "shutdown_grace",
-                ServerConfig::DEFAULT_SHUTDOWN_GRACE,
-            ),
-            workers: match self.count(&mut server, "workers", 0) {
-                0 => None,
-                n => Some(n),
-            },
-            http: self.http_limits(&mut server),
-            trusted_proxies: self.trusted_proxies(&mut server),
-        };
-
+        let (server_config, listen_off) = self.server(&mut server);
         let upstream_config = self.upstream(&mut upstream);
         let tls = self.listener_tls();
         if listen_off && tls.is_none() {
@@ -181,17 +128,7 @@ impl<'a> Reader<'a> {
             );
         }
 
-        let security_config = SecurityConfig {
-            admin_roles: self.strings(&mut security, "admin_roles"),
-            forward_users: self.boolean(&mut security, "forward_users", true),
-            users_reload_interval: self.duration(
-                &mut security,
-                "users_reload_interval",
-                SecurityConfig::DEFAULT_USERS_RELOAD_INTERVAL,
-            ),
-            throttle: self.auth_throttle(&mut security),
-            pass_through: self.pass_through(&mut security),
-        };
+        let security_config = self.security(&mut security);
         let log_config = self.log(&mut log);
         let audit_config = self.audit(&mut audit, &server_config.data_dir);
         let service_accounts = self.accounts();
@@ -199,14 +136,7 @@ impl<'a> Reader<'a> {
         let access_log = self.access_log(&server_config.data_dir);
         let store = self.store();
 
-        for section in [server, upstream, security, log, audit] {
-            self.finish(&section);
-        }
-        let leftovers: Vec<String> = self.root.keys().cloned().collect();
-        for key in leftovers {
-            self.problems
-                .push(format!("{}: unknown section or key `{key}`", self.source));
-        }
+        self.unknown_keys([server, upstream, security, log, audit]);
         if !self.problems.is_empty() {
             return Err(ConfigError {
                 problems: self.problems,
@@ -225,6 +155,33 @@ impl<'a> Reader<'a> {
             access_log,
             store,
         })
+    }
+
+    fn security(&mut self, security: &mut Section) -> SecurityConfig {
+        SecurityConfig {
+            admin_roles: self.strings(security, "admin_roles"),
+            forward_users: self.boolean(security, "forward_users", true),
+            users_reload_interval: self.duration(
+                security,
+                "users_reload_interval",
+                SecurityConfig::DEFAULT_USERS_RELOAD_INTERVAL,
+            ),
+            throttle: self.auth_throttle(security),
+            pass_through: self.pass_through(security),
+        }
+    }
+
+    /// Reports what no reader used: keys left in the sections, then sections and top-level keys
+    /// left in the file.
+    fn unknown_keys(&mut self, sections: [Section; 5]) {
+        for section in sections {
+            self.finish(&section);
+        }
+        let leftovers: Vec<String> = self.root.keys().cloned().collect();
+        for key in leftovers {
+            self.problems
+                .push(format!("{}: unknown section or key `{key}`", self.source));
+        }
     }
 
     pub(super) fn problem(&mut self, section: &str, key: &str, what: &str) {

@@ -157,6 +157,91 @@ const FSYNC_BUCKETS: [f64; 12] = [
 /// Records per journal batch.
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// A metric's name, which the registry prefixes with `tokengate_`, and its help text: what a
+/// scrape shows, kept in one list so names and texts are read and changed in one place.
+type Described = (&'static str, &'static str);
+
+const REQUESTS: Described = (
+    "requests_total",
+    "Requests answered, by outcome and method.",
+);
+const REQUEST_DURATION: Described = (
+    "request_duration_seconds",
+    "Time from a request's head to its response's head.",
+);
+const UPSTREAM_DURATION: Described = (
+    "upstream_duration_seconds",
+    "Time the cluster took to answer a forwarded request (to its response head).",
+);
+const AUTH_FAILURES: Described = (
+    "authentication_failures_total",
+    "Failed authentications, by kind.",
+);
+const UPSTREAM_FAILURES: Described = (
+    "upstream_failures_total",
+    "Forwarded requests the cluster did not answer, by kind.",
+);
+const JOURNAL_FSYNC: Described = (
+    "journal_fsync_seconds",
+    "Duration of each token journal fsync.",
+);
+const JOURNAL_BATCH: Described = (
+    "journal_batch_records",
+    "Records made durable by one journal fsync.",
+);
+const LOG_LINES_DROPPED: Described = (
+    "log_lines_dropped",
+    "Lines the access and audit logs dropped since start (writer behind or failing).",
+);
+const TOKENS: Described = ("tokens", "Service tokens in the store, by account.");
+const UPSTREAM_IN_FLIGHT: Described = (
+    "upstream_requests_in_flight",
+    "Requests holding an upstream slot (each one upstream connection).",
+);
+const NODE_UP: Described = (
+    "upstream_node_up",
+    "1 while a node is in rotation, 0 while ejected or failing its health checks.",
+);
+const NODE_IN_FLIGHT: Described = (
+    "upstream_node_requests_in_flight",
+    "Requests in flight to a node (each one connection).",
+);
+const NODE_EJECTIONS: Described = (
+    "upstream_node_ejections_total",
+    "Times a node was taken out of rotation (refused connections, failed health checks).",
+);
+const NODE_IDLE: Described = (
+    "upstream_node_idle_connections",
+    "Connections to a node kept open for the next request.",
+);
+const UPSTREAM_RETRIES: Described = (
+    "upstream_retries_total",
+    "Requests tried again on another node, and retries the budget refused.",
+);
+const CLIENT_CONNECTIONS: Described = (
+    "client_connections",
+    "Client connections open on the gateway's listeners.",
+);
+const TLS_HANDSHAKES: Described = (
+    "tls_handshakes_total",
+    "TLS handshakes completed on the HTTPS listener.",
+);
+const TLS_FAILURES: Described = (
+    "tls_handshake_failures_total",
+    "TLS handshakes that failed or timed out.",
+);
+const CERTIFICATE_EXPIRY: Described = (
+    "certificate_expiry_timestamp_seconds",
+    "When the HTTPS listener's certificate expires (Unix time); absent without TLS.",
+);
+const READY: Described = ("ready", "1 when /readyz answers 200, else 0.");
+const STORE_STALENESS: Described = (
+    "store_staleness_seconds",
+    "Time since the token set was last known to hold every change made in etcd; absent \
+     with the journal.",
+);
+const BUILD_INFO: Described = ("build_info", "The running build; always 1.");
+
 /// Every metric the gateway exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -196,170 +281,43 @@ pub struct MetricsError(#[from] prometheus::Error);
 impl Metrics {
     pub fn new() -> Result<Metrics, MetricsError> {
         let registry = Registry::new_custom(Some("tokengate".to_owned()), None)?;
-        let requests_vec = IntCounterVec::new(
-            Opts::new(
-                "requests_total",
-                "Requests answered, by outcome and method.",
-            ),
-            &["outcome", "method"],
-        )?;
-        registry.register(Box::new(requests_vec.clone()))?;
-        let mut requests = Vec::with_capacity(Outcome::ALL.len() * (METHODS.len() + 1));
-        for outcome in Outcome::ALL {
-            for method in METHODS.iter().map(Method::as_str).chain(["other"]) {
-                requests.push(requests_vec.with_label_values(&[outcome.label(), method]));
-            }
-        }
-        let duration = histogram(
-            &registry,
-            "request_duration_seconds",
-            "Time from a request's head to its response's head.",
-            &LATENCY_BUCKETS,
-        )?;
-        let upstream_duration = histogram(
-            &registry,
-            "upstream_duration_seconds",
-            "Time the cluster took to answer a forwarded request (to its response head).",
-            &LATENCY_BUCKETS,
-        )?;
-        let auth_vec = IntCounterVec::new(
-            Opts::new(
-                "authentication_failures_total",
-                "Failed authentications, by kind.",
-            ),
-            &["kind"],
-        )?;
-        registry.register(Box::new(auth_vec.clone()))?;
-        let auth_failures = AuthFailure::ALL
-            .iter()
-            .map(|k| auth_vec.with_label_values(&[k.label()]))
-            .collect();
-        let upstream_vec = IntCounterVec::new(
-            Opts::new(
-                "upstream_failures_total",
-                "Forwarded requests the cluster did not answer, by kind.",
-            ),
-            &["kind"],
-        )?;
-        registry.register(Box::new(upstream_vec.clone()))?;
-        let upstream_failures = UpstreamFailure::ALL
-            .iter()
-            .map(|k| upstream_vec.with_label_values(&[k.label()]))
-            .collect();
-        let journal_fsync = histogram(
-            &registry,
-            "journal_fsync_seconds",
-            "Duration of each token journal fsync.",
-            &FSYNC_BUCKETS,
-        )?;
-        let journal_batch = histogram(
-            &registry,
-            "journal_batch_records",
-            "Records made durable by one journal fsync.",
-            &BATCH_BUCKETS,
-        )?;
-        let log_lines_dropped = IntGaugeVec::new(
-            Opts::new(
-                "log_lines_dropped",
-                "Lines the access and audit logs dropped since start (writer behind or failing).",
-            ),
-            &["log"],
-        )?;
-        registry.register(Box::new(log_lines_dropped.clone()))?;
-        let tokens = IntGaugeVec::new(
-            Opts::new("tokens", "Service tokens in the store, by account."),
-            &["account"],
-        )?;
-        registry.register(Box::new(tokens.clone()))?;
-        let upstream_in_flight = gauge(
-            &registry,
-            "upstream_requests_in_flight",
-            "Requests holding an upstream slot (each one upstream connection).",
-        )?;
-        let node_vec = |name: &str, help: &str| -> Result<IntGaugeVec, MetricsError> {
-            let vec = IntGaugeVec::new(Opts::new(name, help), &["node"])?;
-            registry.register(Box::new(vec.clone()))?;
-            Ok(vec)
-        };
-        let node_up = node_vec(
-            "upstream_node_up",
-            "1 while a node is in rotation, 0 while ejected or failing its health checks.",
-        )?;
-        let node_in_flight = node_vec(
-            "upstream_node_requests_in_flight",
-            "Requests in flight to a node (each one connection).",
-        )?;
-        let node_ejections = node_vec(
-            "upstream_node_ejections_total",
-            "Times a node was taken out of rotation (refused connections, failed health checks).",
-        )?;
-        let node_idle = node_vec(
-            "upstream_node_idle_connections",
-            "Connections to a node kept open for the next request.",
-        )?;
-        let upstream_retries = IntGaugeVec::new(
-            Opts::new(
-                "upstream_retries_total",
-                "Requests tried again on another node, and retries the budget refused.",
-            ),
-            &["outcome"],
-        )?;
-        registry.register(Box::new(upstream_retries.clone()))?;
-        let client_connections = gauge(
-            &registry,
-            "client_connections",
-            "Client connections open on the gateway's listeners.",
-        )?;
-        let tls_handshakes = gauge(
-            &registry,
-            "tls_handshakes_total",
-            "TLS handshakes completed on the HTTPS listener.",
-        )?;
-        let tls_failures = gauge(
-            &registry,
-            "tls_handshake_failures_total",
-            "TLS handshakes that failed or timed out.",
-        )?;
-        let certificate_expiry = Gauge::with_opts(Opts::new(
-            "certificate_expiry_timestamp_seconds",
-            "When the HTTPS listener's certificate expires (Unix time); absent without TLS.",
-        ))?;
-        let ready = gauge(&registry, "ready", "1 when /readyz answers 200, else 0.")?;
-        let store_staleness = Gauge::with_opts(Opts::new(
-            "store_staleness_seconds",
-            "Time since the token set was last known to hold every change made in etcd; absent \
-             with the journal.",
-        ))?;
-        let build = IntGaugeVec::new(
-            Opts::new("build_info", "The running build; always 1."),
-            &["version"],
-        )?;
-        registry.register(Box::new(build.clone()))?;
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        Ok(Metrics {
+        let metrics = Metrics {
+            requests: counters(&registry, REQUESTS, ["outcome", "method"], request_labels())?,
+            duration: histogram(&registry, REQUEST_DURATION, &LATENCY_BUCKETS)?,
+            upstream_duration: histogram(&registry, UPSTREAM_DURATION, &LATENCY_BUCKETS)?,
+            auth_failures: counters(
+                &registry,
+                AUTH_FAILURES,
+                ["kind"],
+                AuthFailure::ALL.map(|k| [k.label()]),
+            )?,
+            upstream_failures: counters(
+                &registry,
+                UPSTREAM_FAILURES,
+                ["kind"],
+                UpstreamFailure::ALL.map(|k| [k.label()]),
+            )?,
+            journal_fsync: histogram(&registry, JOURNAL_FSYNC, &FSYNC_BUCKETS)?,
+            journal_batch: histogram(&registry, JOURNAL_BATCH, &BATCH_BUCKETS)?,
+            log_lines_dropped: gauge_family(&registry, LOG_LINES_DROPPED, "log")?,
+            tokens: gauge_family(&registry, TOKENS, "account")?,
+            upstream_in_flight: gauge(&registry, UPSTREAM_IN_FLIGHT)?,
+            node_up: gauge_family(&registry, NODE_UP, "node")?,
+            node_in_flight: gauge_family(&registry, NODE_IN_FLIGHT, "node")?,
+            node_ejections: gauge_family(&registry, NODE_EJECTIONS, "node")?,
+            node_idle: gauge_family(&registry, NODE_IDLE, "node")?,
+            upstream_retries: gauge_family(&registry, UPSTREAM_RETRIES, "outcome")?,
+            client_connections: gauge(&registry, CLIENT_CONNECTIONS)?,
+            tls_handshakes: gauge(&registry, TLS_HANDSHAKES)?,
+            tls_failures: gauge(&registry, TLS_FAILURES)?,
+            certificate_expiry: unregistered_gauge(CERTIFICATE_EXPIRY)?,
+            ready: gauge(&registry, READY)?,
+            store_staleness: unregistered_gauge(STORE_STALENESS)?,
             registry,
-            requests,
-            duration,
-            upstream_duration,
-            auth_failures,
-            upstream_failures,
-            journal_fsync,
-            journal_batch,
-            log_lines_dropped,
-            tokens,
-            upstream_in_flight,
-            node_up,
-            node_in_flight,
-            node_ejections,
-            node_idle,
-            upstream_retries,
-            client_connections,
-            tls_handshakes,
-            tls_failures,
-            certificate_expiry,
-            ready,
-            store_staleness,
-        })
+        };
+        let build = gauge_family(&metrics.registry, BUILD_INFO, "version")?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Ok(metrics)
     }
 
     /// One answered request.
@@ -427,10 +385,34 @@ fn outcome_index(outcome: Outcome) -> usize {
         .unwrap_or_default()
 }
 
+/// One counter per label set, in the order given: the request path finds its counter by
+/// index, never by hashing label values.
+fn counters<'v, const N: usize>(
+    registry: &Registry,
+    (name, help): Described,
+    labels: [&str; N],
+    values: impl IntoIterator<Item = [&'v str; N]>,
+) -> Result<Vec<IntCounter>, prometheus::Error> {
+    let family = IntCounterVec::new(Opts::new(name, help), &labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(values
+        .into_iter()
+        .map(|value| family.with_label_values(&value))
+        .collect())
+}
+
+/// The `requests_total` label sets, `[outcome][method]` as [`Metrics::request`] indexes them.
+fn request_labels() -> Vec<[&'static str; 2]> {
+    let methods = METHODS.iter().map(Method::as_str).chain(["other"]);
+    Outcome::ALL
+        .into_iter()
+        .flat_map(|outcome| methods.clone().map(move |method| [outcome.label(), method]))
+        .collect()
+}
+
 fn histogram(
     registry: &Registry,
-    name: &str,
-    help: &str,
+    (name, help): Described,
     buckets: &[f64],
 ) -> Result<Histogram, prometheus::Error> {
     let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
@@ -438,10 +420,27 @@ fn histogram(
     Ok(histogram)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+fn gauge(registry: &Registry, (name, help): Described) -> Result<IntGauge, prometheus::Error> {
     let gauge = IntGauge::new(name, help)?;
     registry.register(Box::new(gauge.clone()))?;
     Ok(gauge)
+}
+
+/// A gauge per value of `label`, each made when it is first set: the values (accounts, nodes)
+/// are not known when the metrics are registered.
+fn gauge_family(
+    registry: &Registry,
+    (name, help): Described,
+    label: &str,
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let family = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// A gauge only some gateways have: registered later, by whoever knows it applies.
+fn unregistered_gauge((name, help): Described) -> Result<Gauge, prometheus::Error> {
+    Gauge::with_opts(Opts::new(name, help))
 }
 
 #[cfg(test)]

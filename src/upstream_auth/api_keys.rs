@@ -153,57 +153,14 @@ impl ApiKeys {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(proxy::connector(config)?);
-        let endpoints = config
-            .nodes
-            .iter()
-            .map(|node| {
-                let endpoint = Uri::builder()
-                    .scheme(node.scheme.clone())
-                    .authority(node.authority.clone())
-                    .path_and_query(format!("{}/_security/api_key", node.path_prefix))
-                    .build()
-                    .map_err(|e| TlsError::Setup(e.to_string()))?;
-                let host = HeaderValue::from_str(node.authority.as_str())
-                    .map_err(|e| TlsError::Setup(e.to_string()))?;
-                Ok((endpoint, host))
-            })
-            .collect::<Result<Vec<_>, TlsError>>()?;
+        let endpoints = endpoints(config)?;
         let file = data_dir.join(FILE_NAME);
         let mut saved = load(&file)?;
-        let mut managed = Vec::with_capacity(accounts.len());
-        for (account, descriptor) in accounts {
-            let descriptor = key_descriptor(descriptor);
-            let digest = digest(&descriptor);
-            let key = saved
-                .keys
-                .iter()
-                .find(|k| k.account == account.as_str() && k.role_descriptor_sha256 == digest)
-                .and_then(|k| {
-                    let mut value = HeaderValue::from_str(&k.authorization).ok()?;
-                    value.set_sensitive(true);
-                    Some(Key {
-                        id: k.id.clone(),
-                        authorization: value,
-                    })
-                });
-            managed.push(Managed {
-                slot: Arc::new(KeySlot {
-                    account,
-                    current: RwLock::new(key),
-                }),
-                descriptor,
-                digest,
-            });
-        }
-        let before = saved.keys.len();
-        let (kept, stale): (Vec<SavedKey>, Vec<SavedKey>) = saved.keys.drain(..).partition(|k| {
-            managed.iter().any(|m| {
-                m.slot.account.as_str() == k.account && m.digest == k.role_descriptor_sha256
-            })
-        });
-        saved.keys = kept;
-        saved.retired.extend(stale.into_iter().map(|k| k.id));
-        if saved.keys.len() != before {
+        let managed: Vec<Managed> = accounts
+            .into_iter()
+            .map(|(account, descriptor)| manage(&saved, account, descriptor))
+            .collect();
+        if retire_stale(&mut saved, &managed) {
             save(&file, &saved)?;
         }
         Ok(ApiKeys {
@@ -472,6 +429,65 @@ pub enum OpenKeysError {
     File(#[from] KeyFileError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// `/_security/api_key` and `Host` on each configured node, in the configuration's order.
+fn endpoints(config: &UpstreamConfig) -> Result<Vec<(Uri, HeaderValue)>, TlsError> {
+    config
+        .nodes
+        .iter()
+        .map(|node| {
+            let endpoint = Uri::builder()
+                .scheme(node.scheme.clone())
+                .authority(node.authority.clone())
+                .path_and_query(format!("{}/_security/api_key", node.path_prefix))
+                .build()
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+            let host = HeaderValue::from_str(node.authority.as_str())
+                .map_err(|e| TlsError::Setup(e.to_string()))?;
+            Ok((endpoint, host))
+        })
+        .collect()
+}
+
+/// The account's slot, holding the saved key made for this very descriptor, if there is one.
+fn manage(saved: &Saved, account: AccountId, descriptor: &Value) -> Managed {
+    let descriptor = key_descriptor(descriptor);
+    let digest = digest(&descriptor);
+    let key = saved
+        .keys
+        .iter()
+        .find(|k| k.account == account.as_str() && k.role_descriptor_sha256 == digest)
+        .and_then(|k| {
+            let mut value = HeaderValue::from_str(&k.authorization).ok()?;
+            value.set_sensitive(true);
+            Some(Key {
+                id: k.id.clone(),
+                authorization: value,
+            })
+        });
+    Managed {
+        slot: Arc::new(KeySlot {
+            account,
+            current: RwLock::new(key),
+        }),
+        descriptor,
+        digest,
+    }
+}
+
+/// Moves the saved keys no managed account uses (account gone, descriptor changed) to the ids
+/// to invalidate; `true` when any moved, so the file must be written again.
+fn retire_stale(saved: &mut Saved, managed: &[Managed]) -> bool {
+    let before = saved.keys.len();
+    let (kept, stale): (Vec<SavedKey>, Vec<SavedKey>) = saved.keys.drain(..).partition(|k| {
+        managed
+            .iter()
+            .any(|m| m.slot.account.as_str() == k.account && m.digest == k.role_descriptor_sha256)
+    });
+    saved.keys = kept;
+    saved.retired.extend(stale.into_iter().map(|k| k.id));
+    saved.keys.len() != before
 }
 
 /// The `reason` of an Elasticsearch error body, for the log.

@@ -87,24 +87,15 @@ impl UpstreamAuth {
         let default = &config.upstream.service_credentials;
         let settings = |id: &AccountId| config.service_accounts.iter().find(|a| &a.account == id);
         let mut auto = Vec::new();
-        let mut resolved: Vec<(AccountId, Option<HeaderValue>, Option<AccessRules>, Kind)> =
-            Vec::new();
+        let mut resolved = Vec::new();
         for (id, descriptor) in accounts.matching(None, None) {
             let own = settings(id);
             let mode = own.and_then(|a| a.credential.as_ref()).unwrap_or(default);
             let access = own.and_then(|a| a.access.clone());
-            let (value, kind) = match (mode, &gateway) {
-                (AccountCredential::Configured(value), _) => (Some(value.clone()), Kind::Own),
-                (AccountCredential::Gateway, Some(value)) => (Some(value.clone()), Kind::Gateway),
-                (AccountCredential::Auto, Some(_)) => {
-                    auto.push((id.clone(), descriptor));
-                    (None, Kind::Auto)
-                }
-                // Without a credential of the gateway's there is nothing to stand in for or to
-                // make keys with: the cluster is taken to run without security.
-                (AccountCredential::Gateway | AccountCredential::Auto, None)
-                | (AccountCredential::Nothing, _) => (None, Kind::Nothing),
-            };
+            let (value, kind) = resolve(mode, gateway.as_ref());
+            if let Kind::Auto = kind {
+                auto.push((id.clone(), descriptor));
+            }
             resolved.push((id.clone(), value, access, kind));
         }
         let keys = match (&gateway, auto.is_empty()) {
@@ -116,32 +107,15 @@ impl UpstreamAuth {
             )?)),
             _ => None,
         };
-        let mut policies = Vec::with_capacity(resolved.len());
-        for (id, value, access, kind) in resolved {
-            let credential = match (kind, value) {
-                (Kind::Own, Some(value)) => Credential::Own(value),
-                (Kind::Gateway, Some(value)) => Credential::Gateway(value),
-                (Kind::Auto, _) => match keys
-                    .as_ref()
-                    .and_then(|k| k.slots().find(|s| s.account() == &id).cloned())
-                {
-                    Some(slot) => Credential::ApiKey(slot),
-                    None => Credential::Nothing,
-                },
-                _ => Credential::Nothing,
-            };
-            let described = match &credential {
-                Credential::Own(_) => "configured credential",
-                Credential::Gateway(_) => "the gateway's own credential (upstream.authorization)",
-                Credential::Nothing => "no credential",
-                Credential::ApiKey(_) if keys.as_ref().is_some_and(|k| k.reused(&id)) => {
-                    "API key limited to its role descriptor (reused)"
-                }
-                Credential::ApiKey(_) => "API key limited to its role descriptor (to be created)",
-            };
-            tracing::info!(account = %id, credential = described, local_rules = access.is_some(), "service account upstream credential");
-            policies.push((id, Policy { credential, access }));
-        }
+        let policies = resolved
+            .into_iter()
+            .map(|(id, value, access, kind)| {
+                let credential = credential(kind, value, keys.as_deref(), &id);
+                let described = described(&credential, keys.as_deref(), &id);
+                tracing::info!(account = %id, credential = described, local_rules = access.is_some(), "service account upstream credential");
+                (id, Policy { credential, access })
+            })
+            .collect();
         Ok(UpstreamAuth {
             gateway,
             policies,
@@ -231,4 +205,50 @@ enum Kind {
     Gateway,
     Auto,
     Nothing,
+}
+
+/// What an account's configured `mode` comes to, given the gateway's own credential.
+fn resolve(mode: &AccountCredential, gateway: Option<&HeaderValue>) -> (Option<HeaderValue>, Kind) {
+    match (mode, gateway) {
+        (AccountCredential::Configured(value), _) => (Some(value.clone()), Kind::Own),
+        (AccountCredential::Gateway, Some(value)) => (Some(value.clone()), Kind::Gateway),
+        (AccountCredential::Auto, Some(_)) => (None, Kind::Auto),
+        // Without a credential of the gateway's there is nothing to stand in for or to make keys
+        // with: the cluster is taken to run without security.
+        (AccountCredential::Gateway | AccountCredential::Auto, None)
+        | (AccountCredential::Nothing, _) => (None, Kind::Nothing),
+    }
+}
+
+/// The credential an account's requests carry; an `auto` account gets its slot in the key maker.
+fn credential(
+    kind: Kind,
+    value: Option<HeaderValue>,
+    keys: Option<&ApiKeys>,
+    id: &AccountId,
+) -> Credential {
+    match (kind, value) {
+        (Kind::Own, Some(value)) => Credential::Own(value),
+        (Kind::Gateway, Some(value)) => Credential::Gateway(value),
+        (Kind::Auto, _) => {
+            match keys.and_then(|k| k.slots().find(|s| s.account() == id).cloned()) {
+                Some(slot) => Credential::ApiKey(slot),
+                None => Credential::Nothing,
+            }
+        }
+        _ => Credential::Nothing,
+    }
+}
+
+/// The credential as the start-up log names it.
+fn described(credential: &Credential, keys: Option<&ApiKeys>, id: &AccountId) -> &'static str {
+    match credential {
+        Credential::Own(_) => "configured credential",
+        Credential::Gateway(_) => "the gateway's own credential (upstream.authorization)",
+        Credential::Nothing => "no credential",
+        Credential::ApiKey(_) if keys.is_some_and(|k| k.reused(id)) => {
+            "API key limited to its role descriptor (reused)"
+        }
+        Credential::ApiKey(_) => "API key limited to its role descriptor (to be created)",
+    }
 }

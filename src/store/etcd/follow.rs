@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse};
+use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -263,6 +263,12 @@ impl Follower {
                 return Ended::Broken;
             }
         };
+        self.follow(index, &mut stream, backoff).await
+    }
+
+    /// Applies what the stream sends until it breaks, asking for progress every
+    /// [`PROGRESS_EVERY`] so a member that went quiet is told from one with nothing to say.
+    async fn follow(&self, index: usize, stream: &mut WatchStream, backoff: &mut Backoff) -> Ended {
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heard = Instant::now();
