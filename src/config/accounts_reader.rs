@@ -29,10 +29,7 @@ impl Reader<'_> {
                 self.problem(SECTION, &format!("#{i}"), "expected a table");
                 continue;
             };
-            let mut section = Section {
-                name: SECTION,
-                table,
-            };
+            let mut section = Section::new(SECTION, table);
             let key = |k: &str| format!("#{i}.{k}");
             let text = self.string(&mut section, "account", "");
             let account = AccountId::parse(&text);
@@ -51,7 +48,8 @@ impl Reader<'_> {
             let access = self.access_rules(&mut section, i);
             // The keys are read under the entry's own number, so leftovers are too.
             for leftover in section.table.keys().cloned().collect::<Vec<_>>() {
-                self.problem(SECTION, &key(&leftover), "unknown key");
+                let what = section.unknown(&leftover);
+                self.problem(SECTION, &key(&leftover), &what);
             }
             let Some(account) = account else { continue };
             if accounts.iter().any(|a| a.account == account) {
@@ -207,7 +205,7 @@ impl Reader<'_> {
 
     /// `access = [{ methods = ["GET"], paths = ["/logs-*/_search"] }, …]`; absent: no local rules.
     fn access_rules(&mut self, section: &mut Section, i: usize) -> Option<AccessRules> {
-        let value = section.table.remove("access")?;
+        let value = section.take("access")?;
         let key = format!("#{i}.access");
         let Value::Array(items) = value else {
             self.problem(SECTION, &key, "expected an array of tables");
@@ -219,10 +217,7 @@ impl Reader<'_> {
                 self.problem(SECTION, &format!("{key}#{j}"), "expected a table");
                 continue;
             };
-            let mut rule = Section {
-                name: SECTION,
-                table,
-            };
+            let mut rule = Section::new(SECTION, table);
             let methods = self.strings(&mut rule, "methods");
             let paths = self.strings(&mut rule, "paths");
             for leftover in rule.table.keys().cloned().collect::<Vec<_>>() {

@@ -35,6 +35,69 @@ const ENV_PREFIX: &str = "TOKENGATE_";
 pub(super) struct Section {
     pub(super) name: &'static str,
     pub(super) table: Table,
+    /// The keys read from it: what a leftover key may be a misspelling of.
+    asked: Vec<String>,
+}
+
+impl Section {
+    pub(super) fn new(name: &'static str, table: Table) -> Self {
+        Section {
+            name,
+            table,
+            asked: Vec::new(),
+        }
+    }
+
+    /// Takes `key`'s value out, remembering the key as one the section has.
+    pub(super) fn take(&mut self, key: &str) -> Option<Value> {
+        self.asked.push(key.to_owned());
+        self.table.remove(key)
+    }
+
+    /// The problem to report for a leftover `key`: unknown, and what it may be a misspelling of.
+    pub(super) fn unknown(&self, key: &str) -> String {
+        unknown(key, self.asked.iter().map(String::as_str))
+    }
+
+    /// Whether `key` is set, remembering it as one the section has.
+    pub(super) fn has(&mut self, key: &str) -> bool {
+        self.asked.push(key.to_owned());
+        self.table.contains_key(key)
+    }
+}
+
+/// The sections a configuration file may have.
+const SECTIONS: &[&str] = &[
+    "server",
+    "upstream",
+    "security",
+    "log",
+    "audit",
+    "tls",
+    "admin",
+    "access_log",
+    "store",
+    "service_accounts",
+];
+
+/// Of `known`, the one `typo` is most likely a misspelling of: at most a third of its letters
+/// (and at least one) away.
+pub(super) fn nearest<'k>(typo: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = (typo.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .map(|k| (strsim::levenshtein(typo, k), k))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// "unknown key", with the key it is most likely a misspelling of.
+fn unknown<'k>(typo: &str, known: impl IntoIterator<Item = &'k str>) -> String {
+    match nearest(typo, known) {
+        Some(key) => format!("unknown key (did you mean `{key}`?)"),
+        None => "unknown key".to_owned(),
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -179,8 +242,13 @@ impl<'a> Reader<'a> {
         }
         let leftovers: Vec<String> = self.root.keys().cloned().collect();
         for key in leftovers {
-            self.problems
-                .push(format!("{}: unknown section or key `{key}`", self.source));
+            let hint = nearest(&key, SECTIONS.iter().copied())
+                .map(|s| format!(" (did you mean `[{s}]`?)"))
+                .unwrap_or_default();
+            self.problems.push(format!(
+                "{}: unknown section or key `{key}`{hint}",
+                self.source
+            ));
         }
     }
 
@@ -204,17 +272,18 @@ impl<'a> Reader<'a> {
                 Table::new()
             }
         };
-        Section { name, table }
+        Section::new(name, table)
     }
 
     pub(super) fn finish(&mut self, section: &Section) {
         for key in section.table.keys() {
-            self.problem(section.name, key, "unknown key");
+            let what = section.unknown(key);
+            self.problem(section.name, key, &what);
         }
     }
 
     pub(super) fn optional_string(&mut self, section: &mut Section, key: &str) -> Option<String> {
-        match section.table.remove(key) {
+        match section.take(key) {
             None => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
@@ -234,7 +303,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn strings(&mut self, section: &mut Section, key: &str) -> Vec<String> {
-        match section.table.remove(key) {
+        match section.take(key) {
             None => Vec::new(),
             Some(Value::Array(items)) if items.iter().all(Value::is_str) => items
                 .into_iter()
@@ -255,7 +324,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn boolean(&mut self, section: &mut Section, key: &str, default: bool) -> bool {
-        match section.table.remove(key) {
+        match section.take(key) {
             None => default,
             Some(Value::Boolean(b)) => b,
             Some(other) => {
@@ -270,7 +339,7 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn count(&mut self, section: &mut Section, key: &str, default: usize) -> usize {
-        match section.table.remove(key) {
+        match section.take(key) {
             None => default,
             Some(Value::Integer(n)) if n >= 0 => usize::try_from(n).unwrap_or(usize::MAX),
             Some(other) => {
@@ -306,7 +375,7 @@ impl<'a> Reader<'a> {
         key: &str,
         default: Duration,
     ) -> Duration {
-        match section.table.remove(key) {
+        match section.take(key) {
             None => default,
             Some(Value::String(s)) => match humantime::parse_duration(&s) {
                 Ok(d) if !d.is_zero() => d,
@@ -527,5 +596,37 @@ mod tests {
         assert_eq!(config.server.listen.unwrap().port(), 0);
         assert_eq!(config.upstream.nodes.first().scheme, Scheme::HTTPS);
         assert_eq!(config.upstream.nodes.first().path_prefix, "/prefix");
+    }
+
+    #[test]
+    fn a_misspelt_key_or_section_is_told_what_was_probably_meant() {
+        let text = "[servr]\nlisten = \"127.0.0.1:1\"\n[server]\nlistn = \"127.0.0.1:1\"\n\
+                    colour = \"red\"\n[upstream]\nurll = \"http://a:9200\"\n";
+        let error = Config::from_toml("gw.toml", text, &Overrides::default()).unwrap_err();
+        assert_eq!(
+            error.problems,
+            [
+                "gw.toml: [server] colour: unknown key",
+                "gw.toml: [server] listn: unknown key (did you mean `listen`?)",
+                "gw.toml: [upstream] urll: unknown key (did you mean `url`?)",
+                "gw.toml: unknown section or key `servr` (did you mean `[server]`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_upstream_flag_is_blamed_on_the_flag() {
+        let overrides = Overrides {
+            upstream: vec!["127.0.0.1:9299".into()],
+            ..Overrides::default()
+        };
+        let error = Config::from_toml("<defaults>", "", &overrides).unwrap_err();
+        assert_eq!(
+            error.problems,
+            [
+                "--upstream \"127.0.0.1:9299\": must start with http:// or https:// \
+              (did you mean \"http://127.0.0.1:9299\"?)"
+            ]
+        );
     }
 }

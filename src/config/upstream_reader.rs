@@ -72,7 +72,7 @@ impl Reader<'_> {
     /// `--upstream` (repeatable) wins; else `nodes`, else `url`; never both keys.
     fn nodes(&mut self, upstream: &mut Section) -> NodeList {
         let url = self.optional_string(upstream, "url");
-        let listed = upstream.table.contains_key("nodes");
+        let listed = upstream.has("nodes");
         let nodes = self.strings(upstream, "nodes");
         if url.is_some() && listed {
             self.problem(
@@ -84,7 +84,8 @@ impl Reader<'_> {
         if listed && nodes.is_empty() {
             self.problem("upstream", "nodes", "must name at least one node");
         }
-        let (key, texts) = if !self.overrides.upstream.is_empty() {
+        let from_flag = !self.overrides.upstream.is_empty();
+        let (key, texts) = if from_flag {
             ("url", self.overrides.upstream.clone())
         } else if listed && !nodes.is_empty() {
             ("nodes", nodes)
@@ -94,7 +95,7 @@ impl Reader<'_> {
         };
         let mut parsed: Vec<NodeUrl> = Vec::with_capacity(texts.len());
         for text in &texts {
-            if let Some(node) = self.node_url(key, text) {
+            if let Some(node) = self.node_url(key, text, from_flag) {
                 if parsed.contains(&node) {
                     self.problem("upstream", key, &format!("names {node} twice"));
                 } else {
@@ -117,10 +118,24 @@ impl Reader<'_> {
         }
     }
 
-    /// Splits a node's URL into the parts every forwarded request reuses.
-    fn node_url(&mut self, key: &str, url: &str) -> Option<NodeUrl> {
+    /// Splits a node's URL into the parts every forwarded request reuses. A bad one is blamed
+    /// on where it came from: the `--upstream` flag (`from_flag`), or the key in the file or
+    /// environment.
+    fn node_url(&mut self, key: &str, url: &str, from_flag: bool) -> Option<NodeUrl> {
         let bad = |reader: &mut Self, why: &str| {
-            reader.problem("upstream", key, &format!("{why}: \"{url}\""));
+            // A bare host:port is the usual slip: say what was probably meant.
+            let hint = if url.contains("://") {
+                String::new()
+            } else {
+                format!(" (did you mean \"http://{url}\"?)")
+            };
+            if from_flag {
+                reader
+                    .problems
+                    .push(format!("--upstream \"{url}\": {why}{hint}"));
+            } else {
+                reader.problem("upstream", key, &format!("{why}: \"{url}\"{hint}"));
+            }
             None
         };
         let Ok(uri) = url.parse::<Uri>() else {
