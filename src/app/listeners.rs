@@ -25,19 +25,19 @@ impl Bound {
     pub async fn all(config: &Config, tls: Option<&ServerTls>) -> Result<Bound, StartError> {
         let mut client = Vec::new();
         let http_addr = match config.server.listen {
-            Some(addr) => Some(bind(addr, None, &mut client).await?),
+            Some(addr) => Some(bind(addr, None, &mut client, &CLIENT).await?),
             None => None,
         };
         let https_addr = match (&config.tls, tls) {
             (Some(settings), Some(tls)) => {
-                Some(bind(settings.listen, Some(tls), &mut client).await?)
+                Some(bind(settings.listen, Some(tls), &mut client, &HTTPS).await?)
             }
             _ => None,
         };
         let (admin, admin_addr) = match config.admin.listen {
             Some(addr) => {
                 let mut bound = Vec::new();
-                let addr = bind(addr, None, &mut bound).await?;
+                let addr = bind(addr, None, &mut bound, &ADMIN).await?;
                 (bound.pop(), Some(addr))
             }
             None => (None, None),
@@ -52,13 +52,38 @@ impl Bound {
     }
 }
 
+/// A listener's name and how an operator moves it, for the error when its address is taken.
+struct Named {
+    listener: &'static str,
+    remedy: &'static str,
+}
+
+const CLIENT: Named = Named {
+    listener: "client",
+    remedy: "move it with --listen <addr> or [server] listen",
+};
+const HTTPS: Named = Named {
+    listener: "https",
+    remedy: "move it with [tls] listen",
+};
+const ADMIN: Named = Named {
+    listener: "admin",
+    remedy: "move it with --admin-listen <addr> or [admin] listen, or turn it off with \"\"",
+};
+
 /// Binds `addr` and adds it to `listeners`; returns the bound address.
 async fn bind(
     addr: SocketAddr,
     tls: Option<&ServerTls>,
     listeners: &mut Vec<Listener>,
+    named: &Named,
 ) -> Result<SocketAddr, StartError> {
-    let bind_error = |source| StartError::Bind { addr, source };
+    let bind_error = |source| StartError::Bind {
+        addr,
+        listener: named.listener,
+        remedy: named.remedy,
+        source,
+    };
     let tcp = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = tcp.local_addr().map_err(bind_error)?;
     listeners.push(Listener {

@@ -50,9 +50,13 @@ pub enum StartError {
     Open(#[from] OpenError),
     #[error("the start was cancelled while the state was being opened")]
     Interrupted,
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({listener}): {source}; {remedy}")]
     Bind {
         addr: SocketAddr,
+        /// Which listener: `client`, `https` or `admin`.
+        listener: &'static str,
+        /// How to move it.
+        remedy: &'static str,
         source: std::io::Error,
     },
 }
