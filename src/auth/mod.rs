@@ -106,16 +106,11 @@ enum Checked {
 /// throttle, and where outcomes are recorded. Owned by the state; cloning shares every part.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: TokenStore,
-    file_tokens: FileTokens,
-    users: UserRealm,
-    accounts: Arc<Accounts>,
-    throttle: Arc<FailureThrottle>,
-    audit: Audit,
-    metrics: Arc<Metrics>,
+    realms: Realms,
 }
 
 /// The parts an [`Authenticator`] is made of.
+#[derive(Clone)]
 pub struct Realms {
     pub store: TokenStore,
     pub file_tokens: FileTokens,
@@ -128,29 +123,12 @@ pub struct Realms {
 
 impl Authenticator {
     pub fn new(realms: Realms) -> Self {
-        let Realms {
-            store,
-            file_tokens,
-            users,
-            accounts,
-            throttle,
-            audit,
-            metrics,
-        } = realms;
-        Authenticator {
-            store,
-            file_tokens,
-            users,
-            accounts,
-            throttle,
-            audit,
-            metrics,
-        }
+        Authenticator { realms }
     }
 
     /// The failure throttle, for its sweeper and the metrics.
     pub fn throttle(&self) -> &Arc<FailureThrottle> {
-        &self.throttle
+        &self.realms.throttle
     }
 
     /// The principal behind a request's `Authorization` header. Failures (and, when asked
@@ -167,7 +145,7 @@ impl Authenticator {
         let peer = request.peer.ip();
         let checked = match credentials {
             Credentials::None => {
-                self.metrics.auth_failure(AuthFailure::Missing);
+                self.realms.metrics.auth_failure(AuthFailure::Missing);
                 return Err(Refused::Missing {
                     uri: request.target().to_owned(),
                 });
@@ -175,17 +153,18 @@ impl Authenticator {
             Credentials::Bearer(value) => self.bearer(value, peer).await?,
             Credentials::Basic(value) => self.basic(value, peer).await?,
             Credentials::ApiKey | Credentials::Unusable => {
-                if let Some(wait) = self.throttle.refusal(peer) {
+                if let Some(wait) = self.realms.throttle.refusal(peer) {
                     return Err(self.throttled(wait));
                 }
                 tracing::debug!("unusable authorization header");
-                self.metrics.auth_failure(AuthFailure::Unusable);
+                self.realms.metrics.auth_failure(AuthFailure::Unusable);
                 Checked::Failed(Refused::Bad)
             }
         };
         let failure = match checked {
             Checked::Valid(principal) => {
-                self.audit
+                self.realms
+                    .audit
                     .authentication_success(request, principal.subject());
                 return Ok(principal);
             }
@@ -195,8 +174,8 @@ impl Authenticator {
             Refused::ServiceToken { account, name } => audit::Presented::Token { account, name },
             _ => credentials.presented(),
         };
-        self.audit.authentication_failed(request, presented);
-        Err(match self.throttle.failed(peer) {
+        self.realms.audit.authentication_failed(request, presented);
+        Err(match self.realms.throttle.failed(peer) {
             Some(wait) => retry_after(wait),
             None => failure,
         })
@@ -206,23 +185,23 @@ impl Authenticator {
     /// address is throttled, a file token (whose check is slow). `Err` for a refusal that is
     /// not itself a failure to count.
     async fn bearer(&self, value: &[u8], peer: IpAddr) -> Result<Checked, Refused> {
-        if let Some(identity) = verify_bearer(&self.store, &self.accounts, value) {
+        if let Some(identity) = verify_bearer(&self.realms.store, &self.realms.accounts, value) {
             return Ok(Checked::Valid(Principal::ServiceToken(identity)));
         }
-        if let Some(wait) = self.throttle.refusal(peer) {
-            return match self.file_tokens.verify_remembered(value) {
+        if let Some(wait) = self.realms.throttle.refusal(peer) {
+            return match self.realms.file_tokens.verify_remembered(value) {
                 Some(identity) => Ok(Checked::Valid(Principal::ServiceToken(identity))),
                 None => Err(self.throttled(wait)),
             };
         }
         // Only for a value the journal does not know: a file token's hash is slow.
-        match self.file_tokens.verify(value).await {
+        match self.realms.file_tokens.verify(value).await {
             Ok(Some(identity)) => return Ok(Checked::Valid(Principal::ServiceToken(identity))),
             Ok(None) => {}
             Err(Busy) => return Err(self.pool_full(peer, "file token")),
         }
         tracing::debug!("bearer token rejected");
-        self.metrics.auth_failure(AuthFailure::Bearer);
+        self.realms.metrics.auth_failure(AuthFailure::Bearer);
         Ok(Checked::Failed(
             rejected_service_token(value).unwrap_or(Refused::Bad),
         ))
@@ -231,18 +210,18 @@ impl Authenticator {
     /// Basic credentials: a pair verified before passes at once; any other is checked with
     /// bcrypt in the pool, unless the address is throttled.
     async fn basic(&self, value: &[u8], peer: IpAddr) -> Result<Checked, Refused> {
-        if let Some(wait) = self.throttle.refusal(peer) {
-            return match self.users.authenticate_verified(value) {
+        if let Some(wait) = self.realms.throttle.refusal(peer) {
+            return match self.realms.users.authenticate_verified(value) {
                 Some(user) => Ok(Checked::Valid(Principal::User(user))),
                 None => Err(self.throttled(wait)),
             };
         }
-        match self.users.authenticate(value).await {
+        match self.realms.users.authenticate(value).await {
             Ok(user) => Ok(Checked::Valid(Principal::User(user))),
             Err(Denied::Busy) => Err(self.pool_full(peer, "basic credentials")),
             Err(Denied::BadCredentials) => {
                 tracing::debug!("basic credentials rejected");
-                self.metrics.auth_failure(AuthFailure::Basic);
+                self.realms.metrics.auth_failure(AuthFailure::Basic);
                 Ok(Checked::Failed(Refused::Bad))
             }
         }
@@ -251,8 +230,8 @@ impl Authenticator {
     /// The answer to credentials that failed, or would need the pool, from an address over
     /// its failure limit.
     fn throttled(&self, wait: Duration) -> Refused {
-        self.metrics.auth_failure(AuthFailure::Throttled);
-        self.audit.throttled();
+        self.realms.metrics.auth_failure(AuthFailure::Throttled);
+        self.realms.audit.throttled();
         retry_after(wait)
     }
 
@@ -261,8 +240,8 @@ impl Authenticator {
     /// counts like a failure, or one address could hold the pool for everyone.
     fn pool_full(&self, peer: IpAddr, what: &'static str) -> Refused {
         tracing::debug!(what, "password pool full; credentials not checked");
-        self.metrics.auth_failure(AuthFailure::PoolFull);
-        match self.throttle.failed(peer) {
+        self.realms.metrics.auth_failure(AuthFailure::PoolFull);
+        match self.realms.throttle.failed(peer) {
             Some(wait) => retry_after(wait),
             None => Refused::PoolFull { retry_after: 1 },
         }
