@@ -6,15 +6,26 @@
 #     -e ELASTIC_PASSWORD=changeme tokengate --upstream http://elasticsearch:9200
 #   docker exec -it tokengate tokengate users add alice -r superuser
 #
+# With the etcd store (several gateways, e.g. packaging/kubernetes): --build-arg FEATURES=etcd.
 # packaging/check.sh runs the same build commands (and this build, where docker is present).
 
 # The toolchain the crate declares as its minimum (Cargo.toml, rust-version).
 ARG RUST_VERSION=1.89
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# Cargo features to build in; empty for the default build. FEATURES=etcd adds the etcd store,
+# for several gateways sharing one token set (packaging/kubernetes needs it):
+#   docker build --build-arg FEATURES=etcd -t tokengate .
+# The etcd client's generated gRPC code needs protoc and the protobuf well-known types.
+ARG FEATURES=""
+RUN case "$FEATURES" in *etcd*) \
+      apt-get update \
+      && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
+      && rm -rf /var/lib/apt/lists/* ;; \
+    esac
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin tokengate \
+RUN cargo build --release --locked --bin tokengate --features "$FEATURES" \
  && install -D -m 0755 target/release/tokengate /out/tokengate
 
 FROM debian:bookworm-slim
