@@ -4,6 +4,7 @@
 //! and [`crate::store`].
 
 mod file_users;
+mod progress;
 mod reload;
 mod remote;
 mod service_tokens;
@@ -58,6 +59,9 @@ pub struct Common {
     /// (replaces admin.listen).
     #[arg(long, global = true, env = "TOKENGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// No progress on long commands (import, migrate).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,10 +211,10 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::Users { action }) => file_users::run(&config, action),
         Some(Command::Tokens {
             action: TokensCommand::Import { file },
-        }) => tokens::import(&config, &file),
+        }) => tokens::import(&config, &file, cli.common.quiet),
         Some(Command::Tokens {
             action: TokensCommand::Migrate { to: _ },
-        }) => tokens::migrate(&config),
+        }) => tokens::migrate(&config, cli.common.quiet),
         Some(Command::ServiceTokens { action }) => service_tokens::run(&config, &action),
         Some(Command::Tokens {
             action: TokensCommand::List { account, remote },

@@ -16,6 +16,7 @@ use crate::identity::is_valid_token_name;
 use crate::identity::token;
 use crate::store::{StoreOptions, TokenStore};
 
+use super::progress::Progress;
 use super::{EXIT_CONFIG, EXIT_START};
 
 /// Exit status for a token file with bad lines (BSD's EX_DATAERR).
@@ -25,7 +26,7 @@ const BATCH: usize = 50_000;
 
 /// Reads `file` (`-` for standard input) and imports every token in it.
 #[allow(clippy::print_stdout)]
-pub fn import(config: &Config, file: &Path) -> ExitCode {
+pub fn import(config: &Config, file: &Path, quiet: bool) -> ExitCode {
     let text = match read(file) {
         Ok(text) => text,
         Err(error) => {
@@ -60,7 +61,9 @@ pub fn import(config: &Config, file: &Path) -> ExitCode {
         }
     };
     let total = tokens.len();
-    let result = run_import(&store, tokens);
+    let progress = Progress::new("importing", total as u64, quiet);
+    let result = run_import(&store, tokens, &progress);
+    progress.finish();
     store.close();
     match result {
         Ok(skipped) => {
@@ -80,24 +83,33 @@ pub fn import(config: &Config, file: &Path) -> ExitCode {
 
 /// Copies the journal under the data directory to the etcd of `[store]`.
 #[allow(clippy::print_stdout)]
-pub fn migrate(config: &Config) -> ExitCode {
+pub fn migrate(config: &Config, quiet: bool) -> ExitCode {
     let etcd = &config.store.etcd;
     if etcd.endpoints.is_empty() {
         eprintln!("tokengate: [store] endpoints: name the etcd to copy the tokens to");
         return ExitCode::from(EXIT_CONFIG);
     }
-    copy_to_etcd(config)
+    copy_to_etcd(config, quiet)
 }
 
 #[cfg(feature = "etcd")]
 #[allow(clippy::print_stdout)]
-fn copy_to_etcd(config: &Config) -> ExitCode {
+fn copy_to_etcd(config: &Config, quiet: bool) -> ExitCode {
     let dir = &config.server.data_dir;
     if !dir.join("tokens.journal").is_file() {
         eprintln!("tokengate: {}: no token journal to migrate", dir.display());
         return ExitCode::from(EXIT_CONFIG);
     }
-    match crate::store::etcd::migrate(dir, &config.store.etcd) {
+    let mut progress = None;
+    let copied = crate::store::etcd::migrate(dir, &config.store.etcd, &mut |done, total| {
+        progress
+            .get_or_insert_with(|| Progress::new("copying to etcd", total as u64, quiet))
+            .advance(done as u64);
+    });
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    match copied {
         Ok(done) => {
             println!(
                 "copied {} token(s) to etcd prefix {}, {} already there",
@@ -121,7 +133,7 @@ fn copy_to_etcd(config: &Config) -> ExitCode {
 }
 
 #[cfg(not(feature = "etcd"))]
-fn copy_to_etcd(_config: &Config) -> ExitCode {
+fn copy_to_etcd(_config: &Config, _quiet: bool) -> ExitCode {
     eprintln!("tokengate: this build has no etcd support (build with `--features etcd`)");
     ExitCode::from(EXIT_CONFIG)
 }
@@ -168,6 +180,7 @@ fn parse(text: &str, accounts: &Accounts) -> (Vec<(String, String)>, Vec<String>
 fn run_import(
     store: &TokenStore,
     mut tokens: Vec<(String, String)>,
+    progress: &Progress,
 ) -> Result<usize, crate::store::StoreError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -180,7 +193,9 @@ fn run_import(
         let mut skipped = 0;
         while !tokens.is_empty() {
             let rest = tokens.split_off(tokens.len().saturating_sub(BATCH));
+            let batch = rest.len() as u64;
             skipped += store.import(rest).await?.len();
+            progress.advance(batch);
         }
         Ok(skipped)
     })

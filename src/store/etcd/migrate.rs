@@ -29,7 +29,12 @@ pub struct Migrated {
 }
 
 /// Copies the journal under `dir` (no gateway may hold it) to the etcd `config` names.
-pub fn migrate(dir: &Path, config: &EtcdConfig) -> Result<Migrated, StoreError> {
+/// `copied(done, total)` hears of every chunk done: tokens in it, tokens in all.
+pub fn migrate(
+    dir: &Path,
+    config: &EtcdConfig,
+    copied: &mut dyn FnMut(usize, usize),
+) -> Result<Migrated, StoreError> {
     let store = TokenStore::open(dir, StoreOptions::default())?;
     let shared = Arc::clone(&store.inner.shared);
     store.close();
@@ -75,6 +80,10 @@ pub fn migrate(dir: &Path, config: &EtcdConfig) -> Result<Migrated, StoreError> 
                 break;
             };
             let done = done.map_err(|e| StoreError::Unavailable(format!("copy task: {e}")))??;
+            copied(
+                done.copied + done.present + done.conflicts.len(),
+                tokens.len(),
+            );
             migrated.copied += done.copied;
             migrated.present += done.present;
             migrated.conflicts.extend(done.conflicts);
