@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::cancel::{Canceller, Held, DROPPED};
-use crate::common::nodes::{Behaviour, ClusterNode};
 use crate::common::upstream::default_response;
+use crate::common::upstream::Behaviour;
 use crate::common::{basic, eventually, FakeUpstream, TestGateway, DEADLINE, FLEET};
 use reqwest::Method;
 use tokio::sync::Semaphore;
@@ -81,7 +81,7 @@ async fn a_forwarded_request_dropped_at_any_await_gives_everything_back() {
 
 #[tokio::test]
 async fn a_probe_dropped_at_any_await_passes_its_turn_on() {
-    let mut node = ClusterNode::start("n1").await;
+    let mut node = FakeUpstream::start().await;
     let gw = TestGateway::builder()
         .upstream(node.addr)
         .config("[upstream]\neject_for = \"1ms\"\neject_max = \"1ms\"\n")
@@ -205,7 +205,7 @@ async fn the_token_api_and_password_checks_dropped_at_any_await_give_everything_
 
 #[tokio::test]
 async fn a_rolling_restart_with_a_client_that_leaves_mid_probe_loses_no_node() {
-    let mut node = ClusterNode::start("n1").await;
+    let mut node = FakeUpstream::start().await;
     let gw = TestGateway::builder()
         .upstream(node.addr)
         .config("[upstream]\neject_for = \"1ms\"\neject_max = \"1ms\"\n")

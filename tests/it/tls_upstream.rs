@@ -3,15 +3,14 @@
 
 use std::path::Path;
 
-use crate::common::tls::upstream::TlsUpstream;
 use crate::common::tls::{leaf_params, Ca, Issued, KeyKind};
-use crate::common::{TestGateway, FLEET};
+use crate::common::{FakeUpstream, TestGateway, FLEET};
 use http::Version;
 use reqwest::Method;
 
 /// A bearer-token request through a gateway whose `[upstream]` section is `url` plus `keys`;
 /// returns the status the client got.
-async fn status_through(upstream: &TlsUpstream, keys: &str) -> u16 {
+async fn status_through(upstream: &FakeUpstream, keys: &str) -> u16 {
     let toml = format!("[upstream]\nurl = \"{}\"\n{keys}\n", upstream.url());
     let gw = TestGateway::builder().config(&toml).build().await;
     let token = gw.create_token(FLEET, "upstream-tls").await;
@@ -33,12 +32,12 @@ fn path_key(key: &str, path: &Path) -> String {
 async fn the_configured_ca_is_trusted_and_system_roots_alone_are_not_enough() {
     let ca = Ca::root("upstream CA");
     let dir = tempfile::tempdir().unwrap();
-    let upstream = TlsUpstream::serving(&ca.server()).start().await;
+    let upstream = FakeUpstream::builder().tls(&ca.server()).start().await;
     let with_ca = path_key("ca", &ca.write(dir.path(), "ca"));
     assert_eq!(status_through(&upstream, &with_ca).await, 200);
     let seen = upstream.requests();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].path, "/logs/_search");
+    assert_eq!(seen[0].uri.path(), "/logs/_search");
     assert_eq!(seen[0].headers["x-forwarded-proto"], "http");
 
     if rustls_native_certs::load_native_certs().certs.is_empty() {
@@ -70,7 +69,7 @@ async fn bad_upstream_certificates_give_502_unless_verify_is_off() {
         ),
     ];
     for (case, served) in cases {
-        let upstream = TlsUpstream::serving(&served).start().await;
+        let upstream = FakeUpstream::builder().tls(&served).start().await;
         assert_eq!(status_through(&upstream, &with_ca).await, 502, "{case}");
         assert!(upstream.requests().is_empty(), "{case}");
         let unchecked = format!("{with_ca}verify = false\n");
@@ -85,7 +84,7 @@ async fn ca_fingerprint_pins_the_ca_the_upstream_sends() {
     // Like Elasticsearch's HTTP layer, the upstream sends its CA after the leaf.
     let mut served = ca.server();
     served.chain_pem.push_str(&ca.pem);
-    let upstream = TlsUpstream::serving(&served).start().await;
+    let upstream = FakeUpstream::builder().tls(&served).start().await;
     let pin = format!("ca_fingerprint = \"{}\"\n", ca.fingerprint());
     assert_eq!(status_through(&upstream, &pin).await, 200);
     let bare = ca.fingerprint().replace(':', "").to_lowercase();
@@ -103,7 +102,8 @@ async fn a_client_certificate_is_presented_to_an_upstream_that_requires_one() {
     let ca = Ca::root("upstream CA");
     let clients = Ca::root("upstream client CA");
     let dir = tempfile::tempdir().unwrap();
-    let upstream = TlsUpstream::serving(&ca.server())
+    let upstream = FakeUpstream::builder()
+        .tls(&ca.server())
         .require_client_cert(&clients)
         .start()
         .await;
@@ -126,14 +126,15 @@ async fn h2_is_used_when_the_upstream_offers_it_and_http1_when_disabled() {
     let ca = Ca::root("upstream CA");
     let dir = tempfile::tempdir().unwrap();
     let with_ca = path_key("ca", &ca.write(dir.path(), "ca"));
-    let upstream = TlsUpstream::serving(&ca.server()).start().await;
+    let upstream = FakeUpstream::builder().tls(&ca.server()).start().await;
     assert_eq!(status_through(&upstream, &with_ca).await, 200);
     let http1_only = format!("{with_ca}http2 = false\n");
     assert_eq!(status_through(&upstream, &http1_only).await, 200);
     let versions: Vec<Version> = upstream.requests().iter().map(|r| r.version).collect();
     assert_eq!(versions, [Version::HTTP_2, Version::HTTP_11]);
 
-    let h1_upstream = TlsUpstream::serving(&ca.server())
+    let h1_upstream = FakeUpstream::builder()
+        .tls(&ca.server())
         .alpn(&["http/1.1"])
         .start()
         .await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::common::process::{tokengate, GatewayProcess};
+use crate::common::upstream::Behaviour;
 use crate::common::{assert_response, es_error, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 
@@ -65,19 +66,10 @@ async fn an_upstream_slower_than_the_deadline_is_504() {
 
 #[tokio::test]
 async fn an_upstream_that_resets_the_connection_is_502() {
-    // Accepts, reads the request, and closes without answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let closer = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf).await;
-            drop(stream);
-        }
-    });
-    let gw = TestGateway::builder().upstream(addr).build().await;
+    // Reads the request, and closes without answering.
+    let upstream = FakeUpstream::start().await;
+    upstream.set_behaviour(Behaviour::DropAfterRead);
+    let gw = TestGateway::start(&upstream).await;
     let value = gw.create_token(FLEET, "t1").await;
     let response = gw
         .with_token(Method::GET, "/", &value)
@@ -87,7 +79,10 @@ async fn an_upstream_that_resets_the_connection_is_502() {
     assert_eq!(response.status(), 502);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "upstream_unavailable_exception");
-    closer.abort();
+    assert!(
+        upstream.forwarded() >= 1,
+        "the request reached the upstream"
+    );
 }
 
 #[tokio::test]

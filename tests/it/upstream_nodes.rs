@@ -5,26 +5,26 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::common::nodes::{Behaviour, ClusterNode};
-use crate::common::{json_of, TestGateway, FLEET};
+use crate::common::upstream::Behaviour;
+use crate::common::{json_of, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 
 /// Every "within" of these tests: far above what the behaviour needs on an idle machine.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-async fn nodes(n: usize) -> Vec<ClusterNode> {
+async fn nodes(n: usize) -> Vec<FakeUpstream> {
     let mut nodes = Vec::with_capacity(n);
-    for i in 0..n {
-        nodes.push(ClusterNode::start(&format!("node-{i}")).await);
+    for _ in 0..n {
+        nodes.push(FakeUpstream::start().await);
     }
     nodes
 }
 
-fn addrs(nodes: &[ClusterNode]) -> Vec<SocketAddr> {
+fn addrs(nodes: &[FakeUpstream]) -> Vec<SocketAddr> {
     nodes.iter().map(|n| n.addr).collect()
 }
 
-async fn gateway(nodes: &[ClusterNode], toml: &str) -> (TestGateway, String) {
+async fn gateway(nodes: &[FakeUpstream], toml: &str) -> (TestGateway, String) {
     let gw = TestGateway::builder()
         .upstreams(&addrs(nodes))
         .config(toml)
@@ -62,7 +62,7 @@ async fn metric(gw: &TestGateway, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn node_series(name: &str, node: &ClusterNode) -> String {
+fn node_series(name: &str, node: &FakeUpstream) -> String {
     format!("tokengate_{name}{{node=\"http://{}\"}}", node.addr)
 }
 
@@ -85,7 +85,7 @@ async fn sequential_requests_spread_over_every_node() {
     for _ in 0..90 {
         assert_eq!(get(&gw, &token).await, 200);
     }
-    let counts: Vec<usize> = cluster.iter().map(ClusterNode::forwarded).collect();
+    let counts: Vec<usize> = cluster.iter().map(FakeUpstream::forwarded).collect();
     assert_eq!(counts.iter().sum::<usize>(), 90);
     // 30 each on average; below 10 is a one-in-a-million draw for a fair spread.
     assert!(counts.iter().all(|&c| c >= 10), "{counts:?}");
@@ -115,11 +115,11 @@ async fn a_busy_node_is_passed_over_for_idle_ones() {
         })
     };
     cluster[0].wait_for_requests(1).await;
-    let before: Vec<usize> = cluster.iter().map(ClusterNode::forwarded).collect();
+    let before: Vec<usize> = cluster.iter().map(FakeUpstream::forwarded).collect();
     for _ in 0..30 {
         assert_eq!(get(&gw, &token).await, 200);
     }
-    let after: Vec<usize> = cluster.iter().map(ClusterNode::forwarded).collect();
+    let after: Vec<usize> = cluster.iter().map(FakeUpstream::forwarded).collect();
     assert_eq!(
         after[0], before[0],
         "node 0 has a request in flight and the others none: the less busy one wins each time"
@@ -264,11 +264,11 @@ async fn a_post_whose_connection_was_refused_goes_whole_to_another_node() {
         let response = bulk(&gw, &token, &body).await;
         assert_eq!(response.status(), 200);
     }
-    let seen = cluster[1].seen();
+    let seen = cluster[1].requests();
     assert_eq!(seen.len(), 10);
     assert!(seen
         .iter()
-        .all(|s| s.body_len == body.len() && s.body_crc == crc));
+        .all(|s| s.body_len == body.len() as u64 && s.body_crc == crc));
 }
 
 #[tokio::test]
@@ -321,9 +321,9 @@ async fn active_checks_take_a_failing_node_out_and_bring_it_back() {
     get_until(&gw, &token, || cluster[0].forwarded() > before).await;
     // Checks and requests share the node's pooled connections: at most one each at a time.
     let checks = cluster[1]
-        .seen()
+        .requests()
         .iter()
-        .filter(|s| s.path == "/_health")
+        .filter(|s| s.uri.path() == "/_health")
         .count();
     assert!(checks >= 2, "{checks} checks");
     assert!(
@@ -355,13 +355,13 @@ async fn sniffing_finds_the_nodes_the_cluster_lists() {
     get_until(&gw, &token, || cluster[2].forwarded() > 0).await;
     let sniffs: Vec<_> = cluster
         .iter()
-        .flat_map(ClusterNode::seen)
-        .filter(|s| s.path == "/_nodes/http")
+        .flat_map(FakeUpstream::requests)
+        .filter(|s| s.uri.path() == "/_nodes/http")
         .collect();
     assert!(!sniffs.is_empty());
     assert!(sniffs
         .iter()
-        .all(|s| s.authorization.as_deref() == Some("ApiKey Z2F0ZXdheQ==")));
+        .all(|s| s.header("authorization") == Some("ApiKey Z2F0ZXdheQ==")));
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ pub mod cli;
 pub mod cluster;
 #[cfg(feature = "etcd")]
 pub mod etcd;
-pub mod nodes;
 pub mod process;
 pub mod raw;
 pub mod tls;

@@ -1,10 +1,10 @@
 //! The TLS harness: a PKI made with rcgen at test time (no key is ever committed), rustls test
-//! clients ([`client`]) and a TLS-speaking fake cluster ([`upstream`]). HTTPS gateways are the
-//! common [`TestGateway`] with a `[tls]` section ([`TestGateway::https`]).
+//! clients ([`client`]). HTTPS gateways are the common [`TestGateway`] with a `[tls]` section
+//! ([`TestGateway::https`]); a TLS fake cluster is the common
+//! [`FakeUpstream`](super::FakeUpstream) built with `tls`.
 #![allow(dead_code)]
 
 pub mod client;
-pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::common::{basic_elastic, TestGateway};
 use client::TlsClient;
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The crypto provider every test client and server is built with.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
