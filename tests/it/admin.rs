@@ -1,11 +1,9 @@
 //! The admin listener: liveness, readiness (upstream reachable, not draining) and Prometheus
 //! metrics, without a token, on a port of its own.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use crate::common::{FakeUpstream, TestGateway, DEADLINE, FLEET};
+use crate::common::{eventually_get, within, FakeUpstream, TestGateway, DEADLINE, FLEET};
 use reqwest::Method;
+use std::sync::Arc;
 use tokio::sync::Notify;
 
 #[tokio::test]
@@ -50,18 +48,21 @@ async fn a_draining_gateway_is_not_ready_while_requests_finish() {
     let mut gw = TestGateway::start(&upstream).await;
     let token = gw.create_token(FLEET, "t1").await;
     let held = tokio::spawn(gw.with_token(Method::GET, "/", &token).send());
-    arrived.notified().await;
+    within(
+        "the request to reach the upstream",
+        DEADLINE,
+        arrived.notified(),
+    )
+    .await;
     gw.begin_stop();
-    let start = Instant::now();
-    loop {
-        let (status, body) = gw.admin_get("/readyz").await;
-        if status == 503 {
-            assert_eq!(body, "not ready: draining\n");
-            break;
+    let body = eventually_get("not ready while draining", DEADLINE, || async {
+        match gw.admin_get("/readyz").await {
+            (503, body) => Ok(body),
+            (status, _) => Err(format!("readyz {status}")),
         }
-        assert!(start.elapsed() < DEADLINE, "still ready while draining");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(body, "not ready: draining\n");
     release.notify_one();
     assert_eq!(held.await.unwrap().unwrap().status(), 200);
     gw.stop().await;

@@ -2,9 +2,9 @@
 //! who failed or acted, from which address, and never a password or token value.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use crate::common::{basic, FakeUpstream, TestGateway, ELASTIC_PASSWORD, FLEET};
+use crate::common::{basic, eventually_get, FakeUpstream, TestGateway, DEADLINE};
+use crate::common::{ELASTIC_PASSWORD, FLEET};
 use reqwest::Method;
 use serde_json::Value;
 use tokengate::identity::{AccountId, TokenName};
@@ -17,8 +17,8 @@ async fn events_once(
     matches: impl Fn(&Value) -> bool,
 ) -> (Vec<Value>, String) {
     let path = dir.join("audit.json");
-    let deadline = Instant::now() + crate::common::DEADLINE;
-    loop {
+    let what = format!("{wanted} matching events written to {}", path.display());
+    eventually_get(&what, DEADLINE, || async {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         // Only whole lines: the last one may still be arriving.
         let events: Vec<Value> = text
@@ -27,14 +27,12 @@ async fn events_once(
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         if events.iter().filter(|e| matches(e)).count() >= wanted {
-            return (events, text);
+            Ok((events, text))
+        } else {
+            Err(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{wanted} matching events not written in time: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn action(event: &Value) -> &str {

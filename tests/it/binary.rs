@@ -1,8 +1,8 @@
 //! The built binary, run as the README runs it: flags, `ELASTIC_PASSWORD`, the `listening` log
 //! line, exit codes.
 
+use crate::common::cli::run_to_end;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use crate::common::process::{field, tokengate, GatewayProcess};
 use crate::common::FakeUpstream;
@@ -52,14 +52,6 @@ async fn the_binary_serves_tokens_and_forwards() {
 
     assert!(!child.kill().success());
     assert!(dir.path().join("tokens.journal").exists());
-}
-
-fn run_to_end(command: &mut Command) -> Output {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap()
 }
 
 #[test]

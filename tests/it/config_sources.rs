@@ -3,21 +3,13 @@
 //! a variable, `check-config` on the files and the data directory, `ELASTIC_PASSWORD` on a
 //! later start.
 
+use crate::common::cli::run_to_end;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use crate::common::process::{tokengate, GatewayProcess};
 use crate::common::FakeUpstream;
 
 const PASSWORD: &str = "sources-elastic-pw";
-
-fn run_to_end(command: &mut Command) -> Output {
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap()
-}
 
 fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("gw.toml");

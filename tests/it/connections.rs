@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::tls::client::TlsClient;
 use crate::common::tls::{tls_section, Ca};
 use crate::common::upstream::default_response;
-use crate::common::{basic_elastic, FakeUpstream, TestGateway, DEADLINE};
+use crate::common::{basic_elastic, eventually_get, FakeUpstream, TestGateway, DEADLINE};
 use futures_util::future::select_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -132,16 +132,14 @@ async fn an_address_over_its_limit_is_refused_while_others_are_served() {
 
     // Closing one gives its address a slot back, as soon as the gateway has seen the close.
     drop(held.pop());
-    let admitted = timeout(DEADLINE, async {
-        loop {
-            let mut stream = connect_from("127.0.0.1", gw.addr).await;
-            if get(&mut stream).await == Some(200) {
-                return stream;
-            }
+    eventually_get("a slot to come back for 127.0.0.1", DEADLINE, || async {
+        let mut stream = connect_from("127.0.0.1", gw.addr).await;
+        match get(&mut stream).await {
+            Some(200) => Ok(stream),
+            other => Err(format!("{other:?}")),
         }
     })
     .await;
-    assert!(admitted.is_ok(), "no slot came back for 127.0.0.1");
 }
 
 #[tokio::test]
@@ -343,14 +341,10 @@ async fn over_tls_a_refused_or_silent_connection_is_closed_without_a_word() {
         .is_empty());
 
     // The slot comes back once the gateway has seen its connection end.
-    let client = TlsClient::trusting(&ca.cert);
-    let served = timeout(DEADLINE, async {
-        loop {
-            if let Ok(status) = client.get(gw.addr, "/", &basic_elastic()).await {
-                return status;
-            }
-        }
+    let (client, elastic) = (TlsClient::trusting(&ca.cert), basic_elastic());
+    let served = eventually_get("the slot to come back", DEADLINE, || {
+        client.get(gw.addr, "/", &elastic)
     })
     .await;
-    assert_eq!(served.ok(), Some(200));
+    assert_eq!(served, 200);
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use crate::common::cli::{fails, ok, run_command};
 use crate::common::etcd::{EtcdCluster, Relay};
 use crate::common::process::tokengate;
-use crate::common::{json_of, FakeUpstream, TestGateway, FLEET};
+use crate::common::{eventually, eventually_async, eventually_get, json_of, FakeUpstream};
+use crate::common::{TestGateway, FLEET};
 use reqwest::Method;
 use tokengate::config::{Config, Overrides};
 use tokengate::store::{StoreError, StoreOptions, TokenStore};
-use tokio::time::Instant;
 
 /// What the issue promises for a change to reach another gateway.
 const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
@@ -71,18 +71,14 @@ async fn status_with(gw: &TestGateway, token: &str) -> u16 {
 
 /// Polls until `gw` answers `want` to a request with `token`, failing after `within`.
 async fn until_status(gw: &TestGateway, token: &str, want: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = status_with(gw, token).await;
-        if got == want {
-            return;
+    let what = format!("a request with the token answered {want}");
+    eventually_get(&what, within, || async {
+        match status_with(gw, token).await {
+            got if got == want => Ok(()),
+            got => Err(format!("still {got}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "still {got}, not {want}, after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await;
 }
 
 async fn create(gw: &TestGateway, name: &str) -> reqwest::Response {
@@ -208,11 +204,10 @@ async fn while_etcd_is_down_tokens_still_pass_and_changes_are_refused_until_it_r
     assert_eq!(body["error"]["type"], "store_unavailable_exception");
     assert_eq!(body["status"], 503);
     // Past max_staleness the gateway tells its load balancer, and the gauge says why.
-    let deadline = Instant::now() + RECOVERY;
-    while a.admin_get("/readyz").await.0 != 503 {
-        assert!(Instant::now() < deadline, "readyz never failed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("readyz to fail", RECOVERY, || async {
+        a.admin_get("/readyz").await.0 == 503
+    })
+    .await;
     let (_, metrics) = a.admin_get("/metrics").await;
     let stale = metrics
         .lines()
@@ -224,21 +219,20 @@ async fn while_etcd_is_down_tokens_still_pass_and_changes_are_refused_until_it_r
     assert_eq!(status_with(&a, &value).await, 200);
 
     etcd.restart(0).await;
-    let deadline = Instant::now() + RECOVERY;
-    let after = loop {
+    let after = eventually_get("creates to recover", RECOVERY, || async {
         let (status, body) = json_of(create(&a, "after").await).await;
         if status == 200 {
-            break body["token"]["value"].as_str().unwrap().to_owned();
+            return Ok(body["token"]["value"].as_str().unwrap().to_owned());
         }
         assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "creates never recovered");
-    };
+        Err(body.to_string())
+    })
+    .await;
     until_status(&b, &after, 200, RECOVERY).await;
-    let deadline = Instant::now() + RECOVERY;
-    while a.admin_get("/readyz").await.0 != 200 {
-        assert!(Instant::now() < deadline, "readyz never recovered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually_async("readyz to recover", RECOVERY, || async {
+        a.admin_get("/readyz").await.0 == 200
+    })
+    .await;
     a.stop().await;
     b.stop().await;
 }
@@ -346,11 +340,10 @@ async fn two_gateways_starting_at_once_on_an_empty_prefix_agree_on_the_pepper() 
             tokengate::identity::token::encode_raw(FLEET, &name, &format!("secret-{i}-0123456789"));
         a.create(&format!("{FLEET}/{name}"), &value).await.unwrap();
         assert!(a.verify_value(value.as_bytes()));
-        let deadline = Instant::now() + VISIBLE_WITHIN;
-        while !b.verify_value(value.as_bytes()) {
-            assert!(Instant::now() < deadline, "B does not accept A's token");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually("B to accept A's token", VISIBLE_WITHIN, || {
+            b.verify_value(value.as_bytes())
+        })
+        .await;
     }
     a.close();
     b.close();

@@ -3,10 +3,9 @@
 //! restarts and replaced after a 401, pass-through of the clients' own credentials, and local
 //! access rules.
 
-use std::time::{Duration, Instant};
-
 use crate::common::cluster::KeyCluster;
-use crate::common::{es_error, json_of, FakeUpstream, TestGateway, DEADLINE, FLEET};
+use crate::common::{es_error, eventually, eventually_get, json_of, FakeUpstream, TestGateway};
+use crate::common::{DEADLINE, FLEET};
 use reqwest::Method;
 use serde_json::json;
 
@@ -170,15 +169,22 @@ async fn keys_are_reused_after_a_restart_and_replaced_when_refused() {
             )
         )
     );
-    let second = wait_until(|| async {
-        let status = gw
-            .with_token(Method::GET, "/", &value)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        (status == 200).then(|| cluster.key_of(KIBANA).unwrap())
-    })
+    let second = eventually_get(
+        "a request with the token to be served again",
+        DEADLINE,
+        || async {
+            let status = gw
+                .with_token(Method::GET, "/", &value)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            match status.as_u16() {
+                200 => Ok(cluster.key_of(KIBANA).unwrap()),
+                other => Err(format!("status {other}")),
+            }
+        },
+    )
     .await;
     assert_ne!(second.id, first.id);
     assert_eq!(
@@ -199,7 +205,10 @@ async fn keys_are_reused_after_a_restart_and_replaced_when_refused() {
         third.request["role_descriptors"][KIBANA],
         json!({"cluster": ["monitor"]})
     );
-    wait_until(|| async { cluster.invalidated().contains(&second.id).then_some(()) }).await;
+    eventually("the replaced key to be invalidated", DEADLINE, || {
+        cluster.invalidated().contains(&second.id)
+    })
+    .await;
     gw.with_token(Method::GET, "/", &value)
         .send()
         .await
@@ -429,22 +438,6 @@ access = [
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-/// Polls `check` until it gives a value, failing the test after [`DEADLINE`].
-async fn wait_until<T, F, Fut>(check: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "condition not met in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -6,20 +6,21 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::process::{field, tokengate, GatewayProcess};
-use crate::common::FakeUpstream;
+use crate::common::cli::run_command;
+use crate::common::process::{field, tokengate, GatewayProcess, LOG_DEADLINE};
+use crate::common::{within, FakeUpstream};
 
 const PASSWORD: &str = "cli-elastic-pw";
 
 /// Runs `tokengate --data-dir <dir> service-tokens <args>`.
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    tokengate()
+    let mut command = tokengate();
+    command
         .arg("--data-dir")
         .arg(dir)
         .arg("service-tokens")
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    run_command(&mut command, None)
 }
 
 fn stdout(output: &Output) -> String {
@@ -30,15 +31,19 @@ fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 
-/// Sends SIGHUP and waits for the reload that leaves `count` file tokens.
+/// Sends SIGHUP and waits (bounded) for the reload that leaves `count` file tokens.
 async fn reload(gw: &mut GatewayProcess, count: usize) {
     gw.signal("HUP");
-    loop {
-        let line = gw.wait_for("service tokens loaded").await;
-        if field(&line, "tokens") == Some(count.to_string().as_str()) {
-            return;
+    let reloaded = async {
+        loop {
+            let line = gw.wait_for("service tokens loaded").await;
+            if field(&line, "tokens") == Some(count.to_string().as_str()) {
+                return;
+            }
         }
-    }
+    };
+    let what = format!("a reload that leaves {count} file tokens");
+    within(&what, LOG_DEADLINE, reloaded).await;
 }
 
 async fn status(gw: &GatewayProcess, value: &str) -> u16 {

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::tls::{
-    installed, leaf_params, run_bounded, tls_section, Ca, KeyKind, LOCAL_NAMES,
-};
+use crate::common::cli::run_within;
+use crate::common::tls::{installed, leaf_params, tls_section, Ca, KeyKind, LOCAL_NAMES};
 use crate::common::TestGateway;
 use rcgen::CrlDistributionPoint;
 use serde_json::Value;
@@ -71,7 +70,7 @@ async fn testssl_finds_nothing_high_or_critical() {
         .arg("--jsonfile")
         .arg(&json)
         .arg(format!("127.0.0.1:{}", gw.addr.port()));
-    let output = tokio::task::spawn_blocking(move || run_bounded(scan, SCAN_DEADLINE))
+    let output = tokio::task::spawn_blocking(move || run_within(&mut scan, None, SCAN_DEADLINE))
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

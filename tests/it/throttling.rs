@@ -23,6 +23,7 @@ fn client_from(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .local_address(source.parse::<IpAddr>().unwrap())
+        .timeout(crate::common::REQUEST_DEADLINE)
         .build()
         .unwrap()
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::cli::run_within;
 use crate::common::tls::client::TlsClient;
-use crate::common::tls::{create_token_over_tls, installed, run_bounded, tls_section, Ca, KeyKind};
+use crate::common::tls::{create_token_over_tls, installed, tls_section, Ca, KeyKind};
 use crate::common::{basic_elastic, FakeUpstream, TestGateway};
 use rustls::crypto::ring::cipher_suite;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,6 +81,7 @@ async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
         .no_proxy()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_der(&ca.cert).unwrap())
+        .timeout(crate::common::REQUEST_DEADLINE)
         .build()
         .unwrap();
     let url = format!("https://localhost:{}/logs/_search", gw.addr.port());
@@ -114,9 +116,10 @@ async fn curl_speaks_h2_to_the_listener() {
     .arg("--header")
     .arg(format!("Authorization: Bearer {token}"))
     .arg(format!("https://127.0.0.1:{}/logs/_search", gw.addr.port()));
-    let output = tokio::task::spawn_blocking(move || run_bounded(curl, Duration::from_secs(30)))
-        .await
-        .unwrap();
+    let output =
+        tokio::task::spawn_blocking(move || run_within(&mut curl, None, Duration::from_secs(30)))
+            .await
+            .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "curl failed: {stderr}");

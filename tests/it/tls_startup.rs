@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::tls::{run_bounded, tls_section, Ca};
+use crate::common::cli::run_within;
+use crate::common::tls::{tls_section, Ca};
 use tokengate::config::{Config, Overrides};
 use tokengate::tls::server::ServerTls;
 
@@ -117,7 +118,7 @@ fn the_binary_exits_64_naming_the_file_before_binding() {
             .env("ELASTIC_PASSWORD", "startup-test-pw")
             .env("TOKENGATE_ADMIN_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "info");
-        let output = run_bounded(command, Duration::from_secs(30));
+        let output = run_within(&mut command, None, Duration::from_secs(30));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "{case}: {stderr}");
         assert!(stderr.contains(&named), "{case}: {stderr}");

@@ -3,10 +3,10 @@
 //! safe, and sniffing finds the nodes a cluster lists.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::upstream::Behaviour;
-use crate::common::{json_of, FakeUpstream, TestGateway, FLEET};
+use crate::common::{eventually_async, json_of, FakeUpstream, TestGateway, FLEET};
 use reqwest::Method;
 
 /// Every "within" of these tests: far above what the behaviour needs on an idle machine.
@@ -67,15 +67,17 @@ fn node_series(name: &str, node: &FakeUpstream) -> String {
 }
 
 /// Sends GETs until `done` holds, failing after [`DEADLINE`]; every answer must be 200.
-async fn get_until(gw: &TestGateway, token: &str, mut done: impl FnMut() -> bool) -> usize {
-    let start = Instant::now();
-    let mut sent = 0;
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "not done after {sent} requests");
-        assert_eq!(get(gw, token).await, 200);
-        sent += 1;
-    }
-    sent
+async fn get_until(gw: &TestGateway, token: &str, mut done: impl FnMut() -> bool) {
+    eventually_async("done, sending GETs", DEADLINE, || {
+        let done = done();
+        async move {
+            if !done {
+                assert_eq!(get(gw, token).await, 200);
+            }
+            done
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -214,11 +216,10 @@ async fn every_node_down_is_502_naming_no_node_then_recovery_without_restart() {
     }
     // No back-off to wait out when every node is out: the next request probes one.
     assert_eq!(get(&gw, &token).await, 200);
-    let start = Instant::now();
-    while gw.admin_get("/readyz").await.0 != 200 {
-        assert!(start.elapsed() < DEADLINE, "not ready again");
-        tokio::task::yield_now().await;
-    }
+    eventually_async("ready again", DEADLINE, || async {
+        gw.admin_get("/readyz").await.0 == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -303,11 +304,10 @@ async fn active_checks_take_a_failing_node_out_and_bring_it_back() {
     let (gw, token) = gateway(&cluster, toml).await;
     cluster[0].set_behaviour(Behaviour::FailHealth);
     let down = node_series("upstream_node_up", &cluster[0]);
-    let start = Instant::now();
-    while metric(&gw, &down).await != Some(0.0) {
-        assert!(start.elapsed() < DEADLINE, "node 0 never taken out");
-        tokio::task::yield_now().await;
-    }
+    eventually_async("node 0 taken out", DEADLINE, || async {
+        metric(&gw, &down).await == Some(0.0)
+    })
+    .await;
     let before = cluster[0].forwarded();
     for _ in 0..30 {
         assert_eq!(get(&gw, &token).await, 200);

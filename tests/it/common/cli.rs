@@ -1,11 +1,17 @@
-//! The binary's one-shot commands: run to their end with optional standard input, and the
-//! exit code, output and messages checked.
+//! One-shot commands, the binary's and other programs' (curl, testssl.sh): run to their end with
+//! optional standard input, killed if they outlive a deadline, and the exit code, output and
+//! messages checked.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::process::tokengate;
+
+/// How long a one-shot command of the binary may take; far above what any needs, so only a
+/// command that hangs reaches it.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the binary on `data` with `args` (and `input` on standard input) to its end.
 pub fn run(data: &Path, args: &[&str], input: Option<&str>) -> Output {
@@ -14,11 +20,30 @@ pub fn run(data: &Path, args: &[&str], input: Option<&str>) -> Output {
     run_command(&mut command, input)
 }
 
+/// Runs `command` to its end within [`RUN_DEADLINE`], nothing on standard input.
+pub fn run_to_end(command: &mut Command) -> Output {
+    run_command(command, None)
+}
+
+/// Runs `command` to its end within [`RUN_DEADLINE`], with `input` on standard input.
 pub fn run_command(command: &mut Command, input: Option<&str>) -> Output {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    if input.is_some() {
-        command.stdin(Stdio::piped());
-    }
+    run_within(command, input, RUN_DEADLINE)
+}
+
+/// Runs `command` (output captured, `input` or nothing on standard input) in its own process
+/// group, which is killed if it has not finished after `deadline`; the test then fails instead
+/// of hanging.
+pub fn run_within(command: &mut Command, input: Option<&str>, deadline: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    command
+        .process_group(0)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     if let Some(input) = input {
         child
@@ -28,7 +53,20 @@ pub fn run_command(command: &mut Command, input: Option<&str>) -> Output {
             .write_all(input.as_bytes())
             .unwrap();
     }
-    child.wait_with_output().unwrap()
+    let group = child.id();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match outcome.recv_timeout(deadline) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{group}")])
+                .status();
+            panic!("{command:?} did not finish within {deadline:?}");
+        }
+    }
 }
 
 /// Exit code, stdout, stderr.

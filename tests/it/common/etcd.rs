@@ -117,22 +117,20 @@ impl EtcdCluster {
     async fn wait_healthy(&self, i: usize) {
         let url = format!("{}/health", self.endpoint(i));
         let client = super::client();
-        let deadline = tokio::time::Instant::now() + READY_DEADLINE;
-        loop {
-            if let Ok(response) = client.get(&url).send().await {
-                if let Ok(text) = response.text().await {
-                    if text.contains("\"true\"") {
-                        return;
-                    }
-                }
+        let what = format!(
+            "etcd member {i} healthy (log in {})",
+            self.dir.path().display()
+        );
+        super::eventually_get(&what, READY_DEADLINE, || async {
+            let response = client.get(&url).send().await.map_err(|e| e.to_string())?;
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            if text.contains("\"true\"") {
+                Ok(())
+            } else {
+                Err(text)
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "etcd member {i} not healthy in {READY_DEADLINE:?}; log in {}",
-                self.dir.path().display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await;
     }
 
     pub fn endpoint(&self, i: usize) -> String {

@@ -14,6 +14,7 @@ pub mod process;
 pub mod raw;
 pub mod tls;
 pub mod upstream;
+mod wait;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use upstream::FakeUpstream;
+pub use wait::{eventually, eventually_async, eventually_get, within};
 
 /// The `elastic` superuser's password in every test gateway.
 pub const ELASTIC_PASSWORD: &str = "elastic-test-pw";
@@ -218,15 +220,24 @@ fn write_users(dir: &Path, extra: &[TestUser]) {
     }
 }
 
+/// Bound on a whole request (answer and body) of the harness's clients: far above what any test
+/// needs, so that a gateway that never answers fails the test instead of stalling the suite.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+
 /// An HTTP client that never goes through a proxy.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_DEADLINE)
+        .build()
+        .unwrap()
 }
 
 /// A client speaking HTTP/2 over plain TCP from the first byte (h2c, prior knowledge).
 pub fn h2c_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .timeout(REQUEST_DEADLINE)
         .http2_prior_knowledge()
         .build()
         .unwrap()
@@ -433,20 +444,6 @@ pub fn es_rejection_reason(authorization: &str) -> String {
             token.account, token.name
         ),
         _ => BAD_CREDENTIALS.to_owned(),
-    }
-}
-
-/// Waits until `condition` holds, looking every few milliseconds; fails the test, naming
-/// `what`, once `deadline` has passed. For state that settles by itself (a dropped request's
-/// guards, a connection task ending), never instead of a signal a test can wait on.
-pub async fn eventually(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    while !condition() {
-        assert!(
-            start.elapsed() < deadline,
-            "not within {deadline:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

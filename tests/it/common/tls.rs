@@ -7,7 +7,7 @@
 pub mod client;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -245,32 +245,6 @@ pub async fn create_token_over_tls(gw: &TestGateway, client: &TlsClient, name: &
     assert_eq!(status, 200, "creating token {name}: {body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     json["token"]["value"].as_str().unwrap().to_owned()
-}
-
-/// Runs `command` (stdin closed, output captured) in its own process group, which is killed if
-/// it has not finished after `deadline`; the test then fails instead of hanging.
-pub fn run_bounded(mut command: Command, deadline: Duration) -> Output {
-    use std::os::unix::process::CommandExt;
-    command
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command.spawn().unwrap();
-    let group = child.id();
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match outcome.recv_timeout(deadline) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{group}")])
-                .status();
-            panic!("{command:?} did not finish within {deadline:?}");
-        }
-    }
 }
 
 /// Whether `program` can be run from `PATH`.
