@@ -84,6 +84,7 @@ impl Recorded {
 
 /// What the node and its connections share; outlives stops and restarts.
 struct Shared {
+    /// Every request received, in arrival order.
     requests: Mutex<Vec<Recorded>>,
     /// Requests received so far, for tests that wait on arrivals.
     count: watch::Sender<usize>,
@@ -91,8 +92,11 @@ struct Shared {
     received: watch::Sender<u64>,
     /// TCP connections accepted, over restarts.
     connections: AtomicUsize,
+    /// Handler panics, re-raised when the fake is dropped.
     panics: Mutex<Vec<String>>,
+    /// The test's answer to a request.
     handler: Handler,
+    /// What requests meet now; the handler's answer unless a test switched it.
     behaviour: Mutex<Behaviour>,
     /// The `_nodes/http` answer's publish addresses.
     listed: Mutex<Vec<SocketAddr>>,
@@ -101,16 +105,20 @@ struct Shared {
 /// The accept loop while the node is up: told to stop, it closes the listener and every
 /// connection before it ends.
 struct Running {
+    /// Tells the accept loop to close everything and end.
     stop: oneshot::Sender<()>,
+    /// The accept loop, which owns the listener and every connection.
     task: JoinHandle<()>,
 }
 
 /// A running fake node; stops (and reports handler panics) when dropped.
 pub struct FakeUpstream {
+    /// Where it listens; the same over restarts.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     /// The TLS side, for a fake built with [`FakeUpstreamBuilder::tls`].
     tls: Option<TlsAcceptor>,
+    /// The accept loop, while the node is up.
     running: Option<Running>,
     /// While stopped: the port, bound but not listening, so connections to it are refused and
     /// no other test's listener can be given it before [`FakeUpstream::restart`] listens again.
@@ -119,14 +127,19 @@ pub struct FakeUpstream {
 
 /// The certificate a TLS fake presents and what it asks of clients.
 struct TlsOptions {
+    /// The chain (leaf first) and key the fake presents.
     served: Issued,
+    /// The protocols it offers by ALPN, in preference order.
     alpn: Vec<Vec<u8>>,
+    /// The CA a client certificate must chain to; `None`: none asked for.
     client_ca: Option<CertificateDer<'static>>,
 }
 
 /// Configures a [`FakeUpstream`] before it starts.
 pub struct FakeUpstreamBuilder {
+    /// The answer; the default response unless set.
     handler: Handler,
+    /// `None`: plain HTTP/1.1.
     tls: Option<TlsOptions>,
 }
 
