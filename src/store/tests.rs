@@ -111,9 +111,23 @@ async fn overlong_name_is_rejected() {
     assert!(store.is_empty());
 }
 
-/// Waits until `n` requests are queued behind the paused writer.
+/// Bound on [`wait_sent`]: far more than handing a request to the writer takes, so only a
+/// request that never gets there reaches it.
+const SENT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits until `n` requests are queued behind the paused writer; fails the test after
+/// [`SENT_DEADLINE`] instead of hanging.
 pub(super) async fn wait_sent(store: &TokenStore, n: usize) {
-    while store.inner.shared.sent.load(Ordering::SeqCst) < n {
+    let start = std::time::Instant::now();
+    loop {
+        let sent = store.inner.shared.sent.load(Ordering::SeqCst);
+        if sent >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < SENT_DEADLINE,
+            "{sent} requests queued behind the paused writer, not {n}, within {SENT_DEADLINE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
