@@ -25,7 +25,7 @@
 //! [`state`] owns the parts a request needs (configuration, stores, realms, authenticator,
 //! upstream, recorders) in one cheap-clone handle, and the cell a reload swaps it in;
 //! [`atomic_file`] replaces small files crash-safely and keeps the data directory owner-only.
-//! `tests/layout.rs` fails on an import cycle between the modules of any folder.
+//! `tests/it/layout.rs` fails on an import cycle between the modules of any folder.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod accounts;

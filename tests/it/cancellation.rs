@@ -38,6 +38,19 @@ async fn gated_upstream(gate: &Arc<Semaphore>) -> FakeUpstream {
         .await
 }
 
+/// One node whose ejections end after 1 ms (its next request is its probe at once), a gateway
+/// in front of it, and a token.
+async fn ejecting_gateway() -> (FakeUpstream, TestGateway, String) {
+    let node = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(node.addr)
+        .config("[upstream]\neject_for = \"1ms\"\neject_max = \"1ms\"\n")
+        .build()
+        .await;
+    let token = gw.create_token(FLEET, "t1").await;
+    (node, gw, token)
+}
+
 /// A client that gives up after [`CLIENT_PATIENCE`], closing its connection.
 fn impatient() -> reqwest::Client {
     reqwest::Client::builder()
@@ -83,13 +96,7 @@ async fn a_forwarded_request_dropped_at_any_await_gives_everything_back() {
 
 #[tokio::test]
 async fn a_probe_dropped_at_any_await_passes_its_turn_on() {
-    let mut node = FakeUpstream::start().await;
-    let gw = TestGateway::builder()
-        .upstream(node.addr)
-        .config("[upstream]\neject_for = \"1ms\"\neject_max = \"1ms\"\n")
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "t1").await;
+    let (mut node, gw, token) = ejecting_gateway().await;
     let canceller = Canceller::start(&gw.state).await;
     let client = crate::common::client();
     let mut probes_dropped = 0;
@@ -206,13 +213,7 @@ async fn the_token_api_and_password_checks_dropped_at_any_await_give_everything_
 
 #[tokio::test]
 async fn a_rolling_restart_with_a_client_that_leaves_mid_probe_loses_no_node() {
-    let mut node = FakeUpstream::start().await;
-    let gw = TestGateway::builder()
-        .upstream(node.addr)
-        .config("[upstream]\neject_for = \"1ms\"\neject_max = \"1ms\"\n")
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "t1").await;
+    let (mut node, gw, token) = ejecting_gateway().await;
     // The node restarts; a request meanwhile ejects it.
     node.stop().await;
     let response = gw

@@ -23,8 +23,10 @@ mod es_shapes;
 #[cfg(feature = "etcd")]
 mod etcd_store;
 mod file_tokens;
+mod first_run;
 mod forwarding;
 mod gateway_header;
+mod kubernetes;
 mod layout;
 #[cfg(unix)]
 mod readiness;

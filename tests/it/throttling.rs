@@ -37,6 +37,18 @@ async fn get(client: &reqwest::Client, gw: &TestGateway, path: &str, auth: &str)
         .unwrap()
 }
 
+/// A gateway with [`STRICT`] limits in front of a fake cluster, and a valid bearer credential.
+async fn strict_gateway() -> (FakeUpstream, TestGateway, String) {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config(STRICT)
+        .build()
+        .await;
+    let token = gw.create_token(FLEET, "t1").await;
+    (upstream, gw, format!("Bearer {token}"))
+}
+
 /// Asserts a throttled answer: 429, the ES rejection shape, a `Retry-After` of at most the
 /// configured minute.
 async fn assert_throttled(response: Response) {
@@ -54,14 +66,7 @@ async fn assert_throttled(response: Response) {
 
 #[tokio::test]
 async fn wrong_tokens_past_the_burst_throttle_that_address_only() {
-    let upstream = FakeUpstream::start().await;
-    let gw = TestGateway::builder()
-        .upstream(upstream.addr)
-        .config(STRICT)
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "t1").await;
-    let valid = format!("Bearer {token}");
+    let (upstream, gw, valid) = strict_gateway().await;
     let attacker = client_from("127.0.0.1");
     let other = client_from("127.0.0.2");
 
@@ -93,14 +98,7 @@ async fn wrong_tokens_past_the_burst_throttle_that_address_only() {
 
 #[tokio::test]
 async fn a_valid_token_shares_its_address_with_a_failing_loop_unharmed() {
-    let upstream = FakeUpstream::start().await;
-    let gw = TestGateway::builder()
-        .upstream(upstream.addr)
-        .config(STRICT)
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "healthy").await;
-    let valid = format!("Bearer {token}");
+    let (upstream, gw, valid) = strict_gateway().await;
     // A well-formed token the gateway does not know (revoked, or from another cluster).
     let revoked =
         tokengate::identity::token::encode_raw(FLEET, "revoked", "aaaaaaaaaaaaaaaaaaaaaa");

@@ -4,7 +4,6 @@
 //! own check with the environment the Deployment gives it, and every port the probes, the Service
 //! and the scrape annotations name is a listener of that configuration. Nothing here talks to a
 //! cluster: what a real one would refuse or do beyond this is not tested.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
