@@ -32,6 +32,8 @@ use crate::atomic_file;
 use crate::config::AuthThrottle;
 pub(crate) use failures::FailureCache;
 use files::hash_password;
+#[doc(hidden)]
+pub use files::list_texts;
 pub use files::{add, change_roles, delete, list, ownership_warning, passwd, set_password};
 pub(crate) use flights::Flights;
 pub use pool::{Busy, PasswordPool};
@@ -346,9 +348,17 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 fn load(dir: &Path) -> Result<Users, RealmError> {
     let mut users = Users::default();
     let path = users_path(dir);
-    for (line, text) in lines(&read_optional(&path)?) {
+    read_users(&path, &read_optional(&path)?, &mut users)?;
+    let path = roles_path(dir);
+    read_roles(&path, &read_optional(&path)?, &mut users)?;
+    Ok(users)
+}
+
+/// Takes in the `users` file's text; `path` names it in a problem.
+fn read_users(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmError> {
+    for (line, text) in lines(text) {
         let format = |reason: &str| RealmError::Format {
-            path: path.clone(),
+            path: path.to_owned(),
             line,
             reason: reason.to_owned(),
         };
@@ -363,10 +373,14 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
         users.hashes.insert(name.to_owned(), hash.to_owned());
     }
     users.cost = usual_cost(users.hashes.values());
-    let path = roles_path(dir);
-    for (line, text) in lines(&read_optional(&path)?) {
+    Ok(())
+}
+
+/// Takes in the `users_roles` file's text; `path` names it in a problem.
+fn read_roles(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmError> {
+    for (line, text) in lines(text) {
         let (role, names) = text.split_once(':').ok_or_else(|| RealmError::Format {
-            path: path.clone(),
+            path: path.to_owned(),
             line,
             reason: "expected role:user1,user2".to_owned(),
         })?;
@@ -378,7 +392,27 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
                 .push(role.to_owned());
         }
     }
-    Ok(users)
+    Ok(())
+}
+
+/// The realm's reading of a `users` and a `users_roles` text: every user it would authenticate,
+/// by name, with its roles in file order. For the fuzz targets and their corpus replay, which
+/// feed it any text.
+#[doc(hidden)]
+pub fn read_texts(users: &str, roles: &str) -> Result<Vec<User>, RealmError> {
+    let mut read = Users::default();
+    read_users(Path::new("users"), users, &mut read)?;
+    read_roles(Path::new("users_roles"), roles, &mut read)?;
+    let mut out: Vec<User> = read
+        .hashes
+        .into_keys()
+        .map(|name| User {
+            roles: read.roles.get(&name).cloned().unwrap_or_default(),
+            name,
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The cost most hashes have (`$2b$10$…` has 10), the higher one on a tie; [`BCRYPT_COST`] when
