@@ -365,6 +365,8 @@ fn read_users(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmErr
         let (name, hash) = text
             .split_once(':')
             .ok_or_else(|| format("expected user:hash"))?;
+        // Trimmed as Elasticsearch and `tokengate users` read them: `bob : $2a$…` is `bob`.
+        let (name, hash) = (name.trim(), hash.trim());
         if !hash.starts_with("$2") {
             // Elasticsearch's other hashers are not supported; say so rather than lock the user out silently.
             tracing::warn!(path = %path.display(), line, user = name, "only bcrypt hashes are supported; user skipped");
@@ -384,6 +386,7 @@ fn read_roles(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmErr
             line,
             reason: "expected role:user1,user2".to_owned(),
         })?;
+        let role = role.trim();
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             users
                 .roles
@@ -655,6 +658,25 @@ mod tests {
         assert_eq!(usual_cost(hashes.iter()), 10);
         assert_eq!(usual_cost(["$2b$04$x".to_owned()].iter()), 4);
         assert_eq!(usual_cost([].iter()), BCRYPT_COST);
+    }
+
+    /// Found by the `users` fuzz check (on a seed of its corpus): the realm kept the spaces
+    /// around a role, a user name and a hash, which Elasticsearch and `tokengate users list`
+    /// trim, so `ops : erin` listed `ops` but granted `ops `.
+    #[test]
+    fn names_roles_and_hashes_are_trimmed_as_elasticsearch_reads_them() {
+        let read = read_texts("  erin :  $2a$04$x  \n", " ops : erin\n").unwrap();
+        assert_eq!(
+            read,
+            [User {
+                name: "erin".to_owned(),
+                roles: vec!["ops".to_owned()]
+            }]
+        );
+        assert_eq!(
+            list_texts("  erin :  $2a$04$x  \n", " ops : erin\n"),
+            [("erin".to_owned(), vec!["ops".to_owned()])]
+        );
     }
 
     #[test]
