@@ -31,7 +31,8 @@ use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenSource};
 use crate::users::{Busy, Flights, PasswordPool};
 pub use parse::{entries, Problem};
-use parse::{parse, FileToken};
+#[doc(hidden)]
+pub use parse::{parse, FileToken, Parsed};
 use verdicts::{Key, Verdicts};
 
 /// The file's name, in the data directory (Elasticsearch's config directory).

@@ -59,6 +59,8 @@ pub fn entries(text: &str) -> impl Iterator<Item = Result<(usize, &str, &str), P
 
 /// Parses the whole file against the accounts the gateway knows. A later line for the same
 /// token replaces an earlier one, as in Elasticsearch (which also warns about it).
+///
+/// Public (hidden) for the fuzz targets and their corpus replay, which feed it any text.
 pub fn parse(text: &str, accounts: &Accounts) -> Parsed {
     let mut parsed = Parsed::default();
     // Where each token was defined, to name the line a later one overrides.

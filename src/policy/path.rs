@@ -7,11 +7,10 @@
 //! `/x/../_security/user` would pass as an ordinary path and arrive as a security call made with
 //! the gateway's own credential. So the check reads the path the way the most liberal hop would,
 //! and a path with dot segments, which no Elasticsearch API uses and which hops resolve
-//! differently, is refused outright.
+//! differently, is refused outright. Hops can be chained, so percent-escapes are decoded until none
+//! is left.
 
 use std::borrow::Cow;
-
-use percent_encoding::percent_decode_str;
 
 /// The security API prefixes, as path segments.
 const SECURITY_PREFIXES: [&[&str]; 2] = [&["_security"], &["_xpack", "security"]];
@@ -49,7 +48,8 @@ pub fn classify(raw: &str) -> Result<PathKind, PathError> {
             PathKind::Other
         });
     }
-    let decoded: Cow<'_, str> = percent_decode_str(raw).decode_utf8_lossy();
+    let decoded = decode_fully(raw.as_bytes());
+    let decoded: Cow<'_, str> = String::from_utf8_lossy(&decoded);
     // A decoded `%2F` separates segments too: some hops decode before they split.
     let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
     if segments.iter().any(|s| *s == "." || *s == "..") {
@@ -58,8 +58,36 @@ pub fn classify(raw: &str) -> Result<PathKind, PathError> {
     Ok(kind_of(&segments.into_iter()))
 }
 
-/// No `%`, no `//` and no `/.`: one pass over the bytes, as paths are short.
+/// The path percent-decoded until nothing decodes any more: two hops that each decode once read
+/// `%252e` (or `%2%65`) as `.`, so the check reads it as the last of any number of such hops
+/// would. One pass: a decoded byte that completes an escape with the bytes before it is decoded
+/// at once, so a deeply nested escape costs no more than a plain one.
+fn decode_fully(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = Vec::with_capacity(raw.len());
+    for &byte in raw {
+        out.push(byte);
+        while let &[.., b'%', high, low] = out.as_slice() {
+            let (Some(high), Some(low)) = (hex(high), hex(low)) else {
+                break;
+            };
+            out.truncate(out.len() - 3);
+            out.push(high << 4 | low);
+        }
+    }
+    out
+}
+
+/// No `%`, no `//` and no `/.`: one pass over the bytes, as paths are short. Nor a `.` first:
+/// an HTTP/2 `:path` need not start with `/`, and `../_security` is a dot segment too.
 fn is_plain(path: &[u8]) -> bool {
+    if path.first() == Some(&b'.') {
+        return false;
+    }
     let mut after_slash = false;
     for &byte in path {
         if byte == b'%' || (after_slash && (byte == b'/' || byte == b'.')) {
@@ -138,5 +166,36 @@ mod tests {
         ] {
             assert_eq!(classify(path), Err(PathError::DotSegment), "{path}");
         }
+    }
+
+    /// Found by the `path` fuzz target: `%2%65` decodes once to `%2e`, which passed, and which
+    /// the next hop that decodes reads as `.`; so does `%252e`. A path is judged as decoded
+    /// until nothing decodes any more.
+    #[test]
+    fn escapes_that_decode_to_escapes_are_decoded_too() {
+        for path in ["%2%65", "/%252e%252e/_security", "/a/%25%32%65", "/%25252e"] {
+            assert_eq!(classify(path), Err(PathError::DotSegment), "{path}");
+        }
+        for path in [
+            "/%255Fsecurity/user",
+            "/_xpack%252Fsecurity",
+            "/%2525255Fsecurity",
+        ] {
+            assert_eq!(classify(path), Ok(PathKind::Security), "{path}");
+        }
+        // Escapes that do not decode stay as they are.
+        assert_eq!(classify("/100%25/_doc/%zz%"), Ok(PathKind::Other));
+        assert_eq!(decode_fully(b"%%341%"), b"A%");
+    }
+
+    /// Found by the `path` fuzz target: a path whose first segment has no slash before it (an
+    /// HTTP/2 `:path` may be `../_security/user`) took the fast path, where only `/.` marks a
+    /// dot segment, and passed as an ordinary path.
+    #[test]
+    fn a_first_dot_segment_without_a_slash_is_refused() {
+        for path in ["../_security/user", "./_security", ".", ".."] {
+            assert_eq!(classify(path), Err(PathError::DotSegment), "{path}");
+        }
+        assert_eq!(classify(".kibana/_search"), Ok(PathKind::Other));
     }
 }

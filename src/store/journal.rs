@@ -365,6 +365,42 @@ fn replay(data: &[u8], maps: &Maps) -> Result<Scan, (u64, String)> {
     })
 }
 
+/// The live token names, sorted, and the offset where a journal's valid records end.
+type Kept = (Vec<String>, usize);
+
+/// What [`open`] makes of a journal's bytes, without a file: `Ok(None)` for an unfinished
+/// creation (which a fresh journal replaces), else the live token names, sorted, and where the
+/// valid records end (the rest is a torn tail, cut off); `Err` is the offset and reason of
+/// corruption. For the fuzz targets and their corpus replay, which feed it any bytes.
+#[doc(hidden)]
+pub fn replay_bytes(data: &[u8]) -> Result<Option<Kept>, (u64, String)> {
+    if is_unfinished_creation(data) {
+        return Ok(None);
+    }
+    read_header(data)?;
+    let maps = Maps::with_capacity(count_live(data));
+    let scan = replay(data, &maps)?;
+    Ok(Some((maps.names(), scan.end)))
+}
+
+/// A journal as the writer lays it out: the header with `pepper`, then a put for each op with a
+/// fingerprint and a delete for each without. Names must fit [`MAX_NAME_LEN`]. For the fuzz
+/// targets and their corpus replay, which cut and corrupt it.
+#[doc(hidden)]
+pub fn write_bytes(
+    pepper: &[u8; PEPPER_LEN],
+    ops: &[(&str, Option<[u8; FINGERPRINT_LEN]>)],
+) -> Vec<u8> {
+    let mut out = header(pepper).to_vec();
+    for (name, fp) in ops {
+        match fp {
+            Some(fp) => encode_put(&mut out, name, fp),
+            None => encode_delete(&mut out, name),
+        }
+    }
+    out
+}
+
 /// Writes every live entry to the tmp file and renames it over the journal, whatever is at that
 /// path now: compaction replaces the journal this way, and so does the writer when the journal it
 /// holds open was removed or replaced. On error the old journal is untouched unless the rename

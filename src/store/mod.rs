@@ -10,6 +10,8 @@ mod backend;
 pub mod etcd;
 mod fingerprint;
 mod journal;
+#[doc(hidden)]
+pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
 mod maps;
 mod worker;
 mod writer;

@@ -230,21 +230,29 @@ pub fn delete(dir: &Path, user: &str) -> Result<(), EditError> {
 
 /// Every user (or only `only`) with its roles, in the order of the `users` file.
 pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<(String, Vec<String>)>, EditError> {
-    let names = user_names(dir)?;
-    let roles = read_optional(&roles_path(dir))?;
+    let users = read_optional(&users_path(dir))?;
+    let listed = list_texts(&users, &read_optional(&roles_path(dir))?);
     if let Some(user) = only {
-        if !names.iter().any(|n| n == user) {
+        if !listed.iter().any(|(n, _)| n == user) {
             return Err(EditError::NoUser(user.to_owned()));
         }
     }
-    Ok(names
+    Ok(listed
         .into_iter()
-        .filter(|n| only.is_none_or(|o| o == n.as_str()))
-        .map(|n| {
-            let of = roles_of(&roles, &n);
-            (n, of)
-        })
+        .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
         .collect())
+}
+
+/// What [`list`] reads in a `users` and a `users_roles` text: every user line's name with its
+/// roles. For the fuzz targets and their corpus replay, which hold it against the realm's
+/// reading of the same text.
+#[doc(hidden)]
+pub fn list_texts(users: &str, roles: &str) -> Vec<(String, Vec<String>)> {
+    users
+        .lines()
+        .filter_map(user_of)
+        .map(|n| (n.to_owned(), roles_of(roles, n)))
+        .collect()
 }
 
 /// A warning when the files now belong to someone other than the data directory's owner: they

@@ -32,6 +32,8 @@ use crate::atomic_file;
 use crate::config::AuthThrottle;
 pub(crate) use failures::FailureCache;
 use files::hash_password;
+#[doc(hidden)]
+pub use files::list_texts;
 pub use files::{add, change_roles, delete, list, ownership_warning, passwd, set_password};
 pub(crate) use flights::Flights;
 pub use pool::{Busy, PasswordPool};
@@ -380,15 +382,25 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 fn load(dir: &Path) -> Result<Users, RealmError> {
     let mut users = Users::default();
     let path = users_path(dir);
-    for (line, text) in lines(&read_optional(&path)?) {
+    read_users(&path, &read_optional(&path)?, &mut users)?;
+    let path = roles_path(dir);
+    read_roles(&path, &read_optional(&path)?, &mut users)?;
+    Ok(users)
+}
+
+/// Takes in the `users` file's text; `path` names it in a problem.
+fn read_users(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmError> {
+    for (line, text) in lines(text) {
         let format = |reason: &str| RealmError::Format {
-            path: path.clone(),
+            path: path.to_owned(),
             line,
             reason: reason.to_owned(),
         };
         let (name, hash) = text
             .split_once(':')
             .ok_or_else(|| format("expected user:hash"))?;
+        // Trimmed as Elasticsearch and `tokengate users` read them: `bob : $2a$…` is `bob`.
+        let (name, hash) = (name.trim(), hash.trim());
         if !hash.starts_with("$2") {
             // Elasticsearch's other hashers are not supported; say so rather than lock the user out silently.
             tracing::warn!(path = %path.display(), line, user = name, "only bcrypt hashes are supported; user skipped");
@@ -397,13 +409,18 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
         users.hashes.insert(name.to_owned(), hash.to_owned());
     }
     users.cost = usual_cost(users.hashes.values());
-    let path = roles_path(dir);
-    for (line, text) in lines(&read_optional(&path)?) {
+    Ok(())
+}
+
+/// Takes in the `users_roles` file's text; `path` names it in a problem.
+fn read_roles(path: &Path, text: &str, users: &mut Users) -> Result<(), RealmError> {
+    for (line, text) in lines(text) {
         let (role, names) = text.split_once(':').ok_or_else(|| RealmError::Format {
-            path: path.clone(),
+            path: path.to_owned(),
             line,
             reason: "expected role:user1,user2".to_owned(),
         })?;
+        let role = role.trim();
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             users
                 .roles
@@ -412,7 +429,27 @@ fn load(dir: &Path) -> Result<Users, RealmError> {
                 .push(role.to_owned());
         }
     }
-    Ok(users)
+    Ok(())
+}
+
+/// The realm's reading of a `users` and a `users_roles` text: every user it would authenticate,
+/// by name, with its roles in file order. For the fuzz targets and their corpus replay, which
+/// feed it any text.
+#[doc(hidden)]
+pub fn read_texts(users: &str, roles: &str) -> Result<Vec<User>, RealmError> {
+    let mut read = Users::default();
+    read_users(Path::new("users"), users, &mut read)?;
+    read_roles(Path::new("users_roles"), roles, &mut read)?;
+    let mut out: Vec<User> = read
+        .hashes
+        .into_keys()
+        .map(|name| User {
+            roles: read.roles.get(&name).cloned().unwrap_or_default(),
+            name,
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The cost most hashes have (`$2b$10$…` has 10), the higher one on a tie; [`BCRYPT_COST`] when
@@ -655,6 +692,25 @@ mod tests {
         assert_eq!(usual_cost(hashes.iter()), 10);
         assert_eq!(usual_cost(["$2b$04$x".to_owned()].iter()), 4);
         assert_eq!(usual_cost([].iter()), BCRYPT_COST);
+    }
+
+    /// Found by the `users` fuzz check (on a seed of its corpus): the realm kept the spaces
+    /// around a role, a user name and a hash, which Elasticsearch and `tokengate users list`
+    /// trim, so `ops : erin` listed `ops` but granted `ops `.
+    #[test]
+    fn names_roles_and_hashes_are_trimmed_as_elasticsearch_reads_them() {
+        let read = read_texts("  erin :  $2a$04$x  \n", " ops : erin\n").unwrap();
+        assert_eq!(
+            read,
+            [User {
+                name: "erin".to_owned(),
+                roles: vec!["ops".to_owned()]
+            }]
+        );
+        assert_eq!(
+            list_texts("  erin :  $2a$04$x  \n", " ops : erin\n"),
+            [("erin".to_owned(), vec!["ops".to_owned()])]
+        );
     }
 
     #[test]

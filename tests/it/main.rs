@@ -25,6 +25,7 @@ mod etcd_store;
 mod file_tokens;
 mod first_run;
 mod forwarding;
+mod fuzz_corpus;
 mod gateway_header;
 mod kubernetes;
 mod layout;
