@@ -51,6 +51,39 @@ async fn ejecting_gateway() -> (FakeUpstream, TestGateway, String) {
     (node, gw, token)
 }
 
+/// A gateway with one upstream slot (`max_connections = 1`, `max_pending = 2`), that slot held
+/// by a request to `/hold` until `gate` gives a permit.
+struct SlotTaken {
+    gate: Arc<Semaphore>,
+    upstream: FakeUpstream,
+    gw: TestGateway,
+    token: String,
+    holder: tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+}
+
+async fn one_slot_taken() -> SlotTaken {
+    let gate = Arc::new(Semaphore::new(0));
+    let upstream = gated_upstream(&gate).await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[upstream]\nmax_connections = 1\nmax_pending = 2\n")
+        .build()
+        .await;
+    let token = gw.create_token(FLEET, "t1").await;
+    let holder = tokio::spawn(gw.with_token(Method::GET, "/hold", &token).send());
+    eventually("the first request to hold the only slot", DEADLINE, || {
+        gw.state.upstream.in_flight() == 1
+    })
+    .await;
+    SlotTaken {
+        gate,
+        upstream,
+        gw,
+        token,
+        holder,
+    }
+}
+
 /// A client that gives up after [`CLIENT_PATIENCE`], closing its connection.
 fn impatient() -> reqwest::Client {
     reqwest::Client::builder()
@@ -136,21 +169,14 @@ async fn a_probe_dropped_at_any_await_passes_its_turn_on() {
 
 #[tokio::test]
 async fn a_request_dropped_in_the_wait_queue_gives_its_place_back() {
-    let gate = Arc::new(Semaphore::new(0));
-    let upstream = gated_upstream(&gate).await;
-    let gw = TestGateway::builder()
-        .upstream(upstream.addr)
-        .config("[upstream]\nmax_connections = 1\nmax_pending = 2\n")
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "t1").await;
+    let SlotTaken {
+        gate,
+        upstream: _upstream,
+        gw,
+        token,
+        holder,
+    } = one_slot_taken().await;
     let canceller = Canceller::start(&gw.state).await;
-    let holder = gw.with_token(Method::GET, "/hold", &token).send();
-    let holder = tokio::spawn(holder);
-    eventually("the first request to hold the only slot", DEADLINE, || {
-        gw.state.upstream.in_flight() == 1
-    })
-    .await;
     let client = crate::common::client();
     // More waiters than the queue has places, each dropped while it waits.
     for _ in 0..5 {
@@ -250,19 +276,13 @@ async fn a_rolling_restart_with_a_client_that_leaves_mid_probe_loses_no_node() {
 
 #[tokio::test]
 async fn clients_that_leave_the_wait_queue_leave_no_ghosts() {
-    let gate = Arc::new(Semaphore::new(0));
-    let upstream = gated_upstream(&gate).await;
-    let gw = TestGateway::builder()
-        .upstream(upstream.addr)
-        .config("[upstream]\nmax_connections = 1\nmax_pending = 2\n")
-        .build()
-        .await;
-    let token = gw.create_token(FLEET, "t1").await;
-    let holder = tokio::spawn(gw.with_token(Method::GET, "/hold", &token).send());
-    eventually("the first request to hold the only slot", DEADLINE, || {
-        gw.state.upstream.in_flight() == 1
-    })
-    .await;
+    let SlotTaken {
+        gate,
+        upstream: _upstream,
+        gw,
+        token,
+        holder,
+    } = one_slot_taken().await;
     // Two clients wait for the slot and give up.
     let leaving = impatient();
     let (b, c) = tokio::join!(
