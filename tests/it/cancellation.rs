@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::common::cancel::{Canceller, Held, DROPPED};
 use crate::common::upstream::default_response;
 use crate::common::upstream::Behaviour;
-use crate::common::{basic, eventually, FakeUpstream, TestGateway, DEADLINE, FLEET};
+use crate::common::{
+    basic, eventually, eventually_async, FakeUpstream, TestGateway, DEADLINE, FLEET,
+};
 use reqwest::Method;
 use tokio::sync::Semaphore;
 
@@ -82,6 +84,16 @@ async fn one_slot_taken() -> SlotTaken {
         token,
         holder,
     }
+}
+
+/// The `tokengate_client_connections` gauge, read from `/metrics`.
+async fn client_connections(gw: &TestGateway) -> u64 {
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tokengate_client_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("no tokengate_client_connections in /metrics")
 }
 
 /// A client that gives up after [`CLIENT_PATIENCE`], closing its connection.
@@ -283,6 +295,7 @@ async fn clients_that_leave_the_wait_queue_leave_no_ghosts() {
         token,
         holder,
     } = one_slot_taken().await;
+    let connections_before = client_connections(&gw).await;
     // Two clients wait for the slot and give up.
     let leaving = impatient();
     let (b, c) = tokio::join!(
@@ -292,6 +305,11 @@ async fn clients_that_leave_the_wait_queue_leave_no_ghosts() {
     assert!(b.unwrap_err().is_timeout() && c.unwrap_err().is_timeout());
     eventually("the leavers' places to be given back", DEADLINE, || {
         gw.state.upstream.waiting() == 0
+    })
+    .await;
+    // Their connections are gone too, as the gauge says.
+    eventually_async("the leavers' connections to close", DEADLINE, || async {
+        client_connections(&gw).await == connections_before
     })
     .await;
     // The next two wait, as the queue has room for them, and are served once the slot frees.
