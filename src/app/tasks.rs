@@ -99,28 +99,23 @@ struct Ticks {
     hangups: watch::Receiver<u64>,
     /// Whether SIGHUPs can still come (their sender may be gone).
     signals: bool,
-    /// The first tick is immediate, and the state was just loaded.
-    started: bool,
 }
 
 impl Ticks {
     fn new(interval: Duration, hangups: watch::Receiver<u64>) -> Self {
-        let mut ticker = tokio::time::interval(interval);
+        // The first step one interval from now: the state was just loaded.
+        let first = tokio::time::Instant::now() + interval;
+        let mut ticker = tokio::time::interval_at(first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Ticks {
             ticker,
             hangups,
             signals: true,
-            started: false,
         }
     }
 
     /// The next step's `forced`: `true` for a SIGHUP.
     async fn next(&mut self) -> bool {
-        if !self.started {
-            self.ticker.tick().await;
-            self.started = true;
-        }
         tokio::select! {
             _ = self.ticker.tick() => false,
             changed = self.hangups.changed(), if self.signals => {

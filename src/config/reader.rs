@@ -56,7 +56,10 @@ impl Section {
 
     /// The problem to report for a leftover `key`: unknown, and what it may be a misspelling of.
     pub(super) fn unknown(&self, key: &str) -> String {
-        unknown(key, self.asked.iter().map(String::as_str))
+        match nearest(key, self.asked.iter().map(String::as_str)) {
+            Some(known) => format!("unknown key (did you mean `{known}`?)"),
+            None => "unknown key".to_owned(),
+        }
     }
 
     /// Whether `key` is set, remembering it as one the section has.
@@ -90,14 +93,6 @@ pub(super) fn nearest<'k>(typo: &str, known: impl IntoIterator<Item = &'k str>) 
         .filter(|(distance, _)| *distance <= limit)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, k)| k)
-}
-
-/// "unknown key", with the key it is most likely a misspelling of.
-fn unknown<'k>(typo: &str, known: impl IntoIterator<Item = &'k str>) -> String {
-    match nearest(typo, known) {
-        Some(key) => format!("unknown key (did you mean `{key}`?)"),
-        None => "unknown key".to_owned(),
-    }
 }
 
 impl<'a> Reader<'a> {

@@ -79,8 +79,8 @@ pub fn check<B>(
     }
 }
 
-/// The request target as the client wrote it (path and query).
-fn target<B>(request: &Request<B>) -> &str {
+/// The request target as the client wrote it (path and query), as Elasticsearch quotes it.
+pub fn target<B>(request: &Request<B>) -> &str {
     request.uri().path_and_query().map_or("/", |pq| pq.as_str())
 }
 

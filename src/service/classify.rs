@@ -44,8 +44,11 @@ pub(super) fn classify(
     if !security {
         return Ok(Route::Cluster);
     }
-    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    match api::route(request.method(), request.uri().path(), target) {
+    match api::route(
+        request.method(),
+        request.uri().path(),
+        shape::target(request),
+    ) {
         Some(endpoint) => Ok(Route::Api(endpoint?)),
         None => Ok(Route::ClusterSecurity),
     }

@@ -54,6 +54,8 @@ impl<R> Worker<R> {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or(StoreError::Closed)?;
+        // Room now is taken without a timer: no timer entry per change, and the command line's
+        // runtimes, built without a time driver, never wait here.
         let room = match tx.try_reserve() {
             Ok(room) => room,
             Err(mpsc::error::TrySendError::Closed(())) => return Err(StoreError::Closed),

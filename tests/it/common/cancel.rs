@@ -37,7 +37,7 @@ const MAX_POLLS: usize = 500;
 
 /// Everything a request in flight may hold in the gateway's state. After a request is dropped
 /// it must all be given back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Held {
     /// Upstream slots taken (requests sent to a node and not finished).
     pub upstream_in_flight: usize,
@@ -74,15 +74,7 @@ impl Held {
 
     /// Nothing held.
     pub fn none() -> Held {
-        Held {
-            upstream_in_flight: 0,
-            upstream_waiting: 0,
-            nodes_probing: 0,
-            user_checks: 0,
-            file_token_checks: 0,
-            password_pool: 0,
-            store_claims: 0,
-        }
+        Held::default()
     }
 }
 
