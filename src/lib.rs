@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod file_tokens;
 pub mod identity;
+pub mod limits;
 pub mod listen;
 pub mod message;
 pub mod observe;

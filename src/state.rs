@@ -16,6 +16,7 @@ use crate::auth::throttle::FailureThrottle;
 use crate::auth::{Authenticator, Realms};
 use crate::config::Config;
 use crate::file_tokens::FileTokens;
+use crate::limits::Limits;
 use crate::observe::access_log::{self, AccessLog};
 use crate::observe::audit::{self, Audit};
 use crate::observe::metrics::{Metrics, MetricsError};
@@ -68,6 +69,8 @@ pub struct Parts {
     pub upstream: Upstream,
     /// What each account's forwarded requests carry upstream, and its local rules.
     pub upstream_auth: Arc<UpstreamAuth>,
+    /// Each account's rate and concurrency limits, and its lane in the nodes' queues.
+    pub limits: Arc<Limits>,
     /// Authentication: the realms above, the failure throttle, where outcomes are recorded.
     pub auth: Authenticator,
     /// What `/metrics` on the admin listener shows; the journal writer reports to it too.
@@ -102,6 +105,7 @@ impl State {
         let (users, generated) =
             UserRealm::open(dir, bootstrap_password, &config.security.throttle)?;
         let accounts = Accounts::new(&config.service_accounts)?;
+        let limits = Arc::new(Limits::new(&config.limits, &accounts, store.replicas()));
         let upstream_auth = UpstreamAuth::open(&config, &accounts)?;
         let file_tokens = FileTokens::open(
             dir,
@@ -131,6 +135,7 @@ impl State {
                 accounts,
                 upstream,
                 upstream_auth: Arc::new(upstream_auth),
+                limits,
                 auth,
                 metrics,
                 audit,
@@ -161,6 +166,7 @@ impl State {
         } else {
             Arc::clone(&self.upstream_auth)
         };
+        let limits = Arc::new(self.limits.reconfigured(&config.limits, &self.accounts));
         Ok(State {
             inner: Arc::new(Parts {
                 config,
@@ -170,6 +176,7 @@ impl State {
                 accounts: self.accounts.clone(),
                 upstream,
                 upstream_auth,
+                limits,
                 auth: self.auth.clone(),
                 metrics: Arc::clone(&self.metrics),
                 audit: self.audit.clone(),

@@ -13,6 +13,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use crate::limits::Limits;
 use crate::listen::{Handler, Stats};
 use crate::message::response::Body;
 use crate::message::ClientInfo;
@@ -169,6 +170,7 @@ impl AdminService {
                 .set(gauge(count));
         }
         upstream_gauges(metrics, &state.upstream);
+        account_gauges(metrics, &state.limits);
         let stats = &self.stats;
         metrics
             .client_connections
@@ -237,6 +239,36 @@ fn upstream_gauges(metrics: &Metrics, upstream: &Upstream) {
             .with_label_values(&[outcome])
             .set(gauge(n));
     }
+}
+
+/// Each account's use of its limits: counted by its limiter, copied here at scrape time.
+fn account_gauges(metrics: &Metrics, limits: &Limits) {
+    limits.each(|limiter| {
+        let figures = limiter.figures();
+        let account = [&*limiter.name];
+        metrics
+            .account_requests
+            .with_label_values(&account)
+            .set(gauge(figures.admitted));
+        metrics
+            .account_in_flight
+            .with_label_values(&account)
+            .set(i64::from(figures.in_flight));
+        metrics
+            .account_slot_wait
+            .with_label_values(&account)
+            .set(figures.waited.as_secs_f64());
+        for (limit, n) in [
+            ("rate", figures.refused_rate),
+            ("max_in_flight", figures.refused_in_flight),
+        ] {
+            metrics
+                .account_limited
+                .with_label_values(&[&*limiter.name, limit])
+                .set(gauge(n));
+        }
+    });
+    metrics.replicas.set(i64::from(limits.replicas()));
 }
 
 /// A count as a gauge's value. No real count passes `i64::MAX`; one that did would show as the

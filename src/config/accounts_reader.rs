@@ -5,23 +5,26 @@ use http::HeaderValue;
 use toml::Value;
 
 use super::reader::{Reader, Section};
-use super::{AccountConfig, AccountCredential, PassThrough};
+use super::{AccountConfig, AccountCredential, LimitSettings, PassThrough};
 use crate::identity::AccountId;
 use crate::policy::access_rules::{AccessRules, Rule};
 
 const SECTION: &str = "service_accounts";
 
 impl Reader<'_> {
-    pub(super) fn accounts(&mut self) -> Vec<AccountConfig> {
+    /// The accounts, and the limits of those that set any (kept apart: a limit changes on a
+    /// reload without touching the account's credential).
+    pub(super) fn accounts(&mut self) -> (Vec<AccountConfig>, Vec<(AccountId, LimitSettings)>) {
+        let mut limits = Vec::new();
         let Some(value) = self.root.remove(SECTION) else {
-            return Vec::new();
+            return (Vec::new(), limits);
         };
         let Value::Array(items) = value else {
             self.problems.push(format!(
                 "{}: `{SECTION}` must be an array of tables ([[{SECTION}]])",
                 self.source
             ));
-            return Vec::new();
+            return (Vec::new(), limits);
         };
         let mut accounts: Vec<AccountConfig> = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -46,6 +49,7 @@ impl Reader<'_> {
                 .and_then(|v| serde_json::to_value(v).ok());
             let credential = self.account_credential(&mut section, i);
             let access = self.access_rules(&mut section, i);
+            let limit = self.limit_settings(&mut section, &format!("#{i}."));
             // The keys are read under the entry's own number, so leftovers are too.
             for leftover in section.table.keys().cloned().collect::<Vec<_>>() {
                 let what = section.unknown(&leftover);
@@ -60,6 +64,9 @@ impl Reader<'_> {
                 );
                 continue;
             }
+            if limit != LimitSettings::default() {
+                limits.push((account.clone(), limit));
+            }
             accounts.push(AccountConfig {
                 account,
                 role_descriptor,
@@ -67,7 +74,7 @@ impl Reader<'_> {
                 access,
             });
         }
-        accounts
+        (accounts, limits)
     }
 
     /// At most one of `upstream_credential`, `upstream_authorization`,

@@ -9,6 +9,7 @@ mod admin_reader;
 mod boundary_reader;
 mod connections_reader;
 mod files_check;
+mod limits_reader;
 mod log_reader;
 mod reader;
 mod server_reader;
@@ -28,6 +29,7 @@ use http::HeaderValue;
 use ipnet::IpNet;
 
 use crate::identity::AccountId;
+pub use limits_reader::{Limit, LimitSettings, LimitsConfig, Rate};
 use reader::Reader;
 
 /// The whole gateway configuration.
@@ -49,6 +51,8 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     /// Where tokens are made durable and how replicas learn of each other's changes.
     pub store: StoreConfig,
+    /// How much of the cluster each account may take.
+    pub limits: LimitsConfig,
 }
 
 /// `[store]`: the token store's backend. Reading a token is the same in-memory lookup with
@@ -281,8 +285,10 @@ pub struct UpstreamConfig {
     pub tls: UpstreamTls,
     /// Requests in flight to each node at once (each holds one connection); more wait.
     pub max_connections: usize,
-    /// Requests that may wait for one of those; more get 503 at once.
+    /// Requests that may wait for one of those, per node; more get 503 at once.
     pub max_pending: usize,
+    /// Waiting requests are served by account in turn (weighted), not in arrival order.
+    pub fair_queue: bool,
     /// Longest silence while the upstream sends a response body; then the response is cut.
     pub body_timeout: Duration,
     /// What service-token requests carry upstream for accounts without a setting of their own:
@@ -524,6 +530,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("tls", &self.tls)
             .field("max_connections", &self.max_connections)
             .field("max_pending", &self.max_pending)
+            .field("fair_queue", &self.fair_queue)
             .field("body_timeout", &self.body_timeout)
             .field("service_credentials", &self.service_credentials)
             .field("health", &self.health)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
-use super::{Config, ConfigError, Env, Overrides, SecurityConfig};
+use super::{Config, ConfigError, Env, LimitsConfig, Overrides, SecurityConfig};
 
 /// Collects problems while reading one configuration source.
 pub(super) struct Reader<'a> {
@@ -81,6 +81,7 @@ const SECTIONS: &[&str] = &[
     "access_log",
     "store",
     "service_accounts",
+    "limits",
 ];
 
 /// Of `known`, the one `typo` is most likely a misspelling of: at most a third of its letters
@@ -189,7 +190,11 @@ impl<'a> Reader<'a> {
         let security_config = self.security(&mut security);
         let log_config = self.log(&mut log);
         let audit_config = self.audit(&mut audit, &server_config.data_dir);
-        let service_accounts = self.accounts();
+        let (service_accounts, account_limits) = self.accounts();
+        let limits = LimitsConfig {
+            default: self.limits_default(),
+            accounts: account_limits,
+        };
         let admin = self.admin(self.overrides.admin_listen.as_deref());
         let access_log = self.access_log(&server_config.data_dir);
         let store = self.store();
@@ -212,6 +217,7 @@ impl<'a> Reader<'a> {
             audit: audit_config,
             access_log,
             store,
+            limits,
         })
     }
 

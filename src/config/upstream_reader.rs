@@ -41,6 +41,7 @@ impl Reader<'_> {
                 UpstreamConfig::DEFAULT_MAX_CONNECTIONS,
             ),
             max_pending: self.count(upstream, "max_pending", UpstreamConfig::DEFAULT_MAX_PENDING),
+            fair_queue: self.boolean(upstream, "fair_queue", true),
             body_timeout: self.duration(
                 upstream,
                 "body_timeout",

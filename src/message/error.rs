@@ -20,6 +20,11 @@ const CHALLENGES: [&str; 3] = [
 ];
 
 /// What a client over its failed-authentication limit is told.
+/// The rate-limit fields of the IETF draft (`draft-ietf-httpapi-ratelimit-headers`).
+const RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
+
 const TOO_MANY_FAILURES: &str =
     "too many failed authentication attempts from this address, retry later";
 
@@ -73,6 +78,15 @@ pub enum ApiError {
     /// may retry after `retry_after` seconds. Elasticsearch answers an overloaded thread pool
     /// with this status and type, which its clients already retry with backoff.
     TooManyRequests { reason: String, retry_after: u64 },
+    /// An account's own limit was hit (429): `limit` names which (`rate` or
+    /// `max_in_flight`), `quota` its size as `RateLimit-Limit` states it. Elasticsearch's
+    /// clients retry this status with backoff, as they do a full thread pool.
+    AccountLimited {
+        account: Box<str>,
+        limit: &'static str,
+        quota: u32,
+        retry_after: u64,
+    },
     /// The client's address failed to authenticate too often and must wait `retry_after`
     /// seconds (429). A flood of guesses meets this answer most, so its body is built once.
     AuthThrottled { retry_after: u64 },
@@ -137,7 +151,9 @@ impl ApiError {
                 "store_unavailable_exception",
             ),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "exception"),
-            Self::TooManyRequests { .. } | Self::AuthThrottled { .. } => (
+            Self::TooManyRequests { .. }
+            | Self::AuthThrottled { .. }
+            | Self::AccountLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "es_rejected_execution_exception",
             ),
@@ -217,6 +233,24 @@ impl ApiError {
             Self::StoreUnavailable => "the token store could not persist the change".to_owned(),
             Self::Internal => "internal error in the gateway".to_owned(),
             Self::TooManyRequests { reason, .. } => reason.clone(),
+            Self::AccountLimited {
+                account,
+                limit: "rate",
+                quota,
+                retry_after,
+            } => format!(
+                "rejected execution: account [{account}] is over its request rate limit (a burst \
+                 of {quota}); retry in {retry_after}s"
+            ),
+            Self::AccountLimited {
+                account,
+                quota,
+                retry_after,
+                ..
+            } => format!(
+                "rejected execution: account [{account}] has {quota} requests in flight, its \
+                 limit [max_in_flight]; retry in {retry_after}s"
+            ),
             Self::AuthThrottled { .. } => TOO_MANY_FAILURES.to_owned(),
             // Netty's wording, as a node answers.
             Self::UriTooLong { limit } => format!("An HTTP line is larger than {limit} bytes."),
@@ -309,6 +343,17 @@ impl ApiError {
             &self
         {
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let Self::AccountLimited {
+            quota, retry_after, ..
+        } = &self
+        {
+            // The IETF draft's fields, as Kong and Envoy send them: the quota, none left, and
+            // when there will be.
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            headers.insert(RATELIMIT_LIMIT, HeaderValue::from(*quota));
+            headers.insert(RATELIMIT_REMAINING, HeaderValue::from_static("0"));
+            headers.insert(RATELIMIT_RESET, HeaderValue::from(*retry_after));
         }
         if let Self::CredentialPending { .. } = &self {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

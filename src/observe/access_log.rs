@@ -48,6 +48,8 @@ pub struct Entry {
     pub principal: Option<String>,
     /// The cluster's time to the response head, for forwarded requests.
     pub upstream: Option<Duration>,
+    /// The account limit that refused the request (`rate`, `max_in_flight`), when one did.
+    pub limit: Option<&'static str>,
     status: u16,
 }
 
@@ -108,6 +110,7 @@ impl AccessLog {
             opaque_id: header(&X_OPAQUE_ID).map(str::to_owned),
             principal: None,
             upstream: None,
+            limit: None,
             status: 0,
         }
     }
@@ -153,7 +156,7 @@ struct Finished<'a> {
 
 impl Finished<'_> {
     /// `time client "METHOD target" status bytes_in bytes_out[!] seconds upstream principal
-    /// opaque_id`, `-` for what is unknown.
+    /// opaque_id limit`, `-` for what is unknown.
     fn text(&self) -> Vec<u8> {
         let entry = self.entry;
         let mut line = Line::with_capacity(192);
@@ -177,6 +180,8 @@ impl Finished<'_> {
         let principal = entry.principal.as_deref().map(str::as_bytes);
         line.or(principal, b"-", Line::raw).raw(b" ");
         line.or(entry.opaque_id.as_deref(), b"-", Line::escaped);
+        line.raw(b" ");
+        line.or(entry.limit.map(str::as_bytes), b"-", Line::raw);
         line.raw(b"\n");
         line.bytes
     }
@@ -208,6 +213,8 @@ impl Finished<'_> {
             .string(entry.principal.as_deref())
             .raw(b",\"opaque_id\":")
             .string(entry.opaque_id.as_deref())
+            .raw(b",\"event.reason\":")
+            .string(entry.limit)
             .raw(b",\"completed\":")
             .raw(if self.complete { b"true" } else { b"false" })
             .raw(b"}\n");
@@ -419,6 +426,7 @@ mod tests {
         assert_eq!(fields[6], "345");
         assert_eq!(fields[9], "elastic/fleet-server/t1");
         assert_eq!(fields[10], "job-7");
+        assert_eq!(fields[11], "-");
         assert!(!text.contains("secret"));
     }
 
@@ -453,6 +461,7 @@ mod tests {
                 "upstream.duration_seconds",
                 "user.name",
                 "opaque_id",
+                "event.reason",
                 "completed"
             ]
         );
@@ -466,6 +475,7 @@ mod tests {
         assert!(line["event.duration_seconds"].as_f64().unwrap() >= 0.0);
         assert_eq!(line["upstream.duration_seconds"], 2.000812);
         assert!(line["user.name"].is_null());
+        assert!(line["event.reason"].is_null());
         assert_eq!(line["completed"], false);
         let time = line["@timestamp"].as_str().unwrap();
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");

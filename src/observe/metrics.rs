@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// How a request ended, as the `outcome` label says it.
@@ -240,6 +240,26 @@ const STORE_STALENESS: Described = (
     "Time since the token set was last known to hold every change made in etcd; absent \
      with the journal.",
 );
+const ACCOUNT_REQUESTS: Described = (
+    "account_requests_total",
+    "Requests admitted to be forwarded, by account (`user:<name>` for a forwarded user).",
+);
+const ACCOUNT_LIMITED: Described = (
+    "account_limited_total",
+    "Requests an account's own limit refused with 429, by account and limit.",
+);
+const ACCOUNT_IN_FLIGHT: Described = (
+    "account_requests_in_flight",
+    "Requests of an account admitted and not yet answered in full.",
+);
+const ACCOUNT_SLOT_WAIT: Described = (
+    "account_slot_wait_seconds_total",
+    "Time an account's requests waited for an upstream slot.",
+);
+const REPLICAS: Described = (
+    "replicas",
+    "Gateways sharing the store's accounts; each enforces its part of every account limit.",
+);
 const BUILD_INFO: Described = ("build_info", "The running build; always 1.");
 
 /// Every metric the gateway exports, registered once.
@@ -271,6 +291,12 @@ pub struct Metrics {
     pub(crate) ready: IntGauge,
     /// Only a shared store has one: how long the token set may have missed changes.
     pub(crate) store_staleness: Gauge,
+    pub(crate) account_requests: IntGaugeVec,
+    /// Labelled `account`, `limit`.
+    pub(crate) account_limited: IntGaugeVec,
+    pub(crate) account_in_flight: IntGaugeVec,
+    pub(crate) account_slot_wait: GaugeVec,
+    pub(crate) replicas: IntGauge,
 }
 
 /// A metric could not be registered: a name clash, a bug caught by the tests.
@@ -313,6 +339,16 @@ impl Metrics {
             certificate_expiry: unregistered_gauge(CERTIFICATE_EXPIRY)?,
             ready: gauge(&registry, READY)?,
             store_staleness: unregistered_gauge(STORE_STALENESS)?,
+            account_requests: gauge_family(&registry, ACCOUNT_REQUESTS, "account")?,
+            account_limited: labelled_gauges(&registry, ACCOUNT_LIMITED, &["account", "limit"])?,
+            account_in_flight: gauge_family(&registry, ACCOUNT_IN_FLIGHT, "account")?,
+            account_slot_wait: {
+                let (name, help) = ACCOUNT_SLOT_WAIT;
+                let family = GaugeVec::new(Opts::new(name, help), &["account"])?;
+                registry.register(Box::new(family.clone()))?;
+                family
+            },
+            replicas: gauge(&registry, REPLICAS)?,
             registry,
         };
         let build = gauge_family(&metrics.registry, BUILD_INFO, "version")?;
@@ -430,10 +466,18 @@ fn gauge(registry: &Registry, (name, help): Described) -> Result<IntGauge, prome
 /// are not known when the metrics are registered.
 fn gauge_family(
     registry: &Registry,
-    (name, help): Described,
+    described: Described,
     label: &str,
 ) -> Result<IntGaugeVec, prometheus::Error> {
-    let family = IntGaugeVec::new(Opts::new(name, help), &[label])?;
+    labelled_gauges(registry, described, &[label])
+}
+
+fn labelled_gauges(
+    registry: &Registry,
+    (name, help): Described,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let family = IntGaugeVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(family.clone()))?;
     Ok(family)
 }

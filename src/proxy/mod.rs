@@ -12,9 +12,10 @@ pub mod nodes;
 mod outbound;
 mod pool;
 mod retry;
+mod slots;
 mod sniff;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +25,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::{NodeHealth, RetryPolicy, UpstreamConfig};
+use crate::limits::{Admission, Lane};
 use crate::message::body::{BodyError, Guarded};
 use crate::message::ClientInfo;
 use crate::tls::{upstream::client_config, TlsError};
@@ -38,6 +39,7 @@ use outbound::Outbound;
 pub use pool::Connector;
 use pool::{ConnectionLease, SendError};
 use retry::{idempotent, RetryBudget};
+use slots::{NoSlot, Slot, SlotLimits};
 
 /// The cluster's nodes and the connections that reach them (a pool per node).
 #[derive(Clone)]
@@ -49,9 +51,6 @@ pub struct Upstream {
     health: Arc<NodeHealth>,
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
-    /// Requests waiting for a slot on their node.
-    waiting: Arc<AtomicUsize>,
-    max_pending: usize,
     /// How long a request may wait for a slot.
     slot_wait: Duration,
     client_body_timeout: Duration,
@@ -69,7 +68,12 @@ impl Upstream {
     /// streamed upstream.
     pub fn new(config: &UpstreamConfig, client_body_timeout: Duration) -> Result<Self, TlsError> {
         let pools = (config.pool_max_idle, config.pool_idle_timeout);
-        let nodes = NodeSet::new(config.nodes.iter().cloned(), config.max_connections, pools)
+        let slots = SlotLimits {
+            max: config.max_connections,
+            max_pending: config.max_pending,
+            fair: config.fair_queue,
+        };
+        let nodes = NodeSet::new(config.nodes.iter().cloned(), slots, pools)
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Upstream {
             connector: connector(config)?,
@@ -78,8 +82,6 @@ impl Upstream {
             health: Arc::new(config.health.clone()),
             retry: config.retry.clone(),
             budget: Arc::new(RetryBudget::new(&config.retry)),
-            waiting: Arc::new(AtomicUsize::new(0)),
-            max_pending: config.max_pending,
             slot_wait: config.connect_timeout,
             client_body_timeout,
             body_timeout: config.body_timeout,
@@ -133,11 +135,14 @@ impl Upstream {
     /// only when it had no body and an idempotent method. All within the retry budget.
     /// Refused/reset connections become 502, a missed response deadline 504, no free upstream
     /// slot 503; a client body that breaks off or stalls is the client's 400 or 408.
+    /// `admission` goes with the response's body: its account counts the request in flight
+    /// until the body ends.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         authorization: Authorization,
+        admission: Admission,
     ) -> Result<Response<Guarded<Incoming>>, Error> {
         let retries = self
             .retry
@@ -148,6 +153,7 @@ impl Upstream {
         }
         let (mut request, target) = self.outbound(request, client, authorization, retries);
         let mut tried: Vec<Arc<Node>> = Vec::new();
+        let mut admission = Some(admission);
         loop {
             let Some(pick) = self.nodes.pick(&tried) else {
                 if tried.is_empty() {
@@ -161,7 +167,7 @@ impl Upstream {
             request
                 .headers_mut()
                 .insert(http::header::HOST, node.host.clone());
-            let failed = match self.attempt(pick, request).await? {
+            let failed = match self.attempt(pick, request, &mut admission).await? {
                 Attempt::Answered(response) => return Ok(response),
                 Attempt::Failed(failed) => failed,
             };
@@ -216,14 +222,20 @@ impl Upstream {
     /// One try on `pick`'s node: a slot, the request sent, its response head awaited. A
     /// failure the client caused, or a timeout, ends the request; a connection that failed is
     /// handed back for the caller to decide on a retry (a refused one ejects the node).
-    async fn attempt(&self, pick: Pick, request: Request<Outbound>) -> Result<Attempt, Error> {
+    async fn attempt(
+        &self,
+        pick: Pick,
+        request: Request<Outbound>,
+        admission: &mut Option<Admission>,
+    ) -> Result<Attempt, Error> {
         let node = &pick.node;
-        let slot = self.slot(node).await?;
+        let slot = self.slot(node, admission.as_ref()).await?;
         let sent = node.pool.send(&self.connector, &node.base, request);
         let failed = match tokio::time::timeout(self.timeout, sent).await {
             Ok(Ok((response, connection))) => {
                 let lease = ConnectionLease {
                     _slot: slot,
+                    _admission: admission.take(),
                     connection: connection.map(|c| (Arc::clone(&node.pool), c)),
                 };
                 pick.answered();
@@ -282,31 +294,38 @@ impl Upstream {
         Ok(response.map(|body| Guarded::new(body, self.body_timeout, Some(lease))))
     }
 
-    /// A slot for one request on `node`: at once when one is free, else after waiting in a
-    /// bounded queue for up to the connect timeout; 503 when the queue is full or the wait ends.
-    async fn slot(&self, node: &Node) -> Result<OwnedSemaphorePermit, Error> {
-        if let Ok(permit) = node.slots.clone().try_acquire_owned() {
-            return Ok(permit);
+    /// A slot for one request on `node`: at once when one is free, else after its account's
+    /// turn in the node's queue, within the connect timeout; 503 when the queue (or its
+    /// account's part of it) is full or the wait ends.
+    async fn slot(&self, node: &Node, admission: Option<&Admission>) -> Result<Slot, Error> {
+        if let Some(slot) = node.slots.try_acquire() {
+            return Ok(slot);
         }
-        let Some(_place) = QueuePlace::take(&self.waiting, self.max_pending) else {
-            tracing::warn!(
-                max_pending = self.max_pending,
-                "upstream wait queue full; request refused"
-            );
-            return Err(Error::Busy);
-        };
-        match tokio::time::timeout(self.slot_wait, node.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                tracing::warn!(wait = ?self.slot_wait, node = %node.label, "no upstream slot in time; request refused");
-                Err(Error::Busy)
+        let lane = admission.map_or(Lane::SHARED, Admission::lane);
+        let started = std::time::Instant::now();
+        let slot = node.slots.acquire(lane, self.slot_wait).await;
+        if let Some(admission) = admission {
+            admission.waited(started.elapsed());
+        }
+        slot.map_err(|refused| {
+            match refused {
+                NoSlot::QueueFull => tracing::warn!(
+                    node = %node.label,
+                    "upstream wait queue full; request refused"
+                ),
+                NoSlot::TimedOut => tracing::warn!(
+                    wait = ?self.slot_wait,
+                    node = %node.label,
+                    "no upstream slot in time; request refused"
+                ),
             }
-        }
+            Error::Busy
+        })
     }
 
     /// Requests waiting for a slot now, over all nodes.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.nodes.all().iter().map(|n| n.slots.waiting()).sum()
     }
 
     /// A `GET` of `path` on `node` with the gateway's credential, for health checks and
@@ -383,28 +402,6 @@ impl Target {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = headers.clone();
         Some(request)
-    }
-}
-
-/// One request's place in the upstream wait queue, given back when it stops waiting, however
-/// that happens: a slot, the wait's end, or the request dropped because its client left.
-struct QueuePlace<'a>(&'a AtomicUsize);
-
-impl<'a> QueuePlace<'a> {
-    /// A place when fewer than `max` requests wait.
-    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
-        waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| QueuePlace(waiting))
-    }
-}
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

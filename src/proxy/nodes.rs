@@ -14,9 +14,10 @@ use arc_swap::ArcSwap;
 use http::uri::{PathAndQuery, Uri};
 use http::HeaderValue;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::pool::NodePool;
+use super::slots::{SlotLimits, Slots};
 use super::Error;
 use crate::config::{NodeHealth, NodeUrl};
 
@@ -30,13 +31,13 @@ pub struct Node {
     pub host: HeaderValue,
     /// `scheme://host:port`, for logs and metrics.
     pub label: String,
-    /// One permit per request in flight to this node, held until its response body ends.
-    pub slots: Arc<Semaphore>,
+    /// One per request in flight to this node, held until its response body ends, and the
+    /// queue of requests waiting for one.
+    pub slots: Arc<Slots>,
     /// Its idle connections.
     pub pool: Arc<NodePool>,
     /// `scheme://authority/`: what a connection is opened to.
     pub base: Uri,
-    max: usize,
     health: Health,
 }
 
@@ -70,7 +71,7 @@ enum Standing {
 impl Node {
     fn new(
         url: NodeUrl,
-        max: usize,
+        slots: SlotLimits,
         (max_idle, idle_timeout): PoolSize,
     ) -> Result<Node, http::Error> {
         Ok(Node {
@@ -82,21 +83,25 @@ impl Node {
                 .path_and_query("/")
                 .build()?,
             url,
-            slots: Arc::new(Semaphore::new(max)),
+            slots: Arc::new(Slots::new(slots)),
             pool: Arc::new(NodePool::new(max_idle, idle_timeout)),
-            max,
             health: Health::default(),
         })
     }
 
     /// A node outside the set: a seed asked while sniffing.
     pub fn detached(url: NodeUrl) -> Result<Node, http::Error> {
-        Node::new(url, 1, (0, Duration::ZERO))
+        let slots = SlotLimits {
+            max: 1,
+            max_pending: 0,
+            fair: false,
+        };
+        Node::new(url, slots, (0, Duration::ZERO))
     }
 
     /// Requests in flight to this node.
     pub fn outstanding(&self) -> usize {
-        self.max.saturating_sub(self.slots.available_permits())
+        self.slots.held()
     }
 
     /// Whether the node is in rotation (not ejected, not failed by the active checks).
@@ -253,7 +258,7 @@ impl Drop for Pick {
 /// The nodes requests are spread over; replaced whole when sniffing finds a different set.
 pub struct NodeSet {
     nodes: ArcSwap<Vec<Arc<Node>>>,
-    max_per_node: usize,
+    slots: SlotLimits,
     pools: PoolSize,
     /// Told when a node is ejected, for sniffing on failure.
     pub ejected: Notify,
@@ -262,16 +267,16 @@ pub struct NodeSet {
 impl NodeSet {
     pub fn new(
         urls: impl IntoIterator<Item = NodeUrl>,
-        max_per_node: usize,
+        slots: SlotLimits,
         pools: PoolSize,
     ) -> Result<NodeSet, http::Error> {
         let nodes = urls
             .into_iter()
-            .map(|url| Node::new(url, max_per_node, pools).map(Arc::new))
+            .map(|url| Node::new(url, slots, pools).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(NodeSet {
             nodes: ArcSwap::from_pointee(nodes),
-            max_per_node,
+            slots,
             pools,
             ejected: Notify::new(),
         })
@@ -303,7 +308,7 @@ impl NodeSet {
         for url in urls {
             match current.iter().find(|n| n.url == url) {
                 Some(node) => next.push(Arc::clone(node)),
-                None => match Node::new(url, self.max_per_node, self.pools) {
+                None => match Node::new(url, self.slots, self.pools) {
                     Ok(node) => next.push(Arc::new(node)),
                     Err(error) => tracing::warn!(%error, "skipping a discovered node"),
                 },
@@ -417,7 +422,12 @@ mod tests {
             authority: http::uri::Authority::from_static("127.0.0.1:9200"),
             path_prefix: String::new(),
         };
-        NodeSet::new([url], 4, (0, Duration::ZERO)).unwrap()
+        let slots = SlotLimits {
+            max: 4,
+            max_pending: 4,
+            fair: true,
+        };
+        NodeSet::new([url], slots, (0, Duration::ZERO)).unwrap()
     }
 
     fn policy() -> NodeHealth {

@@ -9,13 +9,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::slots::Slot;
+use crate::limits::Admission;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::OwnedSemaphorePermit;
 use tower_service::Service;
 
 use super::outbound::Outbound;
@@ -188,7 +189,9 @@ impl NodePool {
 /// back to the pool when the body was read whole (else it is dropped, and closed).
 pub struct ConnectionLease {
     /// Held, not read: dropping it frees the slot.
-    pub _slot: OwnedSemaphorePermit,
+    pub _slot: Slot,
+    /// Held, not read: dropping it ends the request for its account's limits.
+    pub _admission: Option<Admission>,
     pub connection: Option<(Arc<NodePool>, http1::SendRequest<Outbound>)>,
 }
 

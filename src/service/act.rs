@@ -15,6 +15,7 @@ use super::record;
 use crate::api::{self, Endpoint};
 use crate::auth::Principal;
 use crate::config::HttpLimits;
+use crate::limits::Admission;
 use crate::message::body::{BodyError, Guarded};
 use crate::message::error::ApiError;
 use crate::message::response::Body;
@@ -30,10 +31,13 @@ pub(super) async fn act(
     client: &ClientInfo,
     request: Request<Incoming>,
     decision: Decision,
+    admission: Admission,
     entry: &mut Option<Entry>,
 ) -> Result<Response<Body>, ApiError> {
     match decision {
-        Decision::Forward(presented) => forward(state, client, request, presented, entry).await,
+        Decision::Forward(presented) => {
+            forward(state, client, request, presented, admission, entry).await
+        }
         Decision::Deny(error) => Err(error),
     }
 }
@@ -54,13 +58,14 @@ async fn forward(
     client: &ClientInfo,
     request: Request<Incoming>,
     presented: Presented,
+    admission: Admission,
     entry: &mut Option<Entry>,
 ) -> Result<Response<Body>, ApiError> {
     let (authorization, key) = presented.into_parts();
     let sent = Instant::now();
     let response = state
         .upstream
-        .forward(request, client, authorization)
+        .forward(request, client, authorization, admission)
         .await?;
     let took = sent.elapsed();
     state.metrics.upstream(took);

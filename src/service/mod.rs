@@ -98,17 +98,24 @@ async fn dispatch(
     if let Route::Api(endpoint) = route {
         return act::answer(state, client, request, endpoint, entry).await;
     }
-    let decision = if decide::passes_through(state, request.headers()) {
+    let (decision, admission) = if decide::passes_through(state, request.headers()) {
         // A credential of a scheme the cluster checks itself: the gateway does not.
-        Decision::Forward(Presented::Fixed(Authorization::Keep))
+        let decision = Decision::Forward(Presented::Fixed(Authorization::Keep));
+        (decision, state.limits.admit_pass_through())
     } else {
         let seen = audit::Request::new(&request, client.peer);
         let principal = state.auth.authenticate(&seen).await?;
         record::note(entry, &principal);
         match decide::decide(state, &route, &request, &principal) {
             Decision::Deny(error) => return Err(act::deny(state, &seen, &principal, error)),
-            decision => decision,
+            decision => {
+                let admission = state
+                    .limits
+                    .admit(&principal)
+                    .map_err(|refusal| record::limited(entry, refusal))?;
+                (decision, admission)
+            }
         }
     };
-    act::act(state, client, request, decision, entry).await
+    act::act(state, client, request, decision, admission, entry).await
 }

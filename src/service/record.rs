@@ -7,6 +7,8 @@ use http::{Method, Response};
 use http_body_util::Either;
 
 use crate::auth::Principal;
+use crate::limits::Refusal;
+use crate::message::error::ApiError;
 use crate::message::response::Body;
 use crate::observe::access_log::Entry;
 use crate::observe::metrics::Outcome;
@@ -17,6 +19,14 @@ pub(super) fn note(entry: &mut Option<Entry>, principal: &Principal) {
     if let Some(entry) = entry {
         entry.principal = Some(principal.log_name());
     }
+}
+
+/// A request its account's limit refused: the limit named in its access-log entry.
+pub(super) fn limited(entry: &mut Option<Entry>, refusal: Refusal) -> ApiError {
+    if let Some(entry) = entry {
+        entry.limit = Some(refusal.exceeded.name());
+    }
+    refusal.into()
 }
 
 /// Counts `response` and hands its access-log line to its body (or writes it now for an answer

@@ -4,6 +4,7 @@
 use http::Response;
 
 use crate::auth::Refused;
+use crate::limits::Refusal;
 use crate::message::error::ApiError;
 use crate::message::response::Body;
 use crate::observe::metrics::UpstreamFailure;
@@ -27,6 +28,17 @@ impl From<Refused> for ApiError {
                 reason: PASSWORD_POOL_FULL.to_owned(),
                 retry_after,
             },
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError::AccountLimited {
+            limit: refusal.exceeded.name(),
+            quota: refusal.quota(),
+            retry_after: refusal.retry_after(),
+            account: refusal.account,
         }
     }
 }

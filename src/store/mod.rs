@@ -13,6 +13,8 @@ mod journal;
 #[doc(hidden)]
 pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
 mod maps;
+mod replicas;
+pub use replicas::Replicas;
 mod worker;
 mod writer;
 
@@ -189,6 +191,11 @@ pub fn in_use(dir: &Path) -> Result<bool, StoreError> {
 }
 
 impl TokenStore {
+    /// How many gateways share this store's accounts now (the etcd store counts them).
+    pub fn replicas(&self) -> Replicas {
+        Replicas::single()
+    }
+
     /// Whether `other` is this very instance (a reload shares it, never reopens it).
     pub fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)

@@ -9,6 +9,7 @@
 mod common;
 
 mod access_log;
+mod account_limits;
 mod admin;
 mod audit;
 mod authentication;

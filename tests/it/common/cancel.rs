@@ -52,6 +52,8 @@ pub struct Held {
     pub password_pool: usize,
     /// Token names claimed by a create or import under way.
     pub store_claims: usize,
+    /// Requests counted in flight against their accounts' limits.
+    pub account_in_flight: u64,
 }
 
 impl Held {
@@ -69,6 +71,13 @@ impl Held {
             file_token_checks: state.file_tokens.checks_in_flight(),
             password_pool: state.users.password_pool().in_use(),
             store_claims: state.store.claims_in_flight(),
+            account_in_flight: {
+                let mut total = 0;
+                state
+                    .limits
+                    .each(|l| total += u64::from(l.figures().in_flight));
+                total
+            },
         }
     }
 
