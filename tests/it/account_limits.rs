@@ -226,3 +226,83 @@ async fn waiting_requests_are_served_by_account_in_turn() {
 async fn without_the_fair_queue_they_are_served_in_arrival_order() {
     assert_eq!(contended_order(false).await, ["a0", "a1", "a2", "a3", "b1"]);
 }
+
+/// The binary on a configuration file whose `[[service_accounts]]` entry for fleet-server ends
+/// with `limits`; rewritten and re-read with SIGHUP by the test.
+fn write_limits(path: &std::path::Path, upstream: &FakeUpstream, limits: &str) {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://{}\"\n\
+         [[service_accounts]]\naccount = \"elastic/fleet-server\"\n{limits}\n",
+        upstream.addr
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn a_reload_changes_limits_in_place_and_drops_nothing_in_flight() {
+    use crate::common::process::{tokengate, GatewayProcess};
+    const PASSWORD: &str = "limits-elastic-pw";
+    let (upstream, release) = holding_upstream().await;
+    let (etc, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = etc.path().join("tokengate.toml");
+    write_limits(&config, &upstream, "max_in_flight = 1");
+    let mut gw = GatewayProcess::spawn(
+        tokengate()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("ELASTIC_PASSWORD", PASSWORD),
+    )
+    .await;
+    let token = gw.create_token("t1", PASSWORD).await;
+    let url = format!("http://{}/_search", gw.addr);
+    let send = |tag: &'static str| {
+        let (url, token) = (url.clone(), token.clone());
+        tokio::spawn(async move {
+            let response = crate::common::client()
+                .get(url)
+                .bearer_auth(token)
+                .header("x-opaque-id", tag)
+                .send()
+                .await
+                .unwrap();
+            let limit = response
+                .headers()
+                .get("ratelimit-limit")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), limit)
+        })
+    };
+    let first = send("held-across-the-reload");
+    upstream.wait_for_requests(1).await;
+    assert_eq!(send("over").await.unwrap(), (429, Some("1".into())));
+    // Told once in the log, with the account and the limit.
+    let line = gw.wait_for("account over its limit").await;
+    assert!(
+        line.contains("elastic/fleet-server") && line.contains("max_in_flight"),
+        "{line}"
+    );
+
+    write_limits(&config, &upstream, "max_in_flight = 2");
+    gw.signal("HUP");
+    gw.wait_for("configuration reloaded").await;
+    let second = send("admitted-after-the-reload");
+    upstream.wait_for_requests(2).await;
+    // The request from before the reload still counts: two in flight, the new limit.
+    assert_eq!(send("over-again").await.unwrap(), (429, Some("2".into())));
+    release.add_permits(2);
+    assert_eq!(first.await.unwrap(), (200, None));
+    assert_eq!(second.await.unwrap(), (200, None));
+
+    write_limits(&config, &upstream, "rate = \"1/m\"\nburst = 1");
+    gw.signal("HUP");
+    gw.wait_for("configuration reloaded").await;
+    release.add_permits(1);
+    assert_eq!(send("within-the-rate").await.unwrap(), (200, None));
+    assert_eq!(
+        send("over-the-rate").await.unwrap(),
+        (429, Some("1".into()))
+    );
+    assert!(gw.running());
+}
