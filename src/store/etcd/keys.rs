@@ -3,7 +3,7 @@
 //! `<prefix>pepper` holds the cluster-wide pepper (32 hex digits), and each token is
 //! `<prefix>tokens/<bucket>/<namespace>/<service>/<name>`, whose value is a small JSON record:
 //! the peppered fingerprint, account, name and creation time, never the secret. Each running
-//! gateway has a key of its own under `<prefix>replicas/` (see `super::replicas`).
+//! gateway has a key of its own under `<prefix>replicas/` (see the replicas module).
 //!
 //! Keys carry their name, so "does this name exist" is one key and a create is one create-only
 //! transaction. The two hex digits of bucket (a hash of the name, which is no secret) split the
@@ -40,7 +40,7 @@ impl Layout {
         [self.prefix.as_slice(), b"tokens/"].concat()
     }
 
-    /// Every gateway's registration key starts with this (see `super::replicas`).
+    /// Every gateway's registration key starts with this (see the replicas module).
     pub fn replicas(&self) -> Vec<u8> {
         [self.prefix.as_slice(), b"replicas/"].concat()
     }

@@ -105,7 +105,10 @@ impl Member {
         loop {
             let step = async {
                 let Err(ended) = Box::pin(self.session(&mut held, &mut backoff)).await;
-                tracing::warn!(reason = %ended, "gateway registration in etcd interrupted; renewing");
+                tracing::warn!(
+                    reason = %ended,
+                    "gateway registration in etcd interrupted; renewing"
+                );
                 backoff.wait(None).await;
             };
             tokio::select! {
@@ -200,7 +203,10 @@ impl Member {
             match self.ask(index, client.lease_keep_alive(lease)).await {
                 Ok(pair) => return Ok(pair),
                 Err(etcd_client::Error::LeaseKeepAliveError(_)) => {
-                    tracing::info!(lease = %format!("{lease:x}"), "gateway lease expired; registering again");
+                    tracing::info!(
+                        lease = %format!("{lease:x}"),
+                        "gateway lease expired; registering again"
+                    );
                     held.lease = None;
                 }
                 Err(error) => return Err(format!("lease renewal: {error}")),
@@ -251,7 +257,10 @@ impl Member {
         match tokio::time::timeout(REVOKE_WAIT, revoke).await {
             Ok(Ok(_)) => tracing::debug!("gateway lease revoked"),
             Ok(Err(error)) => {
-                tracing::warn!(%error, "gateway lease not revoked; the others count this gateway until it expires")
+                tracing::warn!(
+                    %error,
+                    "gateway lease not revoked; the others count this gateway until it expires"
+                );
             }
             Err(_) => tracing::warn!(
                 "gateway lease not revoked in time; the others count this gateway until it expires"
