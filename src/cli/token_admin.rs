@@ -189,7 +189,11 @@ fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
             format!("{}: no such data directory", dir.display()),
         ));
     }
-    match TokenStore::open_configured(&config.store, dir, StoreOptions::default()) {
+    let options = StoreOptions {
+        serving: false,
+        ..StoreOptions::default()
+    };
+    match TokenStore::open_configured(&config.store, dir, options) {
         Ok(store) => Ok(Some(store)),
         Err(StoreError::Locked { .. }) => Ok(None),
         Err(error) => Err(Failure(EXIT_START, error.to_string())),

@@ -53,7 +53,11 @@ pub fn import(config: &Config, file: &Path, quiet: bool) -> ExitCode {
         return ExitCode::from(EXIT_DATA);
     }
     let dir = &config.server.data_dir;
-    let store = match TokenStore::open_configured(&config.store, dir, StoreOptions::default()) {
+    let options = StoreOptions {
+        serving: false,
+        ..StoreOptions::default()
+    };
+    let store = match TokenStore::open_configured(&config.store, dir, options) {
         Ok(store) => store,
         Err(error) => {
             eprintln!("tokengate: {error}");

@@ -9,6 +9,7 @@ use std::fs;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use super::replicas::Replicas;
 use super::worker::Worker;
 use super::writer::{Op, Reply, Request};
 
@@ -44,6 +45,15 @@ impl Backend {
             Backend::Journal(_) => None,
             #[cfg(feature = "etcd")]
             Backend::Etcd(etcd) => Some(etcd.staleness()),
+        }
+    }
+
+    /// How many gateways share the accounts: one alone on a journal, the live ones on etcd.
+    pub fn replicas(&self) -> Replicas {
+        match self {
+            Backend::Journal(_) => Replicas::single(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(etcd) => etcd.replicas(),
         }
     }
 

@@ -12,9 +12,9 @@ mod fingerprint;
 mod journal;
 #[doc(hidden)]
 pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
+pub use replicas::Replicas;
 mod maps;
 mod replicas;
-pub use replicas::Replicas;
 mod worker;
 mod writer;
 
@@ -79,6 +79,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Told how long each batch's fsync took and how many requests it made durable.
     pub on_sync: Option<SyncObserver>,
+    /// Whether the store serves a gateway, which the other gateways on etcd then count when they
+    /// divide an account's limits; a command that opens the store for a moment is no gateway.
+    pub serving: bool,
 }
 
 /// Receives `(fsync duration, requests in the batch)` after each durable batch, on the
@@ -106,6 +109,7 @@ impl Default for StoreOptions {
             compact_min_bytes: Self::DEFAULT_COMPACT_MIN_BYTES,
             max_batch: Self::DEFAULT_MAX_BATCH,
             on_sync: None,
+            serving: true,
         }
     }
 }
@@ -191,11 +195,6 @@ pub fn in_use(dir: &Path) -> Result<bool, StoreError> {
 }
 
 impl TokenStore {
-    /// How many gateways share this store's accounts now (the etcd store counts them).
-    pub fn replicas(&self) -> Replicas {
-        Replicas::single()
-    }
-
     /// Whether `other` is this very instance (a reload shares it, never reopens it).
     pub fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -218,7 +217,7 @@ impl TokenStore {
                     source,
                 })?;
                 let lock = lock_dir(dir)?;
-                let (shared, etcd) = etcd::open(&config.etcd, lock)?;
+                let (shared, etcd) = etcd::open(&config.etcd, lock, options.serving)?;
                 let path = PathBuf::from(format!("etcd {}", config.etcd.prefix));
                 Ok(TokenStore {
                     inner: Arc::new(Inner {
@@ -388,6 +387,12 @@ impl TokenStore {
     /// whose writer is the only source of changes.
     pub fn staleness(&self) -> Option<Duration> {
         self.inner.backend.staleness()
+    }
+
+    /// How many gateways share this store's accounts, this one included: 1 on the journal, the
+    /// live gateways on etcd. Clones follow the count; reading it is one relaxed load.
+    pub fn replicas(&self) -> Replicas {
+        self.inner.backend.replicas()
     }
 
     async fn submit(&self, ops: Vec<Op>) -> Result<Vec<bool>, StoreError> {

@@ -60,6 +60,15 @@ async fn create_then_verify() {
     assert_eq!(store.len(), 1);
 }
 
+#[test]
+fn a_journal_is_one_gateway_s_so_its_limits_are_not_divided() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.replicas().get(), 1);
+    store.close();
+    assert_eq!(store.replicas().get(), 1);
+}
+
 #[tokio::test]
 async fn reopen_sees_tokens_and_deletes() {
     let dir = tempfile::tempdir().unwrap();

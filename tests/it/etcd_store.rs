@@ -19,7 +19,7 @@ const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 /// Bound on recoveries that wait for reconnection back-off or an election.
 const RECOVERY: Duration = Duration::from_secs(15);
 
-fn store_toml(endpoints: &[String], extra: &str) -> String {
+pub(crate) fn store_toml(endpoints: &[String], extra: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     let prefix = if extra.contains("prefix") {
         ""
@@ -32,7 +32,11 @@ fn store_toml(endpoints: &[String], extra: &str) -> String {
     )
 }
 
-async fn gateway(upstream: &FakeUpstream, endpoints: &[String], extra: &str) -> TestGateway {
+pub(crate) async fn gateway(
+    upstream: &FakeUpstream,
+    endpoints: &[String],
+    extra: &str,
+) -> TestGateway {
     TestGateway::builder()
         .upstream(upstream.addr)
         .config(&store_toml(endpoints, extra))

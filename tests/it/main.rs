@@ -22,6 +22,8 @@ mod create_token;
 mod durability;
 mod es_shapes;
 #[cfg(feature = "etcd")]
+mod etcd_replicas;
+#[cfg(feature = "etcd")]
 mod etcd_store;
 mod file_tokens;
 mod first_run;

@@ -2,7 +2,8 @@
 //!
 //! `<prefix>pepper` holds the cluster-wide pepper (32 hex digits), and each token is
 //! `<prefix>tokens/<bucket>/<namespace>/<service>/<name>`, whose value is a small JSON record:
-//! the peppered fingerprint, account, name and creation time, never the secret.
+//! the peppered fingerprint, account, name and creation time, never the secret. Each running
+//! gateway has a key of its own under `<prefix>replicas/` (see the replicas module).
 //!
 //! Keys carry their name, so "does this name exist" is one key and a create is one create-only
 //! transaction. The two hex digits of bucket (a hash of the name, which is no secret) split the
@@ -37,6 +38,11 @@ impl Layout {
     /// Every token key starts with this.
     pub fn tokens(&self) -> Vec<u8> {
         [self.prefix.as_slice(), b"tokens/"].concat()
+    }
+
+    /// Every gateway's registration key starts with this (see the replicas module).
+    pub fn replicas(&self) -> Vec<u8> {
+        [self.prefix.as_slice(), b"replicas/"].concat()
     }
 
     pub fn token_key(&self, name: &str) -> Vec<u8> {

@@ -5,7 +5,8 @@
 //! on the token's key, so two gateways creating one name at once get one success and one
 //! conflict, and it is acknowledged only once etcd has committed it and this gateway's own maps
 //! hold it. While etcd is unreachable the gateway keeps checking tokens from memory and refuses
-//! changes; [`Etcd::staleness`] tells for how long it may have missed revocations.
+//! changes; [`Etcd::staleness`] tells for how long it may have missed revocations. A serving
+//! gateway also registers itself, so that each knows how many share the accounts (`replicas`).
 //!
 //! All etcd traffic runs on a thread of its own with its own runtime, as the journal writer does:
 //! the gateway's workers only hand it requests.
@@ -14,6 +15,7 @@ mod conn;
 mod follow;
 mod keys;
 mod migrate;
+mod replicas;
 
 use std::sync::Arc;
 use std::thread;
@@ -25,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::fingerprint::{self, Fingerprint, Pepper};
+use super::replicas::Replicas;
 use super::worker::{self, Worker};
 use super::writer::{Op, Reply, Request};
 use super::{Shared, StoreError};
@@ -42,6 +45,8 @@ const TXN_PUTS: usize = 64;
 pub(crate) struct Etcd {
     worker: Worker<Request>,
     freshness: Arc<Freshness>,
+    /// The gateways registered under the prefix, this one included.
+    replicas: Replicas,
     /// The data directory's lock, released once the thread is done.
     lock: std::sync::Mutex<Option<std::fs::File>>,
 }
@@ -55,6 +60,10 @@ impl Etcd {
 
     pub fn staleness(&self) -> Duration {
         self.freshness.staleness()
+    }
+
+    pub fn replicas(&self) -> Replicas {
+        self.replicas.clone()
     }
 
     pub fn close(&self) {
@@ -75,6 +84,7 @@ impl Etcd {
 pub(crate) fn open(
     config: &EtcdConfig,
     lock: std::fs::File,
+    serving: bool,
 ) -> Result<(Arc<Shared>, Etcd), StoreError> {
     let writes = Writes {
         conn: Arc::new(Conn::new(config)?),
@@ -82,6 +92,8 @@ pub(crate) fn open(
         timeout: config.request_timeout,
     };
     let start_timeout = config.start_timeout;
+    let replicas = Replicas::single();
+    let counting = serving.then(|| replicas.clone());
     let (tx, rx) = worker::queue();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
     let thread = thread::Builder::new()
@@ -99,7 +111,7 @@ pub(crate) fn open(
                     return;
                 }
             };
-            runtime.block_on(serve(writes, start_timeout, rx, ready_tx));
+            runtime.block_on(serve(writes, counting, start_timeout, rx, ready_tx));
         })
         .map_err(|error| StoreError::Unavailable(format!("etcd store thread: {error}")))?;
     match ready_rx.recv() {
@@ -108,6 +120,7 @@ pub(crate) fn open(
             Etcd {
                 worker: Worker::new(tx, thread),
                 freshness,
+                replicas,
                 lock: std::sync::Mutex::new(Some(lock)),
             },
         )),
@@ -127,6 +140,7 @@ type Ready = std::sync::mpsc::SyncSender<Result<(Arc<Shared>, Arc<Freshness>), S
 /// The thread's life: start, then answer requests until the store closes.
 async fn serve(
     writes: Writes,
+    replicas: Option<Replicas>,
     start_timeout: Duration,
     mut requests: mpsc::Receiver<Request>,
     ready: Ready,
@@ -160,6 +174,8 @@ async fn serve(
         freshness: Arc::clone(&freshness),
     };
     let following = tokio::spawn(follower.run(stopped));
+    let registered =
+        replicas::start(&writes.conn, &writes.layout, replicas, stop.subscribe()).await;
     if ready.send(Ok((shared, freshness))).is_err() {
         let _ = stop.send(true);
         return;
@@ -177,6 +193,10 @@ async fn serve(
     while in_flight.join_next().await.is_some() {}
     let _ = stop.send(true);
     let _ = following.await;
+    // Revokes this gateway's lease, so the others count one fewer at once.
+    if let Some(registered) = registered {
+        let _ = registered.await;
+    }
 }
 
 /// The pepper and every token, retried until `deadline`.
