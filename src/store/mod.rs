@@ -377,6 +377,11 @@ impl TokenStore {
         self.inner.close();
     }
 
+    /// What names the store in messages: the journal's path, or etcd and the key prefix.
+    pub fn location(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// How long since the in-memory set was last known to be current; `None` for the journal,
     /// whose writer is the only source of changes.
     pub fn staleness(&self) -> Option<Duration> {
