@@ -190,7 +190,7 @@ impl<'a> Reader<'a> {
         let log_config = self.log(&mut log);
         let audit_config = self.audit(&mut audit, &server_config.data_dir);
         let service_accounts = self.accounts();
-        let admin = self.admin(self.overrides.admin_listen.as_deref());
+        let admin = self.admin(self.overrides.admin_listen.as_deref(), tls.is_some());
         let access_log = self.access_log(&server_config.data_dir);
         let store = self.store();
 

@@ -10,6 +10,7 @@ mod common;
 
 mod access_log;
 mod admin;
+mod admin_access;
 mod audit;
 mod authentication;
 mod binary;
@@ -35,6 +36,8 @@ mod reload;
 mod scoped_credentials;
 mod service_tokens_cli;
 mod signals;
+mod status;
+mod status_page;
 mod streaming;
 mod testssl;
 mod throttling;
