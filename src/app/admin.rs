@@ -24,7 +24,7 @@ use crate::message::ClientInfo;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::state::{Live, State};
-use crate::status::{self, Sources};
+use crate::status::{self, Sources, Status};
 use crate::tls::server::ServerTls;
 
 use super::admin_access;
@@ -118,8 +118,8 @@ pub struct AdminService {
     stats: Arc<Stats>,
     /// The HTTPS listener's certificate, for its expiry.
     tls: Option<ServerTls>,
-    /// What the status page is made from.
-    status: Arc<Sources>,
+    /// The status page's document.
+    status: Arc<Status>,
 }
 
 impl AdminService {
@@ -129,7 +129,7 @@ impl AdminService {
             readiness,
             stats: Arc::clone(&sources.connections),
             tls: sources.tls.clone(),
-            status: Arc::new(sources),
+            status: Arc::new(Status::new(sources)),
         }
     }
 
@@ -146,16 +146,15 @@ impl AdminService {
         }
         match path {
             "/" => page(
-                status::html::render(&status::document::build(&self.status)).into(),
+                status::html::render(&self.status.document()).into(),
                 "text/html; charset=utf-8",
             ),
             "/status" => {
                 let pretty = request.uri().query().is_some_and(|q| q.contains("pretty"));
-                let document = status::document::build(&self.status);
-                let mut response = json_value(StatusCode::OK, &document, pretty);
-                response
-                    .headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let mut response = json_value(StatusCode::OK, &self.status.document(), pretty);
+                let headers = response.headers_mut();
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
                 response
             }
             "/status.js" => page(

@@ -355,6 +355,9 @@ fn announce(state: &State, bound: &Bound) {
     if let Some(addr) = bound.admin_addr {
         let admin = &state.config.admin;
         let auth = admin.requires_auth();
+        if !auth && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "admin.require_auth = false off loopback: whoever reaches this port reads the status page");
+        }
         tracing::info!(%addr, auth, metrics_auth = auth && admin.metrics_require_auth, client_ca = admin.client_ca.is_some(), "admin listener: / /status /livez /readyz /metrics");
     }
 }

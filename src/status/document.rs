@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::history::{self, Sample};
-use super::Sources;
+use super::{Sources, TokenCounts};
 use crate::config::StoreBackend;
 use crate::identity::AccountId;
 use crate::proxy::nodes::Node;
@@ -20,17 +20,16 @@ const TOP_THROTTLED: usize = 5;
 /// The window `auth_failures_per_minute` is measured over.
 const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
-/// The whole document.
-pub fn build(sources: &Sources) -> Value {
-    let state = sources.live.load();
+/// The whole document, from `state` and the tokens per account counted in it.
+pub fn build(sources: &Sources, state: &State, tokens: &TokenCounts) -> Value {
     let samples = sources.history.samples();
     json!({
         "generated_at": unix(SystemTime::now()),
-        "gateway": gateway(sources, &state),
-        "nodes": nodes(&state),
-        "accounts": accounts(&state),
-        "store": store(&state),
-        "security": security(&state, &samples),
+        "gateway": gateway(sources, state),
+        "nodes": nodes(state),
+        "accounts": accounts(state, tokens),
+        "store": store(state),
+        "security": security(state, &samples),
         "history": history(&samples),
     })
 }
@@ -111,14 +110,14 @@ fn node_entry(node: &Node, configured: bool, checks: bool) -> Value {
     })
 }
 
-fn accounts(state: &State) -> Vec<Value> {
+fn accounts(state: &State, tokens: &TokenCounts) -> Vec<Value> {
     state
         .accounts
         .matching(None, None)
         .map(|(account, _)| {
             json!({
                 "account": account.as_str(),
-                "tokens": state.store.names_of(account).len(),
+                "tokens": tokens.get(account.as_str()).copied().unwrap_or(0),
                 "credential": state.upstream_auth.credential_state(account),
                 // Not counted per account (yet): a figure there would cost the request path.
                 "requests_per_second": Value::Null,

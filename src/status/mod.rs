@@ -18,9 +18,14 @@ pub mod history;
 pub mod html;
 pub mod reloads;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use crate::state::State;
 
 use crate::listen::Stats;
 use crate::state::Live;
@@ -47,4 +52,49 @@ pub struct Sources {
     pub history: Arc<History>,
     /// The client listeners' connection counts.
     pub connections: Arc<Stats>,
+}
+
+/// How long the tokens per account are reused: counting them walks the whole token set, so
+/// however many pages are open, the walk happens at most once per this. Every other figure is
+/// read afresh for each document.
+pub const TOKEN_COUNTS_REUSE: Duration = Duration::from_secs(1);
+
+/// Tokens per account (`namespace/service`).
+pub type TokenCounts = HashMap<String, usize>;
+
+/// The status document's maker: the sources, and the token counts last taken.
+pub struct Status {
+    sources: Sources,
+    token_counts: Mutex<Option<(Instant, Arc<TokenCounts>)>>,
+}
+
+impl Status {
+    pub fn new(sources: Sources) -> Status {
+        Status {
+            sources,
+            token_counts: Mutex::new(None),
+        }
+    }
+
+    /// The document as of now.
+    pub fn document(&self) -> Value {
+        let state = self.sources.live.load();
+        let counts = self.token_counts(&state);
+        document::build(&self.sources, &state, &counts)
+    }
+
+    fn token_counts(&self, state: &State) -> Arc<TokenCounts> {
+        let mut last = self
+            .token_counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, counts)) = last.as_ref() {
+            if at.elapsed() < TOKEN_COUNTS_REUSE {
+                return Arc::clone(counts);
+            }
+        }
+        let counts = Arc::new(state.store.counts_by_account());
+        *last = Some((Instant::now(), Arc::clone(&counts)));
+        counts
+    }
 }

@@ -222,3 +222,71 @@ async fn the_page_without_javascript_holds_the_tables_under_a_strict_policy() {
         "{css}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_reload_shows_until_one_is_applied() {
+    use crate::common::process::{field, tokengate, GatewayProcess};
+    let upstream = FakeUpstream::start().await;
+    let (etc, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = etc.path().join("tokengate.toml");
+    let good = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://{}\"\n",
+        upstream.addr
+    );
+    std::fs::write(&config, &good).unwrap();
+    let mut gw = GatewayProcess::spawn(
+        tokengate()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("ELASTIC_PASSWORD", "status-elastic-pw"),
+    )
+    .await;
+    let line = gw.wait_for("admin listener").await;
+    let admin = field(&line, "addr").unwrap().to_owned();
+    let client = crate::common::client();
+    let last_reload = || async {
+        let body = client
+            .get(format!("http://{admin}/status"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let doc: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        Ok::<Value, String>(doc["gateway"]["last_reload"].clone())
+    };
+    assert_eq!(last_reload().await.unwrap(), Value::Null);
+
+    std::fs::write(
+        &config,
+        format!("{good}[admin]\nrequire_auth = \"maybe\"\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    gw.wait_for("configuration reload refused").await;
+    let refused = eventually_get("the refused reload on the page", DEADLINE, || async {
+        let reload = last_reload().await?;
+        match reload["outcome"].as_str() {
+            Some("refused") => Ok(reload),
+            _ => Err(reload.to_string()),
+        }
+    })
+    .await;
+    let problems = refused["problems"].as_str().unwrap();
+    assert!(problems.contains("[admin] require_auth"), "{problems}");
+
+    std::fs::write(&config, &good).unwrap();
+    gw.signal("HUP");
+    gw.wait_for("configuration reloaded").await;
+    eventually_get("the applied reload on the page", DEADLINE, || async {
+        let reload = last_reload().await?;
+        match (reload["outcome"].as_str(), &reload["problems"]) {
+            (Some("applied"), Value::Null) => Ok(()),
+            _ => Err(reload.to_string()),
+        }
+    })
+    .await;
+}
