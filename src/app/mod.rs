@@ -127,8 +127,8 @@ impl Gateway {
         bootstrap_password: Option<&str>,
     ) -> Result<Gateway, StartError> {
         // First of all: from here on SIGHUP reloads instead of killing the process.
-        let started = (Instant::now(), SystemTime::now());
         let (hangups, feed) = signals::hangups();
+        let started = (Instant::now(), SystemTime::now());
         let tls = config
             .tls
             .as_ref()
