@@ -42,9 +42,11 @@ COPY packaging/docker.toml /etc/tokengate/tokengate.toml
 ENV TOKENGATE_CONFIG=/etc/tokengate/tokengate.toml
 USER tokengate
 VOLUME ["/data"]
-EXPOSE 8080
-# The admin listener stays on the container's loopback (nothing outside needs it but the health
-# check); /readyz is 200 only when the gateway serves and the cluster accepts connections.
+EXPOSE 8080 9901
+# The admin listener (packaging/docker.toml) listens on every interface: /livez and /readyz
+# answer anyone, the status page asks for a monitor user. The health check asks /readyz on the
+# container's loopback; it is 200 only when the gateway serves and the cluster accepts
+# connections.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD bash -c 'exec 3<>/dev/tcp/127.0.0.1/9901 && printf "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" >&3 && IFS= read -r status <&3 && [[ $status == "HTTP/1.1 200"* ]]'
 ENTRYPOINT ["tokengate"]

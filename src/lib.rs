@@ -10,6 +10,7 @@
 //! | step | module | owns |
 //! |---|---|---|
 //! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification, the admin listener (`app::admin`) |
+//! | show | [`status`] | the admin listener's status page: the JSON document, its HTML rendering, the sampled history the charts draw, the page's script and style |
 //! | configure | [`config`] | typed and validated configuration from a file, `TOKENGATE_*` variables and the command line, every default as a named constant; the files it names checked |
 //! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the raw-byte framing scan, TLS, drain |
 //! | handle | [`service`] | the pipeline every request goes through: classify → authenticate → decide → act → record; the one rescue point where every layer's error becomes Elasticsearch's document |
@@ -45,6 +46,7 @@ pub mod policy;
 pub mod proxy;
 pub mod service;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod tls;
 pub mod upstream_auth;

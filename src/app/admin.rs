@@ -1,26 +1,34 @@
 //! The admin listener: `/livez`, `/readyz` and `/metrics` on a port of its own, without a token,
-//! for load balancers, orchestrators and Prometheus. It listens on loopback by default: what it
-//! tells (token counts per account, traffic) is for operators, not for the clients of the
-//! gateway's own port.
+//! for load balancers, orchestrators and Prometheus, and the status page (`/`, `/status`). It
+//! listens on loopback by default: what it tells (token counts per account, traffic) is for
+//! operators, not for the clients of the gateway's own port; off loopback the pages ask who is
+//! looking ([`admin_access`](super::admin_access)).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{
+    HeaderName, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::limits::Limits;
 use crate::listen::{Handler, Stats};
+use crate::message::response::json_value;
 use crate::message::response::Body;
 use crate::message::ClientInfo;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::state::{Live, State};
+use crate::status::{self, Sources, Status};
 use crate::tls::server::ServerTls;
+
+use super::admin_access;
 
 /// How long one upstream reachability probe result is reused: a probe per scrape or health
 /// check would open a connection to the cluster each time.
@@ -111,28 +119,53 @@ pub struct AdminService {
     stats: Arc<Stats>,
     /// The HTTPS listener's certificate, for its expiry.
     tls: Option<ServerTls>,
+    /// The status page's document.
+    status: Arc<Status>,
 }
 
 impl AdminService {
-    pub fn new(
-        live: Live,
-        readiness: Arc<Readiness>,
-        stats: Arc<Stats>,
-        tls: Option<ServerTls>,
-    ) -> Self {
+    pub fn new(readiness: Arc<Readiness>, sources: Sources) -> Self {
         AdminService {
-            live,
+            live: sources.live.clone(),
             readiness,
-            stats,
-            tls,
+            stats: Arc::clone(&sources.connections),
+            tls: sources.tls.clone(),
+            status: Arc::new(Status::new(sources)),
         }
     }
 
-    async fn answer(&self, request: &Request<Incoming>) -> Response<Body> {
+    async fn answer(&self, request: &Request<Incoming>, client: &ClientInfo) -> Response<Body> {
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         }
-        match request.uri().path() {
+        let path = request.uri().path();
+        let state = self.live.load();
+        if admin_access::guarded(path, &state.config.admin) {
+            if let Err(refusal) = admin_access::admit(&state, request, client).await {
+                return refusal;
+            }
+        }
+        match path {
+            "/" => page(
+                status::html::render(&self.status.document()).into(),
+                "text/html; charset=utf-8",
+            ),
+            "/status" => {
+                let pretty = request.uri().query().is_some_and(|q| q.contains("pretty"));
+                let mut response = json_value(StatusCode::OK, &self.status.document(), pretty);
+                let headers = response.headers_mut();
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+                response
+            }
+            "/status.js" => page(
+                Bytes::from_static(status::assets::SCRIPT.as_bytes()),
+                "text/javascript; charset=utf-8",
+            ),
+            "/status.css" => page(
+                Bytes::from_static(status::assets::STYLE.as_bytes()),
+                "text/css; charset=utf-8",
+            ),
             "/livez" => text(StatusCode::OK, "ok\n"),
             "/readyz" => match self.readiness.check().await {
                 Ok(()) => text(StatusCode::OK, "ready\n"),
@@ -154,7 +187,7 @@ impl AdminService {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: /livez, /readyz and /metrics are served here\n",
+                "not found: /, /status, /livez, /readyz and /metrics are served here\n",
             ),
         }
     }
@@ -281,11 +314,30 @@ impl Handler for AdminService {
     fn handle(
         &self,
         request: Request<Incoming>,
-        _client: &Arc<ClientInfo>,
+        client: &Arc<ClientInfo>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        let this = self.clone();
-        async move { this.answer(&request).await }
+        let (this, client) = (self.clone(), Arc::clone(client));
+        async move { this.answer(&request, &client).await }
     }
+}
+
+/// A part of the status page, under its Content-Security-Policy: the page loads nothing but
+/// its own script and style.
+fn page(body: Bytes, content_type: &'static str) -> Response<Body> {
+    let mut response = reply(StatusCode::OK, body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(status::assets::CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {

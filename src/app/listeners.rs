@@ -34,10 +34,11 @@ impl Bound {
             }
             _ => None,
         };
+        let admin_tls = admin_tls(config, tls)?;
         let (admin, admin_addr) = match config.admin.listen {
             Some(addr) => {
                 let mut bound = Vec::new();
-                let addr = bind(addr, None, &mut bound, &ADMIN).await?;
+                let addr = bind(addr, admin_tls.as_ref(), &mut bound, &ADMIN).await?;
                 (bound.pop(), Some(addr))
             }
             None => (None, None),
@@ -49,6 +50,21 @@ impl Bound {
             admin,
             admin_addr,
         })
+    }
+}
+
+/// The admin listener's TLS: the HTTPS listener's certificate, asking for a client certificate
+/// signed by `admin.client_ca`; `None` (plain HTTP) without `client_ca`.
+pub(super) fn admin_tls(
+    config: &Config,
+    tls: Option<&ServerTls>,
+) -> Result<Option<ServerTls>, StartError> {
+    match (&config.admin.client_ca, tls) {
+        (Some(ca), Some(tls)) => tls
+            .with_optional_client_ca(ca)
+            .map(Some)
+            .map_err(StartError::ListenerTls),
+        _ => Ok(None),
     }
 }
 

@@ -6,6 +6,7 @@
 //! task is wired in one place and every caller gets it.
 
 pub mod admin;
+mod admin_access;
 mod listeners;
 #[cfg(unix)]
 pub mod notify;
@@ -20,6 +21,7 @@ mod watchers;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +37,7 @@ use crate::listen::{self, Listener};
 use crate::proxy::Upstream;
 use crate::service::GatewayService;
 use crate::state::{Live, OpenError, State};
+use crate::status::{History, Reloads, Sources};
 use crate::tls::server::ServerTls;
 use crate::tls::TlsError;
 
@@ -85,6 +88,10 @@ pub struct Gateway {
     /// The admin listener, when configured.
     admin: Option<Listener>,
     admin_addr: Option<SocketAddr>,
+    /// What the status page shows besides the state: start time, reloads, sampled history.
+    started: (Instant, SystemTime),
+    reloads: Arc<Reloads>,
+    history: Arc<History>,
 }
 
 impl Gateway {
@@ -92,7 +99,8 @@ impl Gateway {
     /// keys, the upstream's trust settings) without opening or binding anything.
     pub fn check(config: &Config) -> Result<(), StartError> {
         if let Some(tls) = &config.tls {
-            ServerTls::new(tls).map_err(StartError::ListenerTls)?;
+            let tls = ServerTls::new(tls).map_err(StartError::ListenerTls)?;
+            listeners::admin_tls(config, Some(&tls))?;
         }
         Upstream::new(&config.upstream, config.server.http.client_body_timeout)
             .map_err(OpenError::from)?;
@@ -120,6 +128,7 @@ impl Gateway {
     ) -> Result<Gateway, StartError> {
         // First of all: from here on SIGHUP reloads instead of killing the process.
         let (hangups, feed) = signals::hangups();
+        let started = (Instant::now(), SystemTime::now());
         let tls = config
             .tls
             .as_ref()
@@ -132,9 +141,21 @@ impl Gateway {
         let mut tasks = Tasks::default();
         tasks.spawn("sighup", feed);
         let (applied, reloads) = tokio::sync::watch::channel(0u64);
+        let reload_log = Arc::new(Reloads::default());
         if let Some(source) = source {
-            let task = reload::on_hangups(source, live.clone(), hangups.clone(), applied);
+            let task = reload::on_hangups(
+                source,
+                live.clone(),
+                hangups.clone(),
+                applied,
+                Arc::clone(&reload_log),
+            );
             tasks.spawn("configuration reload", task);
+        }
+        let history = Arc::new(History::default());
+        if bound.admin.is_some() {
+            let (history, live) = (Arc::clone(&history), live.clone());
+            tasks.spawn("status history", async move { history.sample(live).await });
         }
         provision_api_keys(&state).await;
         // Always: a reload may bring `auto` credentials where there were none.
@@ -153,6 +174,9 @@ impl Gateway {
             generated_password,
             admin: bound.admin,
             admin_addr: bound.admin_addr,
+            started,
+            reloads: reload_log,
+            history,
         })
     }
 
@@ -186,6 +210,29 @@ impl Gateway {
         self.generated_password.take()
     }
 
+    /// What the status page reads; the connection counts are the serving listeners' own,
+    /// set by [`Gateway::run`].
+    fn status_sources(&self) -> Sources {
+        let named = [
+            ("http", self.http_addr),
+            ("https", self.https_addr),
+            ("admin", self.admin_addr),
+        ];
+        Sources {
+            live: self.live.clone(),
+            started: self.started.0,
+            started_at: self.started.1,
+            listeners: named
+                .into_iter()
+                .filter_map(|(name, addr)| Some((name, addr?)))
+                .collect(),
+            tls: self.tls.clone(),
+            reloads: Arc::clone(&self.reloads),
+            history: Arc::clone(&self.history),
+            connections: Arc::default(),
+        }
+    }
+
     /// Serves until `shutdown` resolves, drains open connections within the grace period, stops
     /// the background tasks and closes the token store (its last writes are on disk when this
     /// returns).
@@ -193,12 +240,12 @@ impl Gateway {
     /// The admin listener keeps answering through the drain (`/readyz` then says 503) and stops
     /// after it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let sources = self.status_sources();
         let Gateway {
             live,
             listeners,
             tasks,
             admin,
-            tls,
             ..
         } = self;
         // What a reload cannot change (listeners, limits per connection) is read from here.
@@ -208,8 +255,11 @@ impl Gateway {
         let admin_stop = CancellationToken::new();
         let admin_server = async {
             if let Some(listener) = admin {
-                let service =
-                    AdminService::new(live.clone(), readiness.clone(), stats.clone(), tls);
+                let sources = Sources {
+                    connections: stats.clone(),
+                    ..sources
+                };
+                let service = AdminService::new(readiness.clone(), sources);
                 let stats = Arc::new(listen::Stats::default());
                 let config = &state.config.server;
                 listen::run(
@@ -303,6 +353,11 @@ fn announce(state: &State, bound: &Bound) {
         }
     }
     if let Some(addr) = bound.admin_addr {
-        tracing::info!(%addr, "admin listener: /livez /readyz /metrics");
+        let admin = &state.config.admin;
+        let auth = admin.requires_auth();
+        if !auth && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "admin.require_auth = false off loopback: whoever reaches this port reads the status page");
+        }
+        tracing::info!(%addr, auth, metrics_auth = auth && admin.metrics_require_auth, client_ca = admin.client_ca.is_some(), "admin listener: / /status /livez /readyz /metrics");
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::accounts::Accounts;
 use crate::config::{AccountCredential, Config, ConfigError, Env, Overrides};
 use crate::state::{Live, State};
+use crate::status::Reloads;
 
 /// Where the running configuration came from, to read it again the same way.
 #[derive(Debug, Clone, Default)]
@@ -30,36 +31,38 @@ impl ConfigSource {
 }
 
 /// Reloads on every change of `hangups` (SIGHUP), forever; `applied` changes after every
-/// reload that replaced the state, for the tasks that follow it.
+/// reload that replaced the state, for the tasks that follow it. Each outcome is kept in
+/// `reloads` for the status page.
 pub async fn on_hangups(
     source: ConfigSource,
     live: Live,
     mut hangups: watch::Receiver<u64>,
     applied: watch::Sender<u64>,
+    reloads: Arc<Reloads>,
 ) {
     while hangups.changed().await.is_ok() {
-        if reload(&source, &live).is_some() {
-            applied.send_modify(|count| *count += 1);
+        match apply(&source, &live) {
+            Ok(_) => {
+                reloads.applied();
+                applied.send_modify(|count| *count += 1);
+            }
+            Err(problems) => reloads.refused(problems),
         }
     }
 }
 
 /// Reads the configuration again and applies it; logs the outcome in one line (and the keys
-/// that wait for a restart in another). `None` when it was refused.
-pub fn reload(source: &ConfigSource, live: &Live) -> Option<State> {
+/// that wait for a restart in another). `Err` says why it was refused.
+fn apply(source: &ConfigSource, live: &Live) -> Result<State, String> {
     let current = live.load();
     let mut config = match source.load() {
         Ok(config) => config,
-        Err(error) => {
-            refused(&error.problems.join("; "));
-            return None;
-        }
+        Err(error) => return Err(refused(error.problems.join("; "))),
     };
     // What a restart would load (certificates, keys) is checked now too, as nginx does: a file
     // that could not start the gateway is not half applied.
     if let Err(error) = super::Gateway::check(&config) {
-        refused(&error.to_string());
-        return None;
+        return Err(refused(error.to_string()));
     }
     let mut restart = keep_restart_only(&current.config, &mut config);
     match Accounts::new(&config.service_accounts) {
@@ -67,19 +70,13 @@ pub fn reload(source: &ConfigSource, live: &Live) -> Option<State> {
             restart.push("service_accounts (accounts added or removed, role descriptors)");
         }
         Ok(_) => {}
-        Err(error) => {
-            refused(&error.to_string());
-            return None;
-        }
+        Err(error) => return Err(refused(error.to_string())),
     }
     let changed = live_changes(&current.config, &config);
     let level = (config.log.level != current.config.log.level).then(|| config.log.level.clone());
     let state = match current.reload(config) {
         Ok(state) => state,
-        Err(error) => {
-            refused(&error.to_string());
-            return None;
-        }
+        Err(error) => return Err(refused(error.to_string())),
     };
     if let Some(level) = level {
         if let Err(error) = super::set_log_level(&level) {
@@ -96,11 +93,13 @@ pub fn reload(source: &ConfigSource, live: &Live) -> Option<State> {
         changed.join(", ")
     };
     tracing::info!(source = %state.config.source, %changed, upstream = %state.upstream.describe(), "configuration reloaded");
-    Some(state)
+    Ok(state)
 }
 
-fn refused(problems: &str) {
+/// Logs a refused reload; returns `problems`.
+fn refused(problems: String) -> String {
     tracing::error!(%problems, "configuration reload refused; the running configuration stays");
+    problems
 }
 
 /// Puts back in `new` what only a restart can change, and names each such key that differed.
@@ -126,6 +125,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
         "server.trusted_proxies" => server.trusted_proxies;
         "tls" => tls;
         "admin.listen" => admin.listen;
+        "admin.client_ca" => admin.client_ca;
         "log.format" => log.format;
         "audit" => audit;
         "access_log" => access_log;
@@ -179,6 +179,8 @@ fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         "security.forward_users" => security.forward_users;
         "security.pass_through" => security.pass_through;
         "admin.ready_requires_upstream" => admin.ready_requires_upstream;
+        "admin.require_auth" => admin.require_auth;
+        "admin.metrics_require_auth" => admin.metrics_require_auth;
         "log.level" => log.level;
     }
     let configured = |c: &Config| {

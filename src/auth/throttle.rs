@@ -134,6 +134,26 @@ impl<C: Clock> FailureThrottle<C> {
         self.overflowing.store(false, Ordering::Relaxed);
     }
 
+    /// How many addresses are blocked now, and up to `n` of them, those blocked longest ahead
+    /// first, with how long each must still wait: for the status page, which reads it every
+    /// few seconds at most. (Blocks that ran out stay in the table until the next sweep.)
+    pub fn most_blocked(&self, n: usize) -> (usize, Vec<(IpAddr, Duration)>) {
+        if self.blocked_count.load(Ordering::Relaxed) == 0 {
+            return (0, Vec::new());
+        }
+        let now = self.limiter.clock().now();
+        let mut blocked: Vec<(IpAddr, Duration)> = self
+            .blocked
+            .iter()
+            .map(|entry| (*entry.key(), entry.value().duration_since(now).into()))
+            .filter(|(_, wait): &(IpAddr, Duration)| !wait.is_zero())
+            .collect();
+        blocked.sort_by_key(|(_, wait)| std::cmp::Reverse(*wait));
+        let count = blocked.len();
+        blocked.truncate(n);
+        (count, blocked)
+    }
+
     /// Addresses with a bucket, and addresses blocked now.
     pub fn tracked(&self) -> (usize, usize) {
         (

@@ -26,6 +26,7 @@ impl Config {
             file("tls", "key", Some(&tls.key));
             file("tls", "client_ca", tls.client_ca.as_deref());
         }
+        file("admin", "client_ca", self.admin.client_ca.as_deref());
         let upstream = &self.upstream.tls;
         file("upstream", "ca", upstream.ca.as_deref());
         file("upstream", "client_cert", upstream.client_cert.as_deref());

@@ -151,18 +151,49 @@ pub enum AccessLogFormat {
     Json,
 }
 
-/// The admin listener: health checks and metrics, no token needed.
+/// The admin listener: health checks, metrics and the status page, no token needed.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     /// `None` (`listen = ""`): no admin listener.
     pub listen: Option<SocketAddr>,
     /// `/readyz` answers 503 while the cluster does not accept connections.
     pub ready_requires_upstream: bool,
+    /// Whether the status page (and `/metrics`, see `metrics_require_auth`) asks who is
+    /// looking (`admin.require_auth`).
+    pub require_auth: RequireAuth,
+    /// When authentication is required, whether `/metrics` requires it too: a Prometheus
+    /// without credentials needs `false`.
+    pub metrics_require_auth: bool,
+    /// CA bundle a client certificate must chain to; set, the admin listener speaks TLS with
+    /// the `[tls]` certificate and lets in a client that presents one without a password.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `admin.require_auth`: `true`, `false` or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequireAuth {
+    Always,
+    Never,
+    /// Required when the admin listener is not on a loopback address: on loopback only the
+    /// host's own users reach it.
+    OffLoopback,
 }
 
 impl AdminConfig {
     /// Loopback: what it shows is for operators, not for the gateway's clients.
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:9901";
+    /// Roles that may read the status page and the metrics when authentication is required.
+    pub const ROLES: [&'static str; 2] = ["monitor", "superuser"];
+
+    /// Whether `/`, `/status` (and, with `metrics_require_auth`, `/metrics`) need a client
+    /// certificate or a user with one of [`AdminConfig::ROLES`].
+    pub fn requires_auth(&self) -> bool {
+        match self.require_auth {
+            RequireAuth::Always => true,
+            RequireAuth::Never => false,
+            RequireAuth::OffLoopback => self.listen.is_some_and(|a| !a.ip().is_loopback()),
+        }
+    }
 }
 
 /// The client-facing listener and the gateway's own state.

@@ -195,7 +195,7 @@ impl<'a> Reader<'a> {
             default: self.limits_default(),
             accounts: account_limits,
         };
-        let admin = self.admin(self.overrides.admin_listen.as_deref());
+        let admin = self.admin(self.overrides.admin_listen.as_deref(), tls.is_some());
         let access_log = self.access_log(&server_config.data_dir);
         let store = self.store();
 

@@ -154,6 +154,11 @@ impl Limits {
         f(&self.pass_through);
     }
 
+    /// What `principal`'s limiter has counted, for a service account the registry knows.
+    pub fn figures_of(&self, principal: &str) -> Option<Figures> {
+        self.account(principal).map(|l| l.figures())
+    }
+
     /// Gateways sharing the accounts now (1 on a store of its own).
     pub fn replicas(&self) -> u32 {
         self.replicas.get()

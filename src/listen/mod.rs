@@ -352,6 +352,7 @@ async fn serve<H: Handler>(
     };
     let ambiguous = Arc::new(AtomicBool::new(false));
     let client = ClientInfo::new(peer, tls.is_some(), trusted, ambiguous.clone());
+    let certified = Arc::clone(&client.client_certificate);
     let slot = registry.slot(client);
     // Held until the task ends: then out of the registry, the permit passed on or given back,
     // the address's share given back.
@@ -369,6 +370,9 @@ async fn serve<H: Handler>(
         result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
             Ok(Ok(stream)) => {
                 stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                if stream.get_ref().1.peer_certificates().is_some() {
+                    certified.store(true, Ordering::Relaxed);
+                }
                 stream
             }
             Ok(Err(error)) => {

@@ -22,6 +22,10 @@ pub struct ClientInfo {
     /// Raised by the connection's byte scan when a head carried both `Content-Length` and
     /// `Transfer-Encoding` (see the listener's `scan::ScanIo`).
     pub ambiguous_length: Arc<AtomicBool>,
+    /// Raised once the TLS handshake accepted a client certificate (the verifier checked it
+    /// against the listener's client CA): the admin listener lets such a client in without a
+    /// password.
+    pub client_certificate: Arc<AtomicBool>,
 }
 
 impl ClientInfo {
@@ -38,6 +42,7 @@ impl ClientInfo {
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             trusted,
             ambiguous_length,
+            client_certificate: Arc::default(),
         }
     }
 }

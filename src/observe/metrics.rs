@@ -404,6 +404,45 @@ impl Metrics {
         Ok(())
     }
 
+    /// Requests answered since the start, per outcome (label, count), summed over methods:
+    /// read by the status page's sampler, never on the request path.
+    pub fn requests_by_outcome(&self) -> Vec<(&'static str, u64)> {
+        let per_outcome = METHODS.len() + 1;
+        Outcome::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, outcome)| {
+                let counters = self.requests.iter().skip(i * per_outcome).take(per_outcome);
+                (outcome.label(), counters.map(IntCounter::get).sum())
+            })
+            .collect()
+    }
+
+    /// The request duration histogram as (upper bound in seconds, cumulative count) pairs, the
+    /// last bound infinite: what a percentile over an interval is computed from.
+    pub fn duration_buckets(&self) -> Vec<(f64, u64)> {
+        use prometheus::core::Metric;
+        let metric = self.duration.metric();
+        let histogram = metric.get_histogram();
+        let mut buckets: Vec<(f64, u64)> = histogram
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        buckets.push((f64::INFINITY, histogram.get_sample_count()));
+        buckets
+    }
+
+    /// Forwarded requests the cluster did not answer, since the start, over every kind.
+    pub fn upstream_failures_total(&self) -> u64 {
+        self.upstream_failures.iter().map(IntCounter::get).sum()
+    }
+
+    /// Failed authentications since the start, over every kind.
+    pub fn auth_failures_total(&self) -> u64 {
+        self.auth_failures.iter().map(IntCounter::get).sum()
+    }
+
     /// Prometheus text exposition of everything registered.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 * 1024);

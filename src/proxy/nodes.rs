@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::uri::{PathAndQuery, Uri};
@@ -57,6 +57,31 @@ struct Health {
     streak: std::sync::atomic::AtomicI32,
     /// Every ejection since the start, for metrics.
     ejections_total: AtomicU64,
+    /// What took the node out last, and when: written at an ejection only, read by the
+    /// status page.
+    last_failure: std::sync::Mutex<Option<(SystemTime, &'static str)>>,
+}
+
+/// Why a node was taken out, as the status page says it.
+const REFUSED: &str = "refused or did not accept a connection";
+const CHECKS_FAILED: &str = "failed its health checks";
+
+/// A node's health as the status page shows it, read from its atomics.
+#[derive(Debug, Clone)]
+pub struct HealthView {
+    /// In rotation now.
+    pub up: bool,
+    /// Why it is out (`None` while in rotation).
+    pub reason: Option<String>,
+    /// How long until its ejection ends and a request may try it again; `None` when not
+    /// ejected or when only the health checks hold it out.
+    pub back_in: Option<Duration>,
+    /// Active check results in a row: passes (positive) or failures (negative).
+    pub check_streak: i32,
+    /// The active checks hold it out.
+    pub checked_down: bool,
+    /// What took it out last, and when.
+    pub last_failure: Option<(SystemTime, &'static str)>,
 }
 
 /// Whether a node takes requests now.
@@ -118,6 +143,47 @@ impl Node {
         self.health.ejections_total.load(Ordering::Relaxed)
     }
 
+    /// The node's health now, for the status page: a few atomic loads and one uncontended lock.
+    pub fn health_view(&self) -> HealthView {
+        let health = &self.health;
+        let mut now = None;
+        let standing = self.standing(&mut now);
+        let checked_down = health.checked_down.load(Ordering::Relaxed);
+        let until = health.ejected_until.load(Ordering::Relaxed);
+        let back_in = (until != 0)
+            .then(|| Duration::from_millis(until.saturating_sub(now_ms())))
+            .filter(|left| !left.is_zero());
+        let reason = match standing {
+            Standing::Up => None,
+            Standing::Out if checked_down => Some(CHECKS_FAILED.to_owned()),
+            Standing::Out => Some(REFUSED.to_owned()),
+            Standing::Probation => Some(format!(
+                "{REFUSED}; on probation: the next request tries it"
+            )),
+        };
+        let last_failure = *health
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        HealthView {
+            up: standing == Standing::Up,
+            reason,
+            back_in: back_in.filter(|_| !checked_down),
+            check_streak: health.streak.load(Ordering::Relaxed),
+            checked_down,
+            last_failure,
+        }
+    }
+
+    /// Remembers why the node was just taken out.
+    fn taken_out(&self, why: &'static str) {
+        *self
+            .health
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((SystemTime::now(), why));
+    }
+
     fn standing(&self, now: &mut Option<u64>) -> Standing {
         if self.health.checked_down.load(Ordering::Relaxed) {
             return Standing::Out;
@@ -175,6 +241,7 @@ impl Node {
         if !down && !passed && streak.unsigned_abs() >= unhealthy {
             health.checked_down.store(true, Ordering::Relaxed);
             health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            self.taken_out(CHECKS_FAILED);
             tracing::warn!(node = %self.label, failures = streak.unsigned_abs(), "upstream node fails its health checks; taken out of rotation");
             return true;
         }
@@ -238,6 +305,7 @@ impl Pick {
                 .ejected_until
                 .store(now_ms() + millis(back_off).max(1), Ordering::Release);
             health.ejections_total.fetch_add(1, Ordering::Relaxed);
+            node.taken_out(REFUSED);
             tracing::warn!(node = %node.label, ?back_off, "upstream node ejected: it refused or did not accept a connection");
         }
         ejected

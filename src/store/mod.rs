@@ -383,6 +383,30 @@ impl TokenStore {
         self.inner.close();
     }
 
+    /// Tokens per account (`namespace/service`), counted in one pass over the names without
+    /// copying them: for the status page.
+    pub fn counts_by_account(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
+        let counted = self.inner.shared.maps.try_for_each(|name, _| {
+            if let Some((account, _)) = name.rsplit_once('/') {
+                match counts.get_mut(account) {
+                    Some(n) => *n += 1,
+                    None => {
+                        counts.insert(account.to_owned(), 1);
+                    }
+                }
+            }
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let Ok(()) = counted;
+        counts
+    }
+
+    /// What names the store in messages: the journal's path, or etcd and the key prefix.
+    pub fn location(&self) -> &Path {
+        &self.inner.path
+    }
+
     /// How long since the in-memory set was last known to be current; `None` for the journal,
     /// whose writer is the only source of changes.
     pub fn staleness(&self) -> Option<Duration> {

@@ -66,6 +66,19 @@ impl ServerTls {
         Some(parsed.validity().not_after.timestamp())
     }
 
+    /// The certificate's subject as text (`CN=gateway.example, O=…`), for the status page.
+    pub fn subject(&self) -> Option<String> {
+        let current = self
+            .resolver
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let leaf = current.cert.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(parsed.subject().to_string())
+    }
+
     /// Loads the pair (and client CA) and builds the acceptor; any problem names its file.
     pub fn new(config: &TlsConfig) -> Result<ServerTls, TlsError> {
         let pair = load_certified_key(&config.cert, &config.key)?;
@@ -76,12 +89,30 @@ impl ServerTls {
             stamp: RwLock::new((None, None)),
         });
         *resolver.stamp.write().unwrap_or_else(|e| e.into_inner()) = resolver.stamps();
+        let client_ca = config.client_ca.as_ref().map(|ca| (ca, config.client_auth));
+        Self::build(resolver, client_ca)
+    }
+
+    /// The same certificate (reloaded with this one) for another listener, asking clients for
+    /// a certificate signed by `client_ca` without requiring one: the admin listener, where a
+    /// client without one may still log in, and probes need neither.
+    pub fn with_optional_client_ca(&self, client_ca: &PathBuf) -> Result<ServerTls, TlsError> {
+        Self::build(
+            Arc::clone(&self.resolver),
+            Some((client_ca, ClientAuth::Optional)),
+        )
+    }
+
+    fn build(
+        resolver: Arc<Reloading>,
+        client_ca: Option<(&PathBuf, ClientAuth)>,
+    ) -> Result<ServerTls, TlsError> {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
-        let builder = match &config.client_ca {
+        let builder = match client_ca {
             None => builder.with_no_client_auth(),
-            Some(path) => {
+            Some((path, client_auth)) => {
                 let mut roots = RootCertStore::empty();
                 for cert in load_certs(path)? {
                     roots.add(cert).map_err(|e| TlsError::File {
@@ -91,7 +122,7 @@ impl ServerTls {
                 }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-                let verifier = match config.client_auth {
+                let verifier = match client_auth {
                     ClientAuth::Required => verifier,
                     ClientAuth::Optional => verifier.allow_unauthenticated(),
                 };

@@ -123,6 +123,19 @@ impl UpstreamAuth {
         })
     }
 
+    /// What `account`'s requests carry upstream now, in a few words, for the status page:
+    /// `auto key ok`, `auto key being made` (none yet, or the last one refused and being
+    /// replaced), `configured`, `gateway credential` or `none`.
+    pub fn credential_state(&self, account: &AccountId) -> Option<&'static str> {
+        Some(match &self.policy(account)?.credential {
+            Credential::Own(_) => "configured",
+            Credential::Gateway(_) => "gateway credential",
+            Credential::Nothing => "none",
+            Credential::ApiKey(slot) if slot.current().is_some() => "auto key ok",
+            Credential::ApiKey(_) => "auto key being made",
+        })
+    }
+
     /// The key maker, when any account uses `auto`.
     pub fn keys(&self) -> Option<&Arc<ApiKeys>> {
         self.keys.as_ref()

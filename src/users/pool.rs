@@ -144,6 +144,11 @@ impl PasswordPool {
         self.inner.capacity - self.inner.admitted.available_permits()
     }
 
+    /// Checks admitted at most (workers plus queue): past it, checks are refused.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     /// A place in the queue, then a worker's slot. Refused at once when the queue is full.
     async fn admit(&self) -> Result<Slot, Busy> {
         let admitted = Arc::clone(&self.inner.admitted)

@@ -113,6 +113,19 @@ async fn over_its_rate_an_account_gets_429_with_the_draft_fields_and_others_do_n
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    // The status page shows the same.
+    let (_, status) = gw.admin_get("/status").await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let fleet = status["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["account"] == FLEET)
+        .unwrap();
+    assert_eq!(
+        (&fleet["requests"], &fleet["limited"]),
+        (&2.into(), &1.into())
+    );
     gw.stop().await;
 }
 

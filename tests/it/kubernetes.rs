@@ -415,6 +415,10 @@ fn probes_service_and_scrape_annotations_name_the_configurations_listeners() {
     // Probes come from the node, the Service's traffic from other pods: not loopback.
     assert!(listen.ip().is_unspecified(), "{listen}");
     assert!(admin.ip().is_unspecified(), "{admin}");
+    // Off loopback the status page asks who is looking; the probes never do, and Prometheus
+    // scrapes by the annotations without credentials.
+    assert!(config.admin.requires_auth());
+    assert!(!config.admin.metrics_require_auth);
 
     let gateway = manifests.gateway();
     let ports = list(&gateway["ports"]).iter();

@@ -5,6 +5,7 @@
 //! One gateway per test, no fixed ports, nothing global; every wait is bounded.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cancel;
 pub mod cli;
 pub mod cluster;
