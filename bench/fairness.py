@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The slow node and the steady client of bench/fairness.sh (stdlib only, 127.0.0.1 only).
 
-  fairness.py node --port P --service-ms 20 --seconds S
+  fairness.py node --port P --service-ms 20 [--jitter-ms 0] --seconds S
       A stand-in Elasticsearch node with a fixed service time: an asyncio HTTP/1.1 server with
-      keep-alive that holds every request for --service-ms, then answers 200 with a small search
+      keep-alive that holds every request for --service-ms (± up to --jitter-ms, uniformly, when
+      given), then answers 200 with a small search
       answer and `X-Elastic-Product: Elasticsearch`. It counts the requests it served per
       `X-Opaque-Id` (the clients send their account's letter) and the most it held at once;
       `GET /_bench/counts` (answered at once, not counted) returns both as JSON. It exits by
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import sys
 import time
@@ -61,8 +63,9 @@ async def read_body(reader, headers):
 # ---------------------------------------------------------------- node
 
 class Node:
-    def __init__(self, service):
+    def __init__(self, service, jitter):
         self.service = service
+        self.jitter = jitter
         self.counts = {}
         self.active = 0
         self.max_active = 0
@@ -79,7 +82,7 @@ class Node:
                     self.active += 1
                     self.max_active = max(self.max_active, self.active)
                     try:
-                        await asyncio.sleep(self.service)
+                        await asyncio.sleep(self.service + random.uniform(-self.jitter, self.jitter))
                     finally:
                         self.active -= 1
                     tag = headers.get("x-opaque-id", "-")
@@ -100,7 +103,7 @@ class Node:
 
 
 async def node(a):
-    n = Node(a.service_ms / 1000)
+    n = Node(a.service_ms / 1000, min(a.jitter_ms, a.service_ms) / 1000)
     server = await asyncio.start_server(n.serve, HOST, a.port, backlog=1024)
     async with server:
         await asyncio.sleep(a.seconds)
@@ -197,6 +200,8 @@ def summary(a):
         return 0.0
 
     admitted = f'tokengate_account_requests_total{{account="{a.account}"}}'
+    b_admitted = f'tokengate_account_requests_total{{account="{a.b_account}"}}'
+    b_waited = f'tokengate_account_slot_wait_seconds_total{{account="{a.b_account}"}}'
     limited = f'tokengate_account_limited_total{{account="{a.account}",limit="rate"}}'
     rows = {}
     for run in a.runs.split():
@@ -212,15 +217,18 @@ def summary(a):
             secs=secs, node=node, max_active=c1.get("max_active", "-"),
             a_admitted=(metric(m1, admitted) - metric(m0, admitted)) / secs if secs > 0 else 0.0,
             a_refused=(metric(m1, limited) - metric(m0, limited)) / secs if secs > 0 else 0.0,
+            b_wait_ms=1000 * (metric(m1, b_waited) - metric(m0, b_waited))
+            / max(metric(m1, b_admitted) - metric(m0, b_admitted), 1),
             flood=flood.groups() if flood else None,
         )
     base = rows.get("alone", {}).get("b", {}).get("p99_ms")
-    print(f"Node: {a.slots} slots x {a.service_ms:g} ms = {a.slots * 1000 / a.service_ms:.0f} requests/s"
-          " at most. Rates are over B's window, from just before its first request to just after"
-          " its last answer.\n")
-    print("| run | B p50 ms | B p99 ms | B p99 / alone | B 200s | B other | A admitted/s"
+    jitter = f" (± {a.jitter_ms:g} ms)" if a.jitter_ms else ""
+    print(f"Node: {a.slots} slots x {a.service_ms:g} ms{jitter} = {a.slots * 1000 / a.service_ms:.0f}"
+          " requests/s at most. Rates are over B's window, from just before its first request to just"
+          " after its last answer; B's slot wait is its mean (tokengate_account_slot_wait_seconds_total).\n")
+    print("| run | B p50 ms | B p99 ms | B p99 / alone | B slot wait ms | B 200s | B other | A admitted/s"
           " | A refused (429)/s | A limit/s | node A/s : B/s | node share A | node max in flight |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     verdicts = []
     for run, r in rows.items():
         b, secs = r["b"], max(r["secs"], 1e-9)
@@ -232,7 +240,8 @@ def summary(a):
         na, nb = r["node"]["A"], r["node"]["B"]
         share = f"{na / (na + nb):.0%}" if na + nb else "-"
         limit = f"{a.a_rate:g}" if run == "rate" else "-"
-        print(f"| {run} | {b.get('p50_ms', '-')} | {b.get('p99_ms', '-')} | {ratio:.2f} | {ok}/{sent}"
+        print(f"| {run} | {b.get('p50_ms', '-')} | {b.get('p99_ms', '-')} | {ratio:.2f}"
+              f" | {r['b_wait_ms']:.1f} | {ok}/{sent}"
               f" | {other} | {r['a_admitted']:.1f} | {r['a_refused']:.0f} | {limit}"
               f" | {na / secs:.0f} : {nb / secs:.0f} | {share} | {r['max_active']} |")
         refused = sent - ok
@@ -259,6 +268,7 @@ def main():
     n = sub.add_parser("node")
     n.add_argument("--port", type=int, required=True)
     n.add_argument("--service-ms", type=float, default=20)
+    n.add_argument("--jitter-ms", type=float, default=0)
     n.add_argument("--seconds", type=float, required=True)
     s = sub.add_parser("steady")
     s.add_argument("--port", type=int, required=True)
@@ -273,6 +283,8 @@ def main():
     m.add_argument("--slots", type=int, required=True)
     m.add_argument("--service-ms", type=float, required=True)
     m.add_argument("--account", required=True)
+    m.add_argument("--b-account", required=True)
+    m.add_argument("--jitter-ms", type=float, default=0)
     a = ap.parse_args()
     if a.cmd == "summary":
         return summary(a)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fairness between accounts on a contended node, on 127.0.0.1 only.
 #
-#   bash bench/fairness.sh                       # 4 runs of 2 s warm-up + 15 s, ~1.5 min after the build
+#   bash bench/fairness.sh                       # 4 runs, B for 15 s each; ~2 min after the build
 #   DURATION=10 RUNS="alone fair" bash bench/fairness.sh
+#   JITTER_MS=10 RUNS="alone fair" bash bench/fairness.sh   # service time 20 ms ± 10 ms
 #   TOKENGATE_BIN=/path/to/tokengate BUILD=0 bash bench/fairness.sh
 #
 # One slow node (bench/fairness.py node: a fixed service time, SERVICE_MS = 20 ms per request,
@@ -17,8 +18,9 @@
 #   fifo   A floods while B runs, `upstream.fair_queue = false` (arrival order)
 #   fair   the same with `upstream.fair_queue = true`
 #   rate   the same, fair, and A limited to `rate = "A_RATE/s"` (100/s), `burst = A_BURST` (10)
-# A starts WARMUP (2) s before B; the figures are taken over B's DURATION (15) s: B's p50/p99
-# (from when each request was due), its answers by status, A's admitted and refused requests per
+# A starts WARMUP (2) s before B and ends 10 s after B's DURATION (15) s; the figures are taken
+# over B's window: B's p50/p99 (from when each request was due), its answers by status, its mean
+# wait for a slot (tokengate_account_slot_wait_seconds_total), A's admitted and refused requests per
 # second from the gateway's /metrics (tokengate_account_requests_total and
 # tokengate_account_limited_total deltas), and what the node served of each account.
 # Targets: B's p99 within 1.5x of alone (fair), B never refused, A's admitted rate within ±5 % of
@@ -31,6 +33,7 @@ PROJECT="$(cd "$BENCH/.." && pwd)"
 
 # ---------------------------------------------------------------- knobs
 SERVICE_MS="${SERVICE_MS:-20}"
+JITTER_MS="${JITTER_MS:-0}"             # service time ± this, uniformly (0: fixed)
 SLOTS="${SLOTS:-8}"
 FLOOD_CONNS="${FLOOD_CONNS:-40}"
 B_RATE="${B_RATE:-50}"
@@ -88,7 +91,7 @@ cp "$SRC_BIN" "$GW_BIN"
 FLOOD_MARGIN=10
 FLOOD_SECONDS=$(( WARMUP + DURATION + FLOOD_MARGIN ))
 NODE_SECONDS=$(( (FLOOD_SECONDS + 60) * 5 + 60 ))   # it ends by itself after every run could have
-python3 "$BENCH/fairness.py" node --port "$NODE_PORT" --service-ms "$SERVICE_MS" \
+python3 "$BENCH/fairness.py" node --port "$NODE_PORT" --service-ms "$SERVICE_MS" --jitter-ms "$JITTER_MS" \
   --seconds "$NODE_SECONDS" >"$RESULTS_DIR/node.out" 2>&1 &
 STARTED+=("$!")
 wait_port "$NODE_PORT" || die "the node did not listen (see node.out)"
@@ -178,5 +181,6 @@ done
 
 # ---------------------------------------------------------------- table
 python3 "$BENCH/fairness.py" summary --results "$RESULTS_DIR" --runs "$RUNS" --a-rate "$A_RATE" \
-  --slots "$SLOTS" --service-ms "$SERVICE_MS" --account "$A_ACCOUNT" >"$RESULTS_DIR/summary.md"
+  --slots "$SLOTS" --service-ms "$SERVICE_MS" --jitter-ms "$JITTER_MS" --account "$A_ACCOUNT" \
+  --b-account "$B_ACCOUNT" >"$RESULTS_DIR/summary.md"
 cat "$RESULTS_DIR/summary.md"
