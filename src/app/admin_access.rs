@@ -52,7 +52,7 @@ pub async fn admit<B>(
         return Ok(());
     }
     let seen = audit::Request::new(request, client.peer);
-    let refusal = match state.auth.authenticate(&seen).await {
+    let refusal = match state.auth.authenticate(&seen, None).await {
         Ok(Principal::User(user))
             if user
                 .roles

@@ -25,9 +25,10 @@ use crate::file_tokens::FileTokens;
 use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::message::error::Caller;
+use crate::message::BearerMemo;
 use crate::observe::audit::{self, Audit};
 use crate::observe::metrics::{AuthFailure, Metrics};
-use crate::store::TokenStore;
+use crate::store::{version, TokenStore};
 use crate::users::{Busy, Denied, User, UserRealm};
 use credentials::Credentials;
 use throttle::FailureThrottle;
@@ -140,7 +141,13 @@ impl Authenticator {
     /// token not checked yet) or what fails is refused with 429 while the address is over its
     /// failure limit: cheaply, counted in the metrics and in the failure notices' summary
     /// rather than one event each.
-    pub async fn authenticate(&self, request: &audit::Request<'_>) -> Result<Principal, Refused> {
+    ///
+    /// `memo` is the connection's last bearer verdict: a value it holds skips the fingerprint.
+    pub async fn authenticate(
+        &self,
+        request: &audit::Request<'_>,
+        memo: Option<&BearerMemo>,
+    ) -> Result<Principal, Refused> {
         let credentials = Credentials::from_headers(request.headers);
         let peer = request.peer.ip();
         let checked = match credentials {
@@ -150,7 +157,7 @@ impl Authenticator {
                     uri: request.target().to_owned(),
                 });
             }
-            Credentials::Bearer(value) => self.bearer(value, peer).await?,
+            Credentials::Bearer(value) => self.bearer(value, peer, memo).await?,
             Credentials::Basic(value) => self.basic(value, peer).await?,
             Credentials::ApiKey | Credentials::Unusable => {
                 if let Some(wait) = self.realms.throttle.refusal(peer) {
@@ -181,12 +188,26 @@ impl Authenticator {
         })
     }
 
-    /// A bearer value: a stored token (always checked: a hash and a lookup), else, unless the
-    /// address is throttled, a file token (whose check is slow). `Err` for a refusal that is
-    /// not itself a failure to count.
-    async fn bearer(&self, value: &[u8], peer: IpAddr) -> Result<Checked, Refused> {
-        if let Some(identity) = verify_bearer(&self.realms.store, &self.realms.accounts, value) {
-            return Ok(Checked::Valid(Principal::ServiceToken(identity)));
+    /// A bearer value: a stored token (always checked: a hash and a lookup, or the
+    /// connection's memo of it), else, unless the address is throttled, a file token (whose
+    /// check is slow). `Err` for a refusal that is not itself a failure to count.
+    async fn bearer(
+        &self,
+        value: &[u8],
+        peer: IpAddr,
+        memo: Option<&BearerMemo>,
+    ) -> Result<Checked, Refused> {
+        // Before the check: a change made while it runs leaves the verdict stale.
+        let version = version::current();
+        let known = memo.and_then(|m| m.recall(value, version));
+        let stored = known.unwrap_or_else(|| self.realms.store.verify_value(value));
+        if stored {
+            if let Some(identity) = identify_stored(&self.realms.accounts, value) {
+                if let (Some(memo), None) = (memo, known) {
+                    memo.remember(value, version, true);
+                }
+                return Ok(Checked::Valid(Principal::ServiceToken(identity)));
+            }
         }
         if let Some(wait) = self.realms.throttle.refusal(peer) {
             return match self.realms.file_tokens.verify_remembered(value) {
@@ -194,11 +215,18 @@ impl Authenticator {
                 None => Err(self.throttled(wait)),
             };
         }
-        // Only for a value the journal does not know: a file token's hash is slow.
-        match self.realms.file_tokens.verify(value).await {
-            Ok(Some(identity)) => return Ok(Checked::Valid(Principal::ServiceToken(identity))),
-            Ok(None) => {}
-            Err(Busy) => return Err(self.pool_full(peer, "file token")),
+        // A value the connection already failed with at this version fails again: neither
+        // set has changed since.
+        if known.is_none() {
+            // Only for a value the journal does not know: a file token's hash is slow.
+            match self.realms.file_tokens.verify(value).await {
+                Ok(Some(identity)) => return Ok(Checked::Valid(Principal::ServiceToken(identity))),
+                Ok(None) => {}
+                Err(Busy) => return Err(self.pool_full(peer, "file token")),
+            }
+            if let Some(memo) = memo {
+                memo.remember(value, version, false);
+            }
         }
         tracing::debug!("bearer token rejected");
         self.realms.metrics.auth_failure(AuthFailure::Bearer);
@@ -270,8 +298,7 @@ fn retry_after(wait: Duration) -> Refused {
 
 /// The per-request check: the store fingerprints the value as sent and looks it up, so a
 /// malformed value costs the same as a wrong one and simply does not match. Only a value that
-/// matched is decoded, to name its token; its account comes from the registry (no allocation)
-/// unless the configuration no longer declares it.
+/// matched is decoded, to name its token.
 pub fn verify_bearer(
     store: &TokenStore,
     accounts: &Accounts,
@@ -280,6 +307,12 @@ pub fn verify_bearer(
     if !store.verify_value(value) {
         return None;
     }
+    identify_stored(accounts, value)
+}
+
+/// The identity of a value the store holds: its account from the registry (no allocation)
+/// unless the configuration no longer declares it, and its token's name.
+fn identify_stored(accounts: &Accounts, value: &[u8]) -> Option<TokenIdentity> {
     let mut buf = [0u8; token::MAX_DECODED_LEN];
     let Some(decoded) = token::decode(value, &mut buf) else {
         tracing::warn!("a stored token value does not decode; refused");

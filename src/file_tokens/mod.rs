@@ -140,6 +140,7 @@ impl FileTokens {
         *self.inner.tokens.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(parsed.tokens);
         *self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner()) = current;
         self.inner.verdicts.clear();
+        crate::store::version::changed();
         if current.is_some() {
             tracing::info!(file = %path.display(), tokens = count, "service tokens loaded");
         }

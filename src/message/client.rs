@@ -2,11 +2,13 @@
 //! handed to every request on it: who is calling (for limits, logs and the forwarding headers)
 //! and what the connection's byte scan has seen.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
+use subtle::ConstantTimeEq;
 
 /// What the gateway knows about the client connection, computed once per connection.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub struct ClientInfo {
     /// against the listener's client CA): the admin listener lets such a client in without a
     /// password.
     pub client_certificate: Arc<AtomicBool>,
+    /// The last bearer value checked on this connection and its verdict.
+    pub bearer: BearerMemo,
 }
 
 impl ClientInfo {
@@ -43,6 +47,78 @@ impl ClientInfo {
             trusted,
             ambiguous_length,
             client_certificate: Arc::default(),
+            bearer: BearerMemo::default(),
         }
+    }
+}
+
+/// The last bearer value a connection presented and whether it was a stored token, so a
+/// keep-alive client repeating its token is not fingerprinted again on every request (the hash
+/// was a sixth of a proxied request's work). A verdict holds only at the token sets' version it
+/// was reached at: any change (a revocation above all) makes it stale.
+///
+/// The value is held as the connection's own buffers held it; it is compared in constant time.
+#[derive(Default)]
+pub struct BearerMemo(Mutex<Option<Verdict>>);
+
+struct Verdict {
+    value: Box<[u8]>,
+    version: u64,
+    stored: bool,
+}
+
+impl BearerMemo {
+    /// Whether `value` was found stored (`Some(true)`) or not (`Some(false)`) at `version`;
+    /// `None` when this value was not the last one checked at that version.
+    pub fn recall(&self, value: &[u8], version: u64) -> Option<bool> {
+        let memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdict = memo.as_ref()?;
+        let same = verdict.version == version
+            && verdict.value.len() == value.len()
+            && bool::from(verdict.value.ct_eq(value));
+        same.then_some(verdict.stored)
+    }
+
+    /// Remembers `value`'s verdict at `version`, in place of the last one.
+    pub fn remember(&self, value: &[u8], version: u64, stored: bool) {
+        let verdict = Verdict {
+            value: value.into(),
+            version,
+            stored,
+        };
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
+    }
+}
+
+impl Clone for BearerMemo {
+    /// A copy of a connection's context starts with nothing remembered.
+    fn clone(&self) -> Self {
+        BearerMemo::default()
+    }
+}
+
+impl fmt::Debug for BearerMemo {
+    /// The value is a credential: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerMemo")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verdict_holds_for_the_same_value_at_the_same_version_only() {
+        let memo = BearerMemo::default();
+        assert_eq!(memo.recall(b"abc", 1), None);
+        memo.remember(b"abc", 1, true);
+        assert_eq!(memo.recall(b"abc", 1), Some(true));
+        assert_eq!(memo.recall(b"abc", 2), None, "the token sets changed");
+        assert_eq!(memo.recall(b"abd", 1), None);
+        assert_eq!(memo.recall(b"ab", 1), None);
+        memo.remember(b"xyz", 2, false);
+        assert_eq!(memo.recall(b"xyz", 2), Some(false));
+        assert_eq!(memo.recall(b"abc", 1), None, "only the last value is kept");
     }
 }

@@ -8,4 +8,4 @@ pub mod error;
 pub mod response;
 pub mod shape;
 
-pub use client::ClientInfo;
+pub use client::{BearerMemo, ClientInfo};

@@ -97,7 +97,10 @@ pub(super) async fn answer(
     let (parts, body) = request.into_parts();
     drain_api_body(body, &state.config.server.http).await?;
     let request = audit::Request::from_parts(&parts, client.peer);
-    let principal = state.auth.authenticate(&request).await?;
+    let principal = state
+        .auth
+        .authenticate(&request, Some(&client.bearer))
+        .await?;
     record::note(entry, &principal);
     api::handle(state, endpoint, &request, &principal).await
 }

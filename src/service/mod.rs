@@ -104,7 +104,7 @@ async fn dispatch(
         (decision, state.limits.admit_pass_through())
     } else {
         let seen = audit::Request::new(&request, client.peer);
-        let principal = state.auth.authenticate(&seen).await?;
+        let principal = state.auth.authenticate(&seen, Some(&client.bearer)).await?;
         record::note(entry, &principal);
         match decide::decide(state, &route, &request, &principal) {
             Decision::Deny(error) => return Err(act::deny(state, &seen, &principal, error)),

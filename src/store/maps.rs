@@ -10,6 +10,15 @@ use subtle::{Choice, ConstantTimeEq};
 
 use super::fingerprint::{self, Fingerprint, KeyMap};
 
+/// Moves the token sets' version when dropped: after the change it marks, on every return path.
+struct Changed;
+
+impl Drop for Changed {
+    fn drop(&mut self) {
+        super::version::changed();
+    }
+}
+
 /// A put whose fingerprint key is already held by a different token.
 #[derive(Debug)]
 pub(crate) struct Collision;
@@ -23,6 +32,8 @@ pub(crate) struct Maps {
 impl Maps {
     /// Both maps sized for `tokens` entries, so replay of a large journal never rehashes.
     pub fn with_capacity(tokens: usize) -> Self {
+        // A new set may replace the one requests were checked against.
+        super::version::changed();
         Maps {
             by_key: KeyMap::with_capacity_and_hasher(tokens, Default::default()),
             by_name: DashMap::with_capacity(tokens),
@@ -62,6 +73,7 @@ impl Maps {
     /// writer rules collisions out before it calls this.
     pub fn insert(&self, name: Box<str>, fp: &Fingerprint) -> Result<bool, Collision> {
         let (key, tag) = fingerprint::split(fp);
+        let _changed = Changed;
         let old = self
             .by_name
             .insert(name, *fp)
@@ -77,6 +89,7 @@ impl Maps {
 
     /// Removes a token by name; false when absent.
     pub fn remove(&self, name: &str) -> bool {
+        let _changed = Changed;
         match self.by_name.remove(name) {
             Some((_, fp)) => {
                 self.by_key.remove(&fingerprint::split(&fp).0);

@@ -15,6 +15,7 @@ pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
 pub use replicas::Replicas;
 mod maps;
 mod replicas;
+pub mod version;
 mod worker;
 mod writer;
 

@@ -405,3 +405,54 @@ async fn schemes_are_matched_case_insensitively() {
     }
     assert_eq!(upstream.requests().len(), 3);
 }
+
+/// One keep-alive connection to `gw`: every request on it goes over the same socket.
+async fn one_connection(
+    gw: &TestGateway,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+async fn status_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    token: &str,
+) -> u16 {
+    use http_body_util::BodyExt;
+    sender.ready().await.unwrap();
+    let request = http::Request::get("/_cluster/health")
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {token}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+/// A connection remembers its last token's verdict (it is not hashed again per request), but
+/// never past a change to the token set: a token revoked, or a wrong one later created, is
+/// judged anew on the same connection.
+#[tokio::test]
+async fn a_connection_that_reuses_its_token_sees_a_revocation_at_once() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::start(&upstream).await;
+    let token = gw.create_token(FLEET, "kept").await;
+    let other = gw.create_token(FLEET, "other").await;
+    let mut connection = one_connection(&gw).await;
+    for _ in 0..3 {
+        assert_eq!(status_on(&mut connection, &token).await, 200);
+    }
+    let path = "/_security/service/elastic/fleet-server/credential/token/kept";
+    let revoked = gw.as_elastic(Method::DELETE, path).send().await.unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(status_on(&mut connection, &token).await, 401);
+    assert_eq!(status_on(&mut connection, &token).await, 401);
+    // Another token on the same connection, and back: each judged on its own.
+    assert_eq!(status_on(&mut connection, &other).await, 200);
+    assert_eq!(status_on(&mut connection, &token).await, 401);
+}
