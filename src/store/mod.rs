@@ -10,8 +10,10 @@ mod backend;
 pub mod etcd;
 mod fingerprint;
 mod journal;
+mod loading;
 #[doc(hidden)]
 pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
+pub use loading::{LoadObserver, Loading, Source as LoadSource};
 mod maps;
 mod worker;
 mod writer;
@@ -26,7 +28,7 @@ mod value_tests;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -77,6 +79,9 @@ pub struct StoreOptions {
     pub max_batch: usize,
     /// Told how long each batch's fsync took and how many requests it made durable.
     pub on_sync: Option<SyncObserver>,
+    /// Told how far opening the store got; without it, a line in the main log every few
+    /// seconds.
+    pub on_load: Option<LoadObserver>,
 }
 
 /// Receives `(fsync duration, requests in the batch)` after each durable batch, on the
@@ -104,6 +109,7 @@ impl Default for StoreOptions {
             compact_min_bytes: Self::DEFAULT_COMPACT_MIN_BYTES,
             max_batch: Self::DEFAULT_MAX_BATCH,
             on_sync: None,
+            on_load: None,
         }
     }
 }
@@ -211,7 +217,8 @@ impl TokenStore {
                     source,
                 })?;
                 let lock = lock_dir(dir)?;
-                let (shared, etcd) = etcd::open(&config.etcd, lock)?;
+                let progress = LoadObserver::or_log(options.on_load.as_ref());
+                let (shared, etcd) = etcd::open(&config.etcd, lock, progress)?;
                 let path = PathBuf::from(format!("etcd {}", config.etcd.prefix));
                 Ok(TokenStore {
                     inner: Arc::new(Inner {
@@ -237,9 +244,16 @@ impl TokenStore {
             source,
         })?;
         let lock = lock_dir(dir)?;
-        let replayed = journal::open(dir)?;
+        let started = Instant::now();
+        let replayed = journal::open(dir, &LoadObserver::or_log(options.on_load.as_ref()))?;
         let path = dir.join(journal::JOURNAL_FILE);
-        tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
+        tracing::info!(
+            file = %path.display(),
+            tokens = replayed.maps.len(),
+            bytes = replayed.file_len,
+            took_ms = started.elapsed().as_millis(),
+            "token store opened"
+        );
         let shared = Arc::new(Shared::new(replayed.maps, replayed.pepper));
         let (tx, rx) = worker::queue();
         let init = WriterInit {

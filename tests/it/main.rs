@@ -29,6 +29,7 @@ mod fuzz_corpus;
 mod gateway_header;
 mod kubernetes;
 mod layout;
+mod progress;
 #[cfg(unix)]
 mod readiness;
 mod reload;
