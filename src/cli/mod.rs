@@ -298,7 +298,7 @@ fn run(source: ConfigSource, config: Config) -> ExitCode {
 #[allow(clippy::print_stdout)]
 fn show_generated_password(password: &str) {
     println!(
-        "\nGenerated password for the [{}] user (shown once; change it with `tokengate reset-password -u {}`):\n\n  {password}\n",
+        "\nGenerated password for the [{}] user (shown once; change it with `tokengate reset-password -u {} -i`):\n\n  {password}\n",
         users::BOOTSTRAP_USER,
         users::BOOTSTRAP_USER
     );
