@@ -41,4 +41,5 @@ chmod 644 ca.pem server.pem client.pem
 echo "made in $(pwd):"
 echo "  ca.pem              trust this in clients:  curl --cacert certs/ca.pem https://127.0.0.1:8443/"
 echo "  server.pem / .key   [tls] cert / key"
-echo "  client.pem / .key   a client certificate signed by ca.pem (for [tls] client_ca = \"certs/ca.pem\")"
+echo "  client.pem / .key   a client certificate signed by ca.pem (trusted by [tls] client_ca = this ca.pem;"
+echo "                      from config/https.toml that is client_ca = \"../certs/ca.pem\")"

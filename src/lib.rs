@@ -19,7 +19,7 @@
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
 //! | forward | [`proxy`], [`upstream_auth`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients; what each account's requests carry upstream |
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token store (the journal, or etcd shared by several gateways, which count each other); the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
-//! | record | [`observe`] | metrics, the access log, the audit log and failed logins in the main log, written off the request path |
+//! | record | [`observe`] | metrics, the access log, the audit log and failed logins in the main log, written off the request path; the pace of progress reports on long work |
 //! | speak | [`message`] | the client connection's context, request-shape checks, guarded bodies, responses, Elasticsearch's error JSON |
 //! | name | [`identity`] | account ids and token names with their rules; the token wire format |
 //!

@@ -59,7 +59,7 @@ pub struct Common {
     /// (replaces admin.listen).
     #[arg(long, global = true, env = "TOKENGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
-    /// No progress on long commands (import, migrate).
+    /// No progress on long commands (import, migrate, list).
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
 }
@@ -218,7 +218,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Some(Command::ServiceTokens { action }) => service_tokens::run(&config, &action),
         Some(Command::Tokens {
             action: TokensCommand::List { account, remote },
-        }) => token_admin::list(&config, account.as_deref(), &remote),
+        }) => token_admin::list(&config, account.as_deref(), &remote, cli.common.quiet),
         Some(Command::Tokens {
             action:
                 TokensCommand::Revoke {
@@ -226,7 +226,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     name,
                     remote,
                 },
-        }) => token_admin::revoke(&config, &account, &name, &remote),
+        }) => token_admin::revoke(&config, &account, &name, &remote, cli.common.quiet),
     }
 }
 
@@ -298,7 +298,7 @@ fn run(source: ConfigSource, config: Config) -> ExitCode {
 #[allow(clippy::print_stdout)]
 fn show_generated_password(password: &str) {
     println!(
-        "\nGenerated password for the [{}] user (shown once; change it with `tokengate reset-password -u {}`):\n\n  {password}\n",
+        "\nGenerated password for the [{}] user (shown once; change it with `tokengate reset-password -u {} -i`):\n\n  {password}\n",
         users::BOOTSTRAP_USER,
         users::BOOTSTRAP_USER
     );

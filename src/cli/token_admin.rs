@@ -3,12 +3,14 @@
 //! holds it, the same question goes to that gateway's token API, since the journal has one
 //! writer. Messages and exit codes are those of Elasticsearch's `elasticsearch-service-tokens`.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
+use super::progress::{Loads, Progress};
 use super::remote::{self, Remote};
 use super::{EXIT_CONFIG, EXIT_START};
 use crate::accounts::Accounts;
@@ -22,6 +24,8 @@ const EXIT_NO_ACCOUNT: u8 = 67;
 const EXIT_NO_TOKEN: u8 = 70;
 /// Where the password for the running gateway's API comes from when not asked for.
 const PASSWORD_ENV: &str = "TOKENGATE_PASSWORD";
+/// Names printed between two words to the listing's progress.
+const PRINTED_PER_REPORT: usize = 4096;
 
 /// How to reach a running gateway when it holds the data directory.
 #[derive(Debug, Args, Clone)]
@@ -49,20 +53,31 @@ fn finish(outcome: Outcome) -> ExitCode {
     }
 }
 
-/// Prints `ns/svc/name` per token, of `account` or of all.
-pub fn list(config: &Config, account: Option<&str>, remote: &RemoteArgs) -> ExitCode {
-    finish(list_tokens(config, account, remote))
+/// Prints `ns/svc/name` per token, of `account` or of all; progress on standard error unless
+/// `quiet`.
+pub fn list(config: &Config, account: Option<&str>, remote: &RemoteArgs, quiet: bool) -> ExitCode {
+    finish(list_tokens(config, account, remote, quiet))
 }
 
 /// Deletes token `name` of `account`.
-pub fn revoke(config: &Config, account: &str, name: &str, remote: &RemoteArgs) -> ExitCode {
-    finish(revoke_token(config, account, name, remote))
+pub fn revoke(
+    config: &Config,
+    account: &str,
+    name: &str,
+    remote: &RemoteArgs,
+    quiet: bool,
+) -> ExitCode {
+    finish(revoke_token(config, account, name, remote, quiet))
 }
 
-#[allow(clippy::print_stdout)]
-fn list_tokens(config: &Config, account: Option<&str>, remote: &RemoteArgs) -> Outcome {
+fn list_tokens(
+    config: &Config,
+    account: Option<&str>,
+    remote: &RemoteArgs,
+    quiet: bool,
+) -> Outcome {
     let account = account.map(|a| principal(config, a)).transpose()?;
-    let names = match open(config)? {
+    let names = match open(config, quiet)? {
         Some(store) => {
             let names: Vec<String> = match &account {
                 Some(id) => {
@@ -81,22 +96,57 @@ fn list_tokens(config: &Config, account: Option<&str>, remote: &RemoteArgs) -> O
                 Some(id) => vec![id.to_string()],
                 None => remote_accounts(&gateway)?,
             };
+            let asking = Progress::counting(
+                "listing through the gateway",
+                accounts.len() as u64,
+                "accounts",
+                quiet,
+            );
             let mut names = Vec::new();
             for id in accounts {
                 names.extend(remote_tokens(&gateway, &id)?);
+                asking.advance(1);
             }
+            asking.finish();
             names.sort_unstable();
             names
         }
     };
-    for name in names {
-        println!("{name}");
+    print_names(&names, quiet)
+}
+
+/// One name a line, buffered. Progress only when standard output is no terminal (a file, a
+/// pipe): on a terminal the names scrolling by are the progress, and a bar would be torn by them.
+fn print_names(names: &[String], quiet: bool) -> Outcome {
+    let stdout = std::io::stdout();
+    let quiet = quiet || stdout.is_terminal();
+    let printing = Progress::new("listing", names.len() as u64, quiet);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut written = Ok(());
+    for chunk in names.chunks(PRINTED_PER_REPORT) {
+        written = chunk.iter().try_for_each(|name| writeln!(out, "{name}"));
+        if written.is_err() {
+            break;
+        }
+        printing.advance(chunk.len() as u64);
     }
-    Ok(())
+    printing.finish();
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // The reader has what it wanted (`tokens list | head`): not a failure of the listing.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(error) => Err(Failure(EXIT_START, format!("standard output: {error}"))),
+    }
 }
 
 #[allow(clippy::print_stdout)]
-fn revoke_token(config: &Config, account: &str, name: &str, remote: &RemoteArgs) -> Outcome {
+fn revoke_token(
+    config: &Config,
+    account: &str,
+    name: &str,
+    remote: &RemoteArgs,
+    quiet: bool,
+) -> Outcome {
     let id = principal(config, account)?;
     let name = TokenName::new(name).map_err(|invalid| {
         // The API's validation message without its `Validation Failed: 1: …;` wrapping, as
@@ -106,7 +156,7 @@ fn revoke_token(config: &Config, account: &str, name: &str, remote: &RemoteArgs)
         Failure(EXIT_NO_TOKEN, text.trim_end_matches(';').to_owned())
     })?;
     let qualified = id.qualify(&name);
-    let found = match open(config)? {
+    let found = match open(config, quiet)? {
         Some(store) => {
             known(config, &id)?;
             let deleted = block_on(store.delete(&qualified));
@@ -181,7 +231,8 @@ fn unknown(config: &Config, text: &str) -> Failure {
 
 /// The store, or `None` when a running gateway holds the data directory. A directory that does
 /// not exist is an error rather than created: it is more likely a wrong path than an empty store.
-fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
+/// Reading a large store shows progress unless `quiet`.
+fn open(config: &Config, quiet: bool) -> Result<Option<TokenStore>, Failure> {
     let dir = &config.server.data_dir;
     if !dir.is_dir() {
         return Err(Failure(
@@ -189,11 +240,15 @@ fn open(config: &Config) -> Result<Option<TokenStore>, Failure> {
             format!("{}: no such data directory", dir.display()),
         ));
     }
+    let reading = Loads::new(quiet);
     let options = StoreOptions {
         serving: false,
+        on_load: Some(reading.observer()),
         ..StoreOptions::default()
     };
-    match TokenStore::open_configured(&config.store, dir, options) {
+    let opened = TokenStore::open_configured(&config.store, dir, options);
+    reading.finish();
+    match opened {
         Ok(store) => Ok(Some(store)),
         Err(StoreError::Locked { .. }) => Ok(None),
         Err(error) => Err(Failure(EXIT_START, error.to_string())),

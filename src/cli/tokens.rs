@@ -16,7 +16,7 @@ use crate::identity::is_valid_token_name;
 use crate::identity::token;
 use crate::store::{StoreOptions, TokenStore};
 
-use super::progress::Progress;
+use super::progress::{Loads, Progress};
 use super::{EXIT_CONFIG, EXIT_START};
 
 /// Exit status for a token file with bad lines (BSD's EX_DATAERR).
@@ -53,11 +53,15 @@ pub fn import(config: &Config, file: &Path, quiet: bool) -> ExitCode {
         return ExitCode::from(EXIT_DATA);
     }
     let dir = &config.server.data_dir;
+    let reading = Loads::new(quiet);
     let options = StoreOptions {
         serving: false,
+        on_load: Some(reading.observer()),
         ..StoreOptions::default()
     };
-    let store = match TokenStore::open_configured(&config.store, dir, options) {
+    let opened = TokenStore::open_configured(&config.store, dir, options);
+    reading.finish();
+    let store = match opened {
         Ok(store) => store,
         Err(error) => {
             eprintln!("tokengate: {error}");
@@ -104,12 +108,22 @@ fn copy_to_etcd(config: &Config, quiet: bool) -> ExitCode {
         eprintln!("tokengate: {}: no token journal to migrate", dir.display());
         return ExitCode::from(EXIT_CONFIG);
     }
+    let reading = Loads::new(quiet);
     let mut progress = None;
-    let copied = crate::store::etcd::migrate(dir, &config.store.etcd, &mut |done, total| {
-        progress
-            .get_or_insert_with(|| Progress::new("copying to etcd", total as u64, quiet))
-            .advance(done as u64);
-    });
+    let copied = crate::store::etcd::migrate(
+        dir,
+        &config.store.etcd,
+        reading.observer(),
+        &mut |done, total| {
+            progress
+                .get_or_insert_with(|| {
+                    reading.finish();
+                    Progress::new("copying to etcd", total as u64, quiet)
+                })
+                .advance(done as u64);
+        },
+    );
+    reading.finish();
     if let Some(progress) = progress {
         progress.finish();
     }

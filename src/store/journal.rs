@@ -11,6 +11,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::fingerprint::{self, Fingerprint, Pepper, FINGERPRINT_LEN, PEPPER_LEN};
+use super::loading::{LoadObserver, Loading, Source};
 use super::maps::Maps;
 use super::StoreError;
 use crate::atomic_file;
@@ -27,6 +28,8 @@ const FIXED_LEN: usize = 8;
 pub(crate) const HEADER_LEN: u64 = (FIXED_LEN + PEPPER_LEN) as u64;
 const RECORD_HEADER: usize = 8;
 const MAX_RECORD: usize = 4096;
+/// Records replayed between two words to the load's observer (which may then read the clock).
+const REPORT_EVERY: usize = 4096;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 /// Longest qualified name whose put record still fits in `MAX_RECORD`.
@@ -149,8 +152,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-/// Opens or creates the journal in `dir` and replays it into memory.
-pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
+/// Opens or creates the journal in `dir` and replays it into memory, telling `progress` how far
+/// the replay got every few thousand records.
+pub(crate) fn open(dir: &Path, progress: &LoadObserver) -> Result<Replayed, StoreError> {
     let path = dir.join(JOURNAL_FILE);
     let tmp = dir.join(TMP_FILE);
     // A leftover tmp is an unfinished compaction; the journal is still complete.
@@ -168,7 +172,8 @@ pub(crate) fn open(dir: &Path) -> Result<Replayed, StoreError> {
     }
     let pepper = read_header(&data).map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
     let maps = Maps::with_capacity(count_live(&data));
-    let scan = replay(&data, &maps).map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
+    let scan = replay(&data, &maps, progress)
+        .map_err(|(offset, reason)| corrupt(&path, offset, reason))?;
     let file = OpenOptions::new()
         .append(true)
         .open(&path)
@@ -306,10 +311,20 @@ struct Scan {
 
 /// Applies every record to `maps`. Returns where the valid data ends, or the
 /// offset and reason of corruption that cannot be explained by a torn write.
-fn replay(data: &[u8], maps: &Maps) -> Result<Scan, (u64, String)> {
+fn replay(data: &[u8], maps: &Maps, progress: &LoadObserver) -> Result<Scan, (u64, String)> {
     let mut off = HEADER_LEN as usize;
     let mut live_bytes = 0u64;
+    let mut records = 0usize;
     while off < data.len() {
+        records += 1;
+        if records.is_multiple_of(REPORT_EVERY) {
+            progress.tell(&Loading {
+                source: Source::Journal,
+                tokens: maps.len() as u64,
+                done: off as u64,
+                total: data.len() as u64,
+            });
+        }
         let rest = &data[off..];
         let torn = || {
             Ok(Scan {
@@ -379,7 +394,7 @@ pub fn replay_bytes(data: &[u8]) -> Result<Option<Kept>, (u64, String)> {
     }
     read_header(data)?;
     let maps = Maps::with_capacity(count_live(data));
-    let scan = replay(data, &maps)?;
+    let scan = replay(data, &maps, &LoadObserver::silent())?;
     Ok(Some((maps.names(), scan.end)))
 }
 

@@ -10,8 +10,10 @@ mod backend;
 pub mod etcd;
 mod fingerprint;
 mod journal;
+mod loading;
 #[doc(hidden)]
 pub use journal::{replay_bytes as replay_journal, write_bytes as write_journal};
+pub use loading::{LoadObserver, Loading, Source as LoadSource};
 pub use replicas::Replicas;
 mod maps;
 mod replicas;
@@ -29,7 +31,7 @@ mod value_tests;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -83,6 +85,9 @@ pub struct StoreOptions {
     /// Whether the store serves a gateway, which the other gateways on etcd then count when they
     /// divide an account's limits; a command that opens the store for a moment is no gateway.
     pub serving: bool,
+    /// Told how far opening the store got; without it, a line in the main log every few
+    /// seconds.
+    pub on_load: Option<LoadObserver>,
 }
 
 /// Receives `(fsync duration, requests in the batch)` after each durable batch, on the
@@ -111,6 +116,7 @@ impl Default for StoreOptions {
             max_batch: Self::DEFAULT_MAX_BATCH,
             on_sync: None,
             serving: true,
+            on_load: None,
         }
     }
 }
@@ -218,7 +224,8 @@ impl TokenStore {
                     source,
                 })?;
                 let lock = lock_dir(dir)?;
-                let (shared, etcd) = etcd::open(&config.etcd, lock, options.serving)?;
+                let progress = LoadObserver::or_log(options.on_load.as_ref());
+                let (shared, etcd) = etcd::open(&config.etcd, lock, options.serving, progress)?;
                 let path = PathBuf::from(format!("etcd {}", config.etcd.prefix));
                 Ok(TokenStore {
                     inner: Arc::new(Inner {
@@ -244,9 +251,16 @@ impl TokenStore {
             source,
         })?;
         let lock = lock_dir(dir)?;
-        let replayed = journal::open(dir)?;
+        let started = Instant::now();
+        let replayed = journal::open(dir, &LoadObserver::or_log(options.on_load.as_ref()))?;
         let path = dir.join(journal::JOURNAL_FILE);
-        tracing::info!(file = %path.display(), tokens = replayed.maps.len(), "token store opened");
+        tracing::info!(
+            file = %path.display(),
+            tokens = replayed.maps.len(),
+            bytes = replayed.file_len,
+            took_ms = started.elapsed().as_millis(),
+            "token store opened"
+        );
         let shared = Arc::new(Shared::new(replayed.maps, replayed.pepper));
         let (tx, rx) = worker::queue();
         let init = WriterInit {

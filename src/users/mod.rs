@@ -178,7 +178,7 @@ impl UserRealm {
             tracing::warn!(
                 users = %users_path(dir).display(),
                 "ELASTIC_PASSWORD ignored: the users file already exists \
-                 (change a password with `tokengate reset-password`)"
+                 (set elastic's password with `tokengate reset-password -u elastic -i`)"
             );
         }
         for path in [users_path(dir), roles_path(dir)] {

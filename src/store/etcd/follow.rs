@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::conn::{self, Backoff, Conn};
 use super::keys::{self, Layout, BUCKETS};
 use crate::store::fingerprint::Fingerprint;
+use crate::store::loading::{LoadObserver, Loading, Source};
 use crate::store::maps::Maps;
 use crate::store::{Shared, StoreError};
 
@@ -60,14 +61,23 @@ impl Freshness {
     }
 }
 
-/// Reads every token at one revision, bucket by bucket, retrying until `deadline`.
+/// Reads every token at one revision, bucket by bucket, retrying until `deadline`; `progress`
+/// hears of each bucket read.
 pub(crate) async fn read_all(
     conn: &Arc<Conn>,
     layout: &Layout,
     deadline: Instant,
+    progress: &LoadObserver,
 ) -> Result<Snapshot, StoreError> {
     // The first bucket fixes the revision the others are read at.
     let (first, revision) = read_bucket(conn, layout, 0, None, deadline).await?;
+    let mut read = Loading {
+        source: Source::Etcd,
+        tokens: first.len() as u64,
+        done: 1,
+        total: BUCKETS as u64,
+    };
+    progress.tell(&read);
     let mut buckets: Vec<Vec<(Box<str>, Fingerprint)>> = vec![Vec::new(); BUCKETS];
     buckets[0] = first;
     let mut reads = JoinSet::new();
@@ -85,8 +95,13 @@ pub(crate) async fn read_all(
         let Some(done) = reads.join_next().await else {
             break;
         };
-        let (index, read) = done.map_err(|e| StoreError::Unavailable(format!("etcd read: {e}")))?;
-        buckets[usize::from(index)] = read?.0;
+        let (index, bucket) =
+            done.map_err(|e| StoreError::Unavailable(format!("etcd read: {e}")))?;
+        let bucket = bucket?.0;
+        read.tokens += bucket.len() as u64;
+        read.done += 1;
+        progress.tell(&read);
+        buckets[usize::from(index)] = bucket;
     }
     let tokens = buckets.into_iter().flatten().collect();
     Ok(Snapshot { tokens, revision })
@@ -212,7 +227,9 @@ impl Follower {
     async fn reload(&self) {
         // No deadline of its own: the gateway serves from memory meanwhile.
         let deadline = Instant::now() + Duration::from_secs(3600);
-        match read_all(&self.conn, &self.layout, deadline).await {
+        // A million tokens take seconds to read again: the main log says how far it got.
+        let progress = LoadObserver::or_log(None);
+        match read_all(&self.conn, &self.layout, deadline, &progress).await {
             Ok(snapshot) => {
                 let revision = snapshot.revision;
                 apply_snapshot(&self.shared.maps, snapshot);

@@ -16,7 +16,7 @@ use super::keys::Layout;
 use super::{Writes, TXN_PUTS};
 use crate::config::EtcdConfig;
 use crate::store::fingerprint::Fingerprint;
-use crate::store::{StoreError, StoreOptions, TokenStore};
+use crate::store::{LoadObserver, StoreError, StoreOptions, TokenStore};
 
 /// What a migration did.
 #[derive(Debug, Default)]
@@ -29,13 +29,19 @@ pub struct Migrated {
 }
 
 /// Copies the journal under `dir` (no gateway may hold it) to the etcd `config` names.
-/// `copied(done, total)` hears of every chunk done: tokens in it, tokens in all.
+/// `reading` hears how far the journal's replay got; `copied(done, total)` hears of every chunk
+/// done: tokens in it, tokens in all.
 pub fn migrate(
     dir: &Path,
     config: &EtcdConfig,
+    reading: LoadObserver,
     copied: &mut dyn FnMut(usize, usize),
 ) -> Result<Migrated, StoreError> {
-    let store = TokenStore::open(dir, StoreOptions::default())?;
+    let options = StoreOptions {
+        on_load: Some(reading),
+        ..StoreOptions::default()
+    };
+    let store = TokenStore::open(dir, options)?;
     let shared = Arc::clone(&store.inner.shared);
     store.close();
     let mut tokens: Vec<(Box<str>, Fingerprint)> = Vec::with_capacity(shared.maps.len());

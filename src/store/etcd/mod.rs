@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::fingerprint::{self, Fingerprint, Pepper};
+use super::loading::LoadObserver;
 use super::replicas::Replicas;
 use super::worker::{self, Worker};
 use super::writer::{Op, Reply, Request};
@@ -80,11 +81,13 @@ impl Etcd {
 }
 
 /// Connects, agrees on the pepper, reads every token, and starts following changes. Returns once
-/// the maps hold the whole set, or fails after `start_timeout`.
+/// the maps hold the whole set, or fails after `start_timeout`. `progress` hears how far the read
+/// got.
 pub(crate) fn open(
     config: &EtcdConfig,
     lock: std::fs::File,
     serving: bool,
+    progress: LoadObserver,
 ) -> Result<(Arc<Shared>, Etcd), StoreError> {
     let writes = Writes {
         conn: Arc::new(Conn::new(config)?),
@@ -111,7 +114,14 @@ pub(crate) fn open(
                     return;
                 }
             };
-            runtime.block_on(serve(writes, counting, start_timeout, rx, ready_tx));
+            runtime.block_on(serve(
+                writes,
+                counting,
+                start_timeout,
+                rx,
+                ready_tx,
+                progress,
+            ));
         })
         .map_err(|error| StoreError::Unavailable(format!("etcd store thread: {error}")))?;
     match ready_rx.recv() {
@@ -144,10 +154,11 @@ async fn serve(
     start_timeout: Duration,
     mut requests: mpsc::Receiver<Request>,
     ready: Ready,
+    progress: LoadObserver,
 ) {
     let started = Instant::now();
     let deadline = started + start_timeout;
-    let (pepper, snapshot) = match start(&writes, deadline).await {
+    let (pepper, snapshot) = match start(&writes, deadline, &progress).await {
         Ok(started) => started,
         Err(error) => {
             let _ = ready.send(Err(error));
@@ -203,6 +214,7 @@ async fn serve(
 async fn start(
     writes: &Writes,
     deadline: Instant,
+    progress: &LoadObserver,
 ) -> Result<(Pepper, follow::Snapshot), StoreError> {
     let mut backoff = conn::Backoff::new();
     loop {
@@ -210,7 +222,8 @@ async fn start(
             let fresh = fingerprint::new_pepper()
                 .map_err(|e| StoreError::Unavailable(format!("no randomness for a pepper: {e}")))?;
             let pepper = writes.agree_on_pepper(fresh, deadline).await?;
-            let snapshot = follow::read_all(&writes.conn, &writes.layout, deadline).await?;
+            let snapshot =
+                follow::read_all(&writes.conn, &writes.layout, deadline, progress).await?;
             Ok::<_, StoreError>((pepper, snapshot))
         };
         match attempt.await {

@@ -12,6 +12,7 @@ pub mod cluster;
 mod es;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod journal;
 pub mod process;
 pub mod raw;
 pub mod tls;
