@@ -97,6 +97,9 @@ workers = 1
 url = "http://127.0.0.1:$UPSTREAM_PORT"
 [log]
 level = "error"
+[admin]
+# Not measured, and a port of its own could clash with another gateway on this machine.
+listen = ""
 ${2:-}
 ${EXTRA_TOML:-}
 EOF

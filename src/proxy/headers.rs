@@ -52,39 +52,68 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Removes hop-by-hop fields, every field the `Connection` header names, and those `also`
-/// picks.
+/// picks; returns which of the fields the request rewrite asks about were present.
 ///
-/// One pass over the names present finds them: a message rarely carries any, and removing each
-/// known name by lookup would hash every custom one on every request, both ways.
-fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+/// One pass over the fields finds them all: a message rarely carries any, and removing or
+/// looking up each known name would hash every custom one on every request, both ways.
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) -> Present {
     let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
+    let mut present = Present::default();
+    for (name, value) in headers.iter() {
+        if name == header::CONNECTION {
+            // Nearly every message lists nothing here but `keep-alive` or `close`, which need
+            // no extra work.
+            connection_listed(value, &mut doomed);
+        }
         if is_hop_by_hop(name) || also(name) {
             doomed.push(name.clone());
-        }
-    }
-    if doomed.is_empty() {
-        return;
-    }
-    // Connection-listed names are read before `Connection` itself goes. Nearly every message
-    // lists nothing or only `keep-alive`/`close`, which need no extra work.
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',').map(str::trim) {
-            if token.eq_ignore_ascii_case("keep-alive")
-                || token.eq_ignore_ascii_case("close")
-                || token.is_empty()
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                doomed.push(name);
-            }
+        } else if name == RUN_AS {
+            present.run_as = true;
+        } else if name == X_FORWARDED_FOR {
+            present.forwarded_for = true;
+        } else if name == X_FORWARDED_HOST {
+            present.forwarded_host = true;
+        } else if name == X_FORWARDED_PROTO {
+            present.forwarded_proto = true;
         }
     }
     for name in doomed {
         headers.remove(name);
     }
+    present
+}
+
+/// The field names a `Connection` value lists, besides `keep-alive` and `close`.
+fn connection_listed(value: &HeaderValue, names: &mut Vec<HeaderName>) {
+    let Ok(text) = value.to_str() else { return };
+    for token in text.split(',').map(str::trim) {
+        if token.eq_ignore_ascii_case("keep-alive")
+            || token.eq_ignore_ascii_case("close")
+            || token.is_empty()
+        {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            names.push(name);
+        }
+    }
+}
+
+/// Which fields the request rewrite acts on were in the request (after stripping).
+#[derive(Default)]
+struct Present {
+    run_as: bool,
+    forwarded_for: bool,
+    forwarded_host: bool,
+    forwarded_proto: bool,
+}
+
+/// A response's hop-by-hop fields removed, and `X-Tokengate` with them: only the gateway's own
+/// answers may say they are its own.
+pub fn rewrite_response(headers: &mut HeaderMap) {
+    strip(headers, |name| {
+        name == crate::message::response::X_TOKENGATE
+    });
 }
 
 /// What a forwarded request carries upstream in `Authorization`.
@@ -106,11 +135,11 @@ pub fn rewrite_request(
     upstream_auth: Authorization,
     authority: Option<&HeaderValue>,
 ) {
-    if client.trusted {
-        remove_hop_by_hop(headers);
+    let present = if client.trusted {
+        strip(headers, |_| false)
     } else {
-        strip(headers, |name| CLIENT_CLAIMS.contains(name));
-    }
+        strip(headers, |name| CLIENT_CLAIMS.contains(name))
+    };
     match upstream_auth {
         Authorization::Set(value) => {
             headers.insert(header::AUTHORIZATION, value);
@@ -120,21 +149,26 @@ pub fn rewrite_request(
         }
         Authorization::Keep => {}
     }
-    headers.remove(&RUN_AS);
+    if present.run_as {
+        headers.remove(&RUN_AS);
+    }
     // The client's Host names the gateway; the upstream gets its own authority from the URI.
     let host = headers.remove(header::HOST);
     let host = authority.cloned().or(host);
-    let keep_claims = client.trusted && headers.contains_key(&X_FORWARDED_HOST);
+    let keep_claims = client.trusted && present.forwarded_host;
     match host {
         _ if keep_claims => {}
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
-        None => {
+        None if present.forwarded_host => {
             headers.remove(&X_FORWARDED_HOST);
         }
+        None => {}
     }
-    let prior = headers.get(&X_FORWARDED_FOR).filter(|_| client.trusted);
+    let prior = (client.trusted && present.forwarded_for)
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten();
     let forwarded_for = match prior {
         None => client.peer_ip.clone(),
         // As nginx's `$proxy_add_x_forwarded_for`: the chain so far, then this peer.
@@ -147,7 +181,7 @@ pub fn rewrite_request(
         }
     };
     headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-    if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(client.trusted && present.forwarded_proto) {
         headers.insert(X_FORWARDED_PROTO.clone(), client.proto.clone());
     }
 }

@@ -283,11 +283,7 @@ impl Upstream {
             tracing::warn!("upstream switched protocols unasked; refused");
             return Err(Error::Unavailable);
         }
-        headers::remove_hop_by_hop(response.headers_mut());
-        // Only the gateway's own answers may say they are its own.
-        response
-            .headers_mut()
-            .remove(&crate::message::response::X_TOKENGATE);
+        headers::rewrite_response(response.headers_mut());
         // The client's connection is ours, not the upstream's: answer in our version.
         *response.version_mut() = Version::HTTP_11;
         let lease = Box::new(lease);
