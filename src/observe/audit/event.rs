@@ -31,10 +31,35 @@ impl Event {
         let now = Timestamp(std::time::SystemTime::now());
         let mut line = Vec::with_capacity(384);
         line.extend_from_slice(b"{\"type\":\"audit\"");
-        Event(line)
-            .with("@timestamp", now)
-            .with("event.type", event_type)
-            .with("event.action", action)
+        let mut event = Event(line);
+        event.key("@timestamp");
+        event.0.push(b'"');
+        now.write_to(&mut event.0);
+        event.0.push(b'"');
+        event
+            .text("event.type", event_type)
+            .text("event.action", action)
+    }
+
+    /// A text field: copied as it is when nothing in it needs escaping (the usual case: the
+    /// gateway's own words, paths, names), else escaped by serde_json. A flood of failed
+    /// logins is a flood of these.
+    pub fn text(mut self, key: &str, value: &str) -> Event {
+        if !value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            return self.with(key, value);
+        }
+        self.key(key);
+        self.0.push(b'"');
+        self.0.extend_from_slice(value.as_bytes());
+        self.0.push(b'"');
+        self
+    }
+
+    fn some_text(self, key: &str, value: Option<&str>) -> Event {
+        match value {
+            Some(value) => self.text(key, value),
+            None => self,
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl Serialize) -> Event {
@@ -72,17 +97,17 @@ impl Event {
     pub fn subject(self, subject: Subject<'_>) -> Event {
         match subject {
             Subject::User(user) => self
-                .with("authentication.type", "REALM")
-                .with("user.name", user.name.as_str())
-                .with("user.realm", FILE_REALM)
-                .with("user.roles", user.roles.clone()),
+                .text("authentication.type", "REALM")
+                .text("user.name", user.name.as_str())
+                .text("user.realm", FILE_REALM)
+                .with("user.roles", &user.roles),
             Subject::Token(token) => self
-                .with("authentication.type", "TOKEN")
-                .with("user.name", token.account.as_str())
-                .with("user.realm", SERVICE_ACCOUNT_REALM)
-                .with("user.roles", Vec::<String>::new())
-                .with("authentication.token.name", token.name.as_str())
-                .with("authentication.token.type", token.source.as_str()),
+                .text("authentication.type", "TOKEN")
+                .text("user.name", token.account.as_str())
+                .text("user.realm", SERVICE_ACCOUNT_REALM)
+                .with("user.roles", [(); 0])
+                .text("authentication.token.name", token.name.as_str())
+                .text("authentication.token.type", token.source.as_str()),
         }
     }
 
@@ -90,13 +115,17 @@ impl Event {
     /// saw it, the path and query as sent, and the headers Elasticsearch copies.
     pub fn request(self, request: &Request<'_>) -> Event {
         let header = |name: &HeaderName| joined(request.headers.get_all(name).iter());
-        self.with("origin.type", REST)
-            .with("origin.address", Address(request.peer))
-            .with("url.path", request.uri.path())
-            .with_some("url.query", request.uri.query())
-            .with("request.method", request.method.as_str())
-            .with_some("opaque_id", header(&X_OPAQUE_ID))
-            .with_some("x_forwarded_for", header(&X_FORWARDED_FOR))
+        let mut event = self.text("origin.type", REST);
+        event.key("origin.address");
+        event.0.push(b'"');
+        Address(request.peer).write_to(&mut event.0);
+        event.0.push(b'"');
+        event
+            .text("url.path", request.uri.path())
+            .some_text("url.query", request.uri.query())
+            .text("request.method", request.method.as_str())
+            .some_text("opaque_id", header(&X_OPAQUE_ID).as_deref())
+            .some_text("x_forwarded_for", header(&X_FORWARDED_FOR).as_deref())
     }
 
     /// The JSON line, newline included.
@@ -121,5 +150,23 @@ fn joined<'h>(values: impl Iterator<Item = &'h HeaderValue>) -> Option<Cow<'h, s
             }
             Some(Cow::Owned(all))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_copied_when_plain_and_escaped_otherwise() {
+        let line = Event::new(REST, "authentication_failed")
+            .text("url.path", "/logs-é/_search")
+            .text("user.name", "a\"b\\c\u{1}")
+            .line();
+        let json: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(json["url.path"], "/logs-é/_search");
+        assert_eq!(json["user.name"], "a\"b\\c\u{1}");
+        assert_eq!(json["event.action"], "authentication_failed");
+        assert!(json["@timestamp"].as_str().unwrap().ends_with('Z'));
     }
 }

@@ -192,10 +192,10 @@ impl Audit {
         self.write(|| {
             let event = Event::new(REST, "authentication_failed");
             let event = match claimed {
-                Claimed::User(user) => event.with("user.name", user),
+                Claimed::User(user) => event.text("user.name", user),
                 Claimed::Token(account, name) => event
-                    .with("user.name", account)
-                    .with("authentication.token.name", name),
+                    .text("user.name", account)
+                    .text("authentication.token.name", name),
                 Claimed::Unknown => event,
             };
             event.request(request)
