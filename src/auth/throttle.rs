@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock, Reference};
+use governor::clock::{Clock, MonotonicClock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
@@ -35,7 +35,7 @@ type Limiter<C> =
     RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Failed-authentication buckets per client address, and the addresses currently over them.
-pub struct FailureThrottle<C: Clock = DefaultClock> {
+pub struct FailureThrottle<C: Clock = MonotonicClock> {
     limiter: Limiter<C>,
     /// Addresses over their limit, with the instant their bucket holds one more failure.
     blocked: DashMap<IpAddr, C::Instant>,
@@ -48,7 +48,7 @@ pub struct FailureThrottle<C: Clock = DefaultClock> {
 
 impl FailureThrottle {
     pub fn new(config: &AuthThrottle) -> Self {
-        Self::with_clock(config, DefaultClock::default())
+        Self::with_clock(config, MonotonicClock)
     }
 }
 
