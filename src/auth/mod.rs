@@ -25,7 +25,7 @@ use crate::file_tokens::FileTokens;
 use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::message::error::Caller;
-use crate::message::BearerMemo;
+use crate::message::{BearerMemo, Recalled};
 use crate::observe::audit::{self, Audit};
 use crate::observe::metrics::{AuthFailure, Metrics};
 use crate::store::{version, TokenStore};
@@ -200,13 +200,22 @@ impl Authenticator {
         // Before the check: a change made while it runs leaves the verdict stale.
         let version = version::current();
         let known = memo.and_then(|m| m.recall(value, version));
-        let stored = known.unwrap_or_else(|| self.realms.store.verify_value(value));
-        if stored {
-            if let Some(identity) = identify_stored(&self.realms.accounts, value) {
-                if let (Some(memo), None) = (memo, known) {
-                    memo.remember(value, version, true);
+        match known {
+            Some(Recalled::Stored(identity)) => {
+                return Ok(Checked::Valid(Principal::ServiceToken(identity)))
+            }
+            Some(Recalled::Failed) => {}
+            None => {
+                let stored = self.realms.store.verify_value(value);
+                if let Some(identity) = stored
+                    .then(|| identify_stored(&self.realms.accounts, value))
+                    .flatten()
+                {
+                    if let Some(memo) = memo {
+                        memo.remember(value, version, Some(&identity));
+                    }
+                    return Ok(Checked::Valid(Principal::ServiceToken(identity)));
                 }
-                return Ok(Checked::Valid(Principal::ServiceToken(identity)));
             }
         }
         if let Some(wait) = self.realms.throttle.refusal(peer) {
@@ -225,7 +234,7 @@ impl Authenticator {
                 Err(Busy) => return Err(self.pool_full(peer, "file token")),
             }
             if let Some(memo) = memo {
-                memo.remember(value, version, false);
+                memo.remember(value, version, None);
             }
         }
         tracing::debug!("bearer token rejected");

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
 
+use crate::identity::TokenIdentity;
+
 /// What the gateway knows about the client connection, computed once per connection.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -52,10 +54,10 @@ impl ClientInfo {
     }
 }
 
-/// The last bearer value a connection presented and whether it was a stored token, so a
-/// keep-alive client repeating its token is not fingerprinted again on every request (the hash
-/// was a sixth of a proxied request's work). A verdict holds only at the token sets' version it
-/// was reached at: any change (a revocation above all) makes it stale.
+/// The last bearer value a connection presented and what it was, so a keep-alive client
+/// repeating its token is neither fingerprinted nor decoded again on every request (the hash
+/// alone was a sixth of a proxied request's work). A verdict holds only at the token sets'
+/// version it was reached at: any change (a revocation above all) makes it stale.
 ///
 /// The value is held as the connection's own buffers held it; it is compared in constant time.
 #[derive(Default)]
@@ -64,27 +66,44 @@ pub struct BearerMemo(Mutex<Option<Verdict>>);
 struct Verdict {
     value: Box<[u8]>,
     version: u64,
-    stored: bool,
+    /// The stored token it named; `None`: it failed.
+    stored: Option<TokenIdentity>,
+}
+
+/// What a connection's memo knew of a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recalled {
+    /// A token of the store, with its identity.
+    Stored(TokenIdentity),
+    /// It failed.
+    Failed,
 }
 
 impl BearerMemo {
-    /// Whether `value` was found stored (`Some(true)`) or not (`Some(false)`) at `version`;
-    /// `None` when this value was not the last one checked at that version.
-    pub fn recall(&self, value: &[u8], version: u64) -> Option<bool> {
+    /// What `value` was at `version`; `None` when it was not the last value checked at that
+    /// version.
+    pub fn recall(&self, value: &[u8], version: u64) -> Option<Recalled> {
         let memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let verdict = memo.as_ref()?;
         let same = verdict.version == version
             && verdict.value.len() == value.len()
             && bool::from(verdict.value.ct_eq(value));
-        same.then_some(verdict.stored)
+        if !same {
+            return None;
+        }
+        Some(match &verdict.stored {
+            Some(identity) => Recalled::Stored(identity.clone()),
+            None => Recalled::Failed,
+        })
     }
 
-    /// Remembers `value`'s verdict at `version`, in place of the last one.
-    pub fn remember(&self, value: &[u8], version: u64, stored: bool) {
+    /// Remembers `value`'s verdict at `version` (`stored`: the token it names, or `None`
+    /// when it failed), in place of the last one.
+    pub fn remember(&self, value: &[u8], version: u64, stored: Option<&TokenIdentity>) {
         let verdict = Verdict {
             value: value.into(),
             version,
-            stored,
+            stored: stored.cloned(),
         };
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
     }
@@ -110,15 +129,21 @@ mod tests {
 
     #[test]
     fn a_verdict_holds_for_the_same_value_at_the_same_version_only() {
+        use crate::identity::{AccountId, TokenName, TokenSource};
+        let identity = TokenIdentity {
+            account: AccountId::parse("elastic/fleet-server").unwrap(),
+            name: TokenName::new("t1").unwrap(),
+            source: TokenSource::Index,
+        };
         let memo = BearerMemo::default();
         assert_eq!(memo.recall(b"abc", 1), None);
-        memo.remember(b"abc", 1, true);
-        assert_eq!(memo.recall(b"abc", 1), Some(true));
+        memo.remember(b"abc", 1, Some(&identity));
+        assert_eq!(memo.recall(b"abc", 1), Some(Recalled::Stored(identity)));
         assert_eq!(memo.recall(b"abc", 2), None, "the token sets changed");
         assert_eq!(memo.recall(b"abd", 1), None);
         assert_eq!(memo.recall(b"ab", 1), None);
-        memo.remember(b"xyz", 2, false);
-        assert_eq!(memo.recall(b"xyz", 2), Some(false));
+        memo.remember(b"xyz", 2, None);
+        assert_eq!(memo.recall(b"xyz", 2), Some(Recalled::Failed));
         assert_eq!(memo.recall(b"abc", 1), None, "only the last value is kept");
     }
 }
