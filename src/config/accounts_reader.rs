@@ -34,15 +34,7 @@ impl Reader<'_> {
             };
             let mut section = Section::new(SECTION, table);
             let key = |k: &str| format!("#{i}.{k}");
-            let text = self.string(&mut section, "account", "");
-            let account = AccountId::parse(&text);
-            if account.is_none() {
-                self.problem(
-                    SECTION,
-                    &key("account"),
-                    &format!("expected \"namespace/service\", found \"{text}\""),
-                );
-            }
+            let account = self.account_id(&mut section, &key("account"));
             let role_descriptor = section
                 .table
                 .remove("role_descriptor")
@@ -75,6 +67,17 @@ impl Reader<'_> {
             });
         }
         (accounts, limits)
+    }
+
+    /// The entry's `account`, or a problem reported under `label`.
+    fn account_id(&mut self, section: &mut Section, label: &str) -> Option<AccountId> {
+        let text = self.string(section, "account", "");
+        let account = AccountId::parse(&text);
+        if account.is_none() {
+            let what = format!("expected \"namespace/service\", found \"{text}\"");
+            self.problem(SECTION, label, &what);
+        }
+        account
     }
 
     /// At most one of `upstream_credential`, `upstream_authorization`,
