@@ -12,11 +12,12 @@
 //! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification, the admin listener (`app::admin`) |
 //! | show | [`status`] | the admin listener's status page: the JSON document, its HTML rendering, the sampled history the charts draw, the page's script and style |
 //! | configure | [`config`] | typed and validated configuration from a file, `TOKENGATE_*` variables and the command line, every default as a named constant; the files it names checked |
-//! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the raw-byte framing scan, TLS, drain |
+//! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the protocol picked from the first bytes, the raw-byte framing scan, TLS, drain |
 //! | handle | [`service`] | the pipeline every request goes through: classify → authenticate → decide → act → record; the one rescue point where every layer's error becomes Elasticsearch's document |
 //! | judge | [`policy`] | the path as a normalising hop reads it; the accounts' local access rules |
 //! | authenticate | [`auth`] | `Authorization` parsing, the [`auth::Authenticator`] over every realm, privileges, the per-address failure throttle |
 //! | answer | [`api`] | the `/_security/service/…` endpoints and `_authenticate`; the security actions and the privileges that grant them |
+//! | share | [`limits`] | each account's rate and requests in flight, the admission a forwarded request holds until its body ends, its lane in the nodes' fair queues; divided among the gateways that share the store |
 //! | forward | [`proxy`], [`upstream_auth`] | node choice (power of two choices), node health, safe retries, sniffing, header rewriting, pooled upstream clients; what each account's requests carry upstream |
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token store (the journal, or etcd shared by several gateways, which count each other); the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | record | [`observe`] | metrics, the access log, the audit log and failed logins in the main log, written off the request path; the pace of progress reports on long work |
