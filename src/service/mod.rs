@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use crate::api::params::Params;
 use crate::listen::Handler;
@@ -80,12 +80,27 @@ pub async fn handle(
         .access_log
         .as_ref()
         .map(|log| log.begin(&request, client.peer));
+    // A refusal is answered without reading the request's body. hyper then closes an HTTP/1
+    // connection whose body it cannot drain at once, after the answer: a client that reuses it
+    // meanwhile loses its next request. Said in the answer, the client opens a new one.
+    let body_unread = request.version() < http::Version::HTTP_2 && !request.body().is_end_stream();
     let response = match dispatch(state, client, request, &mut entry).await {
         Ok(response) => response,
-        Err(error) => rescue::respond(state, error, pretty),
+        Err(error) => {
+            let mut response = rescue::respond(state, error, pretty);
+            if body_unread {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, CLOSE.clone());
+            }
+            response
+        }
     };
     record::finish(state, &method, started, entry, response)
 }
+
+/// `Connection: close`.
+static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
 /// Classify, authenticate, decide, act.
 async fn dispatch(

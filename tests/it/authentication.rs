@@ -456,3 +456,31 @@ async fn a_connection_that_reuses_its_token_sees_a_revocation_at_once() {
     assert_eq!(status_on(&mut connection, &other).await, 200);
     assert_eq!(status_on(&mut connection, &token).await, 401);
 }
+
+/// A refusal is sent before the request's body is read; the connection then cannot carry the
+/// next request, and the answer says so rather than leave a keep-alive client to find out by
+/// losing that request. A refused request without a body keeps its connection.
+#[tokio::test]
+async fn a_refusal_of_a_request_whose_body_is_unread_closes_the_connection_saying_so() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::start(&upstream).await;
+    let head = "POST /logs/_search HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer nope\r\n\
+                content-type: application/json\r\ncontent-length: 20\r\n\r\n";
+    let refused = crate::common::raw::exchange(gw.addr, head.as_bytes()).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.values("connection"), ["close"]);
+
+    let mut connection = one_connection(&gw).await;
+    connection.ready().await.unwrap();
+    let request = http::Request::get("/logs/_search")
+        .header("host", "gw")
+        .header("authorization", "Bearer nope")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let refused = connection.send_request(request).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().get("connection").is_none());
+    drop(refused);
+    // The same connection serves the next request.
+    assert_eq!(status_on(&mut connection, "nope").await, 401);
+}
