@@ -11,12 +11,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::registry::Slot;
 
 /// RFC 9113 §3.4: every HTTP/2 connection opens with these bytes, then a SETTINGS frame.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_HEADER: usize = 9;
 const SETTINGS: u8 = 0x4;
 /// The preface and the first frame's header: enough to know the SETTINGS frame's length.
@@ -100,6 +100,8 @@ impl<IO> Greeting<IO> {
     }
 }
 
+write_through!(Greeting, io);
+
 impl<IO: AsyncRead + Unpin> AsyncRead for Greeting<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -120,36 +122,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Greeting<IO> {
             }
         }
         polled
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Greeting<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

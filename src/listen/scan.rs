@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// How much of a line's start the scan looks at: `content-length:` with room for its value
 /// (20 digits and some spaces), which is longer than `transfer-encoding:`.
@@ -220,6 +220,8 @@ impl<IO> ScanIo<IO> {
     }
 }
 
+write_through!(ScanIo, inner);
+
 impl<IO: AsyncRead + Unpin> AsyncRead for ScanIo<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -237,36 +239,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for ScanIo<IO> {
             }
         }
         polled
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for ScanIo<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -12,10 +12,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
-/// RFC 9113 §3.4: every HTTP/2 connection opens with these bytes.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use super::greeting::PREFACE;
 
 /// The protocol a connection opened with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +29,7 @@ pub(super) async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> io::Result<(Vers
     let mut head = [0u8; PREFACE.len()];
     let mut filled = 0;
     let version = poll_fn(|cx| loop {
-        let Some(room) = head.get_mut(filled..) else {
-            return Poll::Ready(Ok(Version::Http2));
-        };
+        let room = head.get_mut(filled..).unwrap_or_default();
         if room.is_empty() {
             return Poll::Ready(Ok(Version::Http2));
         }
@@ -70,6 +67,8 @@ pub(super) struct Sniffed<IO> {
     len: usize,
 }
 
+write_through!(Sniffed, io);
+
 impl<IO: AsyncRead + Unpin> AsyncRead for Sniffed<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -86,36 +85,6 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Sniffed<IO> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Sniffed<IO> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
