@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use crate::identity::TokenIdentity;
 
 /// What the gateway knows about the client connection, computed once per connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ClientInfo {
     /// The connection's remote address: the unit of every per-client limit.
     pub peer: SocketAddr,
@@ -106,13 +106,6 @@ impl BearerMemo {
             stored: stored.cloned(),
         };
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
-    }
-}
-
-impl Clone for BearerMemo {
-    /// A copy of a connection's context starts with nothing remembered.
-    fn clone(&self) -> Self {
-        BearerMemo::default()
     }
 }
 
