@@ -71,19 +71,7 @@ RESULTS_DIR="$(cd "$RESULTS_DIR" && pwd)"
 log "results -> $RESULTS_DIR"
 
 # ---------------------------------------------------------------- build
-if [[ -n "${TOKENGATE_BIN:-}" ]]; then
-  SRC_BIN="$TOKENGATE_BIN"
-else
-  if [[ "$BUILD" == 1 ]]; then
-    log "cargo build --release"
-    (cd "$PROJECT" && cargo build --release --quiet) || die "build failed"
-  fi
-  SRC_BIN="${CARGO_TARGET_DIR:-$PROJECT/target}/release/tokengate"
-fi
-[[ -x "$SRC_BIN" ]] || die "$SRC_BIN missing"
-# A private copy: a shared target directory may be rebuilt by someone else mid-run.
-GW_BIN="$RESULTS_DIR/tokengate"
-cp "$SRC_BIN" "$GW_BIN"
+gateway_binary "$RESULTS_DIR"
 
 # ---------------------------------------------------------------- the slow node
 # A's flood outlasts B's run by FLOOD_MARGIN s, so that B's window, however late its client

@@ -29,3 +29,21 @@ wait_port() {  # port [seconds]
   done
   return 1
 }
+
+# The gateway to run: TOKENGATE_BIN, else this tree's release build (made first unless BUILD=0;
+# PROJECT is the tree). Sets SRC_BIN, and GW_BIN to a private copy in directory $1: a shared
+# target directory may be rebuilt by someone else mid-run.
+gateway_binary() {
+  if [[ -n "${TOKENGATE_BIN:-}" ]]; then
+    SRC_BIN="$TOKENGATE_BIN"
+  else
+    if [[ "${BUILD:-1}" == 1 ]]; then
+      log "cargo build --release"
+      (cd "$PROJECT" && cargo build --release --quiet) || die "build failed"
+    fi
+    SRC_BIN="${CARGO_TARGET_DIR:-$PROJECT/target}/release/tokengate"
+  fi
+  [[ -x "$SRC_BIN" ]] || die "$SRC_BIN missing"
+  GW_BIN="$1/tokengate"
+  cp "$SRC_BIN" "$GW_BIN"
+}
