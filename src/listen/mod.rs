@@ -441,6 +441,42 @@ async fn serve<H: Handler>(
         let stream = ScanIo::new(stream, ambiguous);
         return serve_http(stream, &slot, handler, &builder, deadline).await;
     };
+    // Boxed: a TLS stream and its handshake are kilobytes that a plain connection's task
+    // would otherwise carry too, idle, for as long as it lives.
+    let tls = TlsConnection {
+        stream,
+        acceptor,
+        ambiguous,
+        certified,
+        deadline,
+    };
+    Box::pin(serve_tls(tls, &slot, handler, &builder, &stats)).await;
+}
+
+/// A connection to run TLS on, and what the handshake's outcome goes to.
+struct TlsConnection {
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    ambiguous: Arc<AtomicBool>,
+    certified: Arc<AtomicBool>,
+    deadline: Instant,
+}
+
+/// Completes the TLS handshake within its deadline, then runs HTTP on the connection.
+async fn serve_tls<H: Handler>(
+    connection: TlsConnection,
+    slot: &Arc<Slot>,
+    handler: H,
+    builder: &HttpBuilders,
+    stats: &Stats,
+) {
+    let TlsConnection {
+        stream,
+        acceptor,
+        ambiguous,
+        certified,
+        deadline,
+    } = connection;
     let handshake = deadline.min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
     let stream = tokio::select! {
         result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
@@ -465,7 +501,7 @@ async fn serve<H: Handler>(
         () = slot.told_to_close() => return,
     };
     let stream = ScanIo::new(stream, ambiguous);
-    serve_http(stream, &slot, handler, &builder, deadline).await
+    serve_http(stream, slot, handler, builder, deadline).await
 }
 
 /// Runs HTTP on `io` until the connection ends. Before `deadline`, a connection whose client
@@ -518,8 +554,10 @@ async fn serve_http<IO, H>(
             drive(connection, slot, first_request).await;
         }
         Version::Http2 => {
-            let connection = pin!(builder.http2.serve_connection(io, service));
-            drive(connection, slot, first_request).await;
+            // Boxed: an HTTP/2 connection's state is twice an HTTP/1 one's, and the task of
+            // every HTTP/1 connection would otherwise be sized for it.
+            let mut connection = Box::pin(builder.http2.serve_connection(io, service));
+            drive(connection.as_mut(), slot, first_request).await;
         }
     }
 }

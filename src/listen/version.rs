@@ -53,6 +53,7 @@ pub(super) async fn sniff<IO: AsyncRead + Unpin>(mut io: IO) -> io::Result<(Vers
         head,
         at: 0,
         len: filled,
+        deferred: None,
     };
     Ok((version, sniffed))
 }
@@ -65,6 +66,8 @@ pub(super) struct Sniffed<IO> {
     at: usize,
     /// How many bytes of `head` were read.
     len: usize,
+    /// An error met while reading on behalf of a read that already had bytes to return.
+    deferred: Option<io::Error>,
 }
 
 write_through!(Sniffed, io);
@@ -76,15 +79,26 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Sniffed<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(rest) = this.head.get(this.at..this.len).filter(|r| !r.is_empty()) {
-            let take = rest.len().min(buf.remaining());
-            if let Some(taken) = rest.get(..take) {
-                buf.put_slice(taken);
-            }
-            this.at += take;
-            return Poll::Ready(Ok(()));
+        if let Some(error) = this.deferred.take() {
+            return Poll::Ready(Err(error));
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        let Some(rest) = this.head.get(this.at..this.len).filter(|r| !r.is_empty()) else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        let take = rest.len().min(buf.remaining());
+        if let Some(taken) = rest.get(..take) {
+            buf.put_slice(taken);
+        }
+        this.at += take;
+        // The rest of what has arrived goes in the same read: hyper grows its read buffer
+        // whenever it holds a partial head, so a head handed over in two reads costs every
+        // connection a second, twice as large buffer for as long as it lives.
+        if this.at == this.len && buf.remaining() > 0 {
+            if let Poll::Ready(Err(error)) = Pin::new(&mut this.io).poll_read(cx, buf) {
+                this.deferred = Some(error);
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -138,6 +152,45 @@ mod tests {
             assert_eq!(version, Version::Http2, "split at {split}");
             assert_eq!(all, bytes);
         }
+    }
+
+    #[tokio::test]
+    async fn the_sniffed_bytes_come_back_with_what_followed_them_in_one_read() {
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer abc\r\n\r\n";
+        let mut source = chunked(&[&request[..3], &request[3..]]);
+        let (version, mut io) = sniff(&mut source).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(version, Version::Http1);
+        let mut buf = [0u8; 8192];
+        let read = io.read(&mut buf).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&buf[..read], &request[..]);
+    }
+
+    #[tokio::test]
+    async fn an_error_after_the_sniffed_bytes_comes_with_the_next_read() {
+        struct Failing(bool);
+        impl AsyncRead for Failing {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                let this = self.get_mut();
+                if std::mem::replace(&mut this.0, true) {
+                    return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+                }
+                buf.put_slice(b"GET");
+                Poll::Ready(Ok(()))
+            }
+        }
+        let (version, mut io) = sniff(Failing(false))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(version, Version::Http1);
+        let mut buf = [0u8; 64];
+        let read = io.read(&mut buf).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&buf[..read], b"GET");
+        let error = io.read(&mut buf).await.err().map(|e| e.kind());
+        assert_eq!(error, Some(io::ErrorKind::ConnectionReset));
     }
 
     #[tokio::test]
