@@ -8,6 +8,7 @@
 pub mod admin;
 mod admin_access;
 mod listeners;
+mod memory;
 #[cfg(unix)]
 pub mod notify;
 pub mod pid;
@@ -162,6 +163,7 @@ impl Gateway {
         tasks.spawn("api keys", reload::api_keys(live.clone(), reloads));
         // Always: a reload may switch health checks or sniffing on.
         tasks.spawn("upstream nodes", upstream_nodes::maintain(live.clone()));
+        tasks.spawn("memory epochs", memory::epochs());
         watchers::spawn(&mut tasks, &state, tls.as_ref(), &hangups);
         announce(&state, &bound);
         Ok(Gateway {

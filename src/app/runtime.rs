@@ -21,7 +21,10 @@ pub fn runtime(config: &ServerConfig) -> std::io::Result<tokio::runtime::Runtime
         builder.worker_threads(workers);
         builder
     };
-    builder.enable_all().build()
+    builder
+        .on_thread_park(super::memory::on_park)
+        .enable_all()
+        .build()
 }
 
 /// Replaces the log filter of the running process; set once by [`init_logging`]. Boxed because
