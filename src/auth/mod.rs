@@ -25,7 +25,7 @@ use crate::file_tokens::FileTokens;
 use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenName, TokenSource};
 use crate::message::error::Caller;
-use crate::message::{BearerMemo, Recalled};
+use crate::message::{BearerMemo, Claimed, Recalled};
 use crate::observe::audit::{self, Audit};
 use crate::observe::metrics::{AuthFailure, Metrics};
 use crate::store::{version, TokenStore};
@@ -199,12 +199,11 @@ impl Authenticator {
     ) -> Result<Checked, Refused> {
         // Before the check: a change made while it runs leaves the verdict stale.
         let version = version::current();
-        let known = memo.and_then(|m| m.recall(value, version));
-        match known {
+        let known = match memo.and_then(|m| m.recall(value, version)) {
             Some(Recalled::Stored(identity)) => {
                 return Ok(Checked::Valid(Principal::ServiceToken(identity)))
             }
-            Some(Recalled::Failed) => {}
+            Some(Recalled::Failed(claimed)) => Some(claimed),
             None => {
                 let stored = self.realms.store.verify_value(value);
                 if let Some(identity) = stored
@@ -212,12 +211,13 @@ impl Authenticator {
                     .flatten()
                 {
                     if let Some(memo) = memo {
-                        memo.remember(value, version, Some(&identity));
+                        memo.remember(value, version, Recalled::Stored(identity.clone()));
                     }
                     return Ok(Checked::Valid(Principal::ServiceToken(identity)));
                 }
+                None
             }
-        }
+        };
         if let Some(wait) = self.realms.throttle.refusal(peer) {
             return match self.realms.file_tokens.verify_remembered(value) {
                 Some(identity) => Ok(Checked::Valid(Principal::ServiceToken(identity))),
@@ -226,21 +226,31 @@ impl Authenticator {
         }
         // A value the connection already failed with at this version fails again: neither
         // set has changed since.
-        if known.is_none() {
-            // Only for a value the journal does not know: a file token's hash is slow.
-            match self.realms.file_tokens.verify(value).await {
-                Ok(Some(identity)) => return Ok(Checked::Valid(Principal::ServiceToken(identity))),
-                Ok(None) => {}
-                Err(Busy) => return Err(self.pool_full(peer, "file token")),
+        let claimed = match known {
+            Some(claimed) => claimed,
+            None => {
+                // Only for a value the journal does not know: a file token's hash is slow. Boxed:
+                // the password pool's future is kilobytes every request's would carry.
+                match Box::pin(self.realms.file_tokens.verify(value)).await {
+                    Ok(Some(identity)) => {
+                        return Ok(Checked::Valid(Principal::ServiceToken(identity)))
+                    }
+                    Ok(None) => {}
+                    Err(Busy) => return Err(self.pool_full(peer, "file token")),
+                }
+                let claimed = claimed_service_token(value);
+                if let Some(memo) = memo {
+                    memo.remember(value, version, Recalled::Failed(claimed.clone()));
+                }
+                claimed
             }
-            if let Some(memo) = memo {
-                memo.remember(value, version, None);
-            }
-        }
+        };
         tracing::debug!("bearer token rejected");
         self.realms.metrics.auth_failure(AuthFailure::Bearer);
         Ok(Checked::Failed(
-            rejected_service_token(value).unwrap_or(Refused::Bad),
+            claimed.map_or(Refused::Bad, |Claimed { account, name }| {
+                Refused::ServiceToken { account, name }
+            }),
         ))
     }
 
@@ -253,7 +263,8 @@ impl Authenticator {
                 None => Err(self.throttled(wait)),
             };
         }
-        match self.realms.users.authenticate(value).await {
+        // Boxed, as the file token check.
+        match Box::pin(self.realms.users.authenticate(value)).await {
             Ok(user) => Ok(Checked::Valid(Principal::User(user))),
             Err(Denied::Busy) => Err(self.pool_full(peer, "basic credentials")),
             Err(Denied::BadCredentials) => {
@@ -285,15 +296,15 @@ impl Authenticator {
     }
 }
 
-/// Elasticsearch's answer to a bearer value that parses as a service token but did not
-/// authenticate: it names the account and token name the value itself carries, and says nothing
-/// of which check failed (namespace, account, secret length or secret). A value that is not a
+/// Whom a bearer value that did not authenticate claims to be, as Elasticsearch's answer names
+/// it: the account and token name the value itself carries (nothing the client did not already
+/// send), whatever failed (namespace, account, secret length or secret). A value that is not a
 /// service token as Elasticsearch parses one (valid token name included) gets the generic answer.
-fn rejected_service_token(value: &[u8]) -> Option<Refused> {
+fn claimed_service_token(value: &[u8]) -> Option<Claimed> {
     let mut buf = [0u8; token::MAX_DECODED_LEN];
     let decoded = token::decode(value, &mut buf)?;
     TokenName::new(decoded.name).ok()?;
-    Some(Refused::ServiceToken {
+    Some(Claimed {
         account: decoded.account.to_owned(),
         name: decoded.name.to_owned(),
     })

@@ -66,8 +66,7 @@ pub struct BearerMemo(Mutex<Option<Verdict>>);
 struct Verdict {
     value: Box<[u8]>,
     version: u64,
-    /// The stored token it named; `None`: it failed.
-    stored: Option<TokenIdentity>,
+    outcome: Recalled,
 }
 
 /// What a connection's memo knew of a value.
@@ -75,8 +74,16 @@ struct Verdict {
 pub enum Recalled {
     /// A token of the store, with its identity.
     Stored(TokenIdentity),
-    /// It failed.
-    Failed,
+    /// It failed; with the account and token name it decodes to, when it decodes to a service
+    /// token (its 401 names them), so a client repeating it is not decoded again either.
+    Failed(Option<Claimed>),
+}
+
+/// The account and token name a failed bearer value claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub account: String,
+    pub name: String,
 }
 
 impl BearerMemo {
@@ -91,19 +98,15 @@ impl BearerMemo {
         if !same {
             return None;
         }
-        Some(match &verdict.stored {
-            Some(identity) => Recalled::Stored(identity.clone()),
-            None => Recalled::Failed,
-        })
+        Some(verdict.outcome.clone())
     }
 
-    /// Remembers `value`'s verdict at `version` (`stored`: the token it names, or `None`
-    /// when it failed), in place of the last one.
-    pub fn remember(&self, value: &[u8], version: u64, stored: Option<&TokenIdentity>) {
+    /// Remembers `value`'s verdict at `version`, in place of the last one.
+    pub fn remember(&self, value: &[u8], version: u64, outcome: Recalled) {
         let verdict = Verdict {
             value: value.into(),
             version,
-            stored: stored.cloned(),
+            outcome,
         };
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
     }
@@ -130,13 +133,20 @@ mod tests {
         };
         let memo = BearerMemo::default();
         assert_eq!(memo.recall(b"abc", 1), None);
-        memo.remember(b"abc", 1, Some(&identity));
+        memo.remember(b"abc", 1, Recalled::Stored(identity.clone()));
         assert_eq!(memo.recall(b"abc", 1), Some(Recalled::Stored(identity)));
         assert_eq!(memo.recall(b"abc", 2), None, "the token sets changed");
         assert_eq!(memo.recall(b"abd", 1), None);
         assert_eq!(memo.recall(b"ab", 1), None);
-        memo.remember(b"xyz", 2, None);
-        assert_eq!(memo.recall(b"xyz", 2), Some(Recalled::Failed));
+        let claimed = Claimed {
+            account: "elastic/fleet-server".into(),
+            name: "t2".into(),
+        };
+        memo.remember(b"xyz", 2, Recalled::Failed(Some(claimed.clone())));
+        assert_eq!(
+            memo.recall(b"xyz", 2),
+            Some(Recalled::Failed(Some(claimed)))
+        );
         assert_eq!(memo.recall(b"abc", 1), None, "only the last value is kept");
     }
 }

@@ -8,4 +8,4 @@ pub mod error;
 pub mod response;
 pub mod shape;
 
-pub use client::{BearerMemo, ClientInfo, Recalled};
+pub use client::{BearerMemo, Claimed, ClientInfo, Recalled};

@@ -111,7 +111,9 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     let route = classify::classify(state, client, &request)?;
     if let Route::Api(endpoint) = route {
-        return act::answer(state, client, request, endpoint, entry).await;
+        // Boxed: the API's futures (a token created, a password checked) are kilobytes that
+        // every forwarded request's future would otherwise be sized for and moved with.
+        return Box::pin(act::answer(state, client, request, endpoint, entry)).await;
     }
     let (decision, admission) = if decide::passes_through(state, request.headers()) {
         // A credential of a scheme the cluster checks itself: the gateway does not.

@@ -421,6 +421,14 @@ async fn status_on(
     sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
     token: &str,
 ) -> u16 {
+    answer_on(sender, token).await.0
+}
+
+/// The status and body of a request with `token` on `sender`'s connection.
+async fn answer_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    token: &str,
+) -> (u16, String) {
     use http_body_util::BodyExt;
     sender.ready().await.unwrap();
     let request = http::Request::get("/_cluster/health")
@@ -430,8 +438,31 @@ async fn status_on(
         .unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status().as_u16();
-    response.into_body().collect().await.unwrap();
-    status
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A wrong secret repeated on one connection is answered from the connection's memory of it,
+/// and the answer still names the account and token the value claims, every time.
+#[tokio::test]
+async fn a_repeated_wrong_secret_is_named_in_every_answer() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[security]\nfailed_auth_burst = 100\n")
+        .build()
+        .await;
+    gw.create_token(FLEET, "kept").await;
+    let wrong = forge("elastic/fleet-server/kept", &"x".repeat(22));
+    let mut connection = one_connection(&gw).await;
+    let reason =
+        "failed to authenticate service account [elastic/fleet-server] with token name [kept]";
+    for _ in 0..3 {
+        let (status, body) = answer_on(&mut connection, &wrong).await;
+        assert_eq!(status, 401);
+        assert!(body.contains(reason), "{body}");
+    }
+    assert!(upstream.requests().is_empty());
 }
 
 /// A connection remembers its last token's verdict (it is not hashed again per request), but
