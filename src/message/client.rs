@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::identity::TokenIdentity;
 
@@ -92,9 +92,7 @@ impl BearerMemo {
     pub fn recall(&self, value: &[u8], version: u64) -> Option<Recalled> {
         let memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let verdict = memo.as_ref()?;
-        let same = verdict.version == version
-            && verdict.value.len() == value.len()
-            && bool::from(verdict.value.ct_eq(value));
+        let same = verdict.version == version && same_value(&verdict.value, value);
         if !same {
             return None;
         }
@@ -112,6 +110,30 @@ impl BearerMemo {
     }
 }
 
+/// Whether two values are equal, in time that depends on their length only: a connection may
+/// carry several clients' requests (a proxy's pooled connection), and the memo holds the last
+/// one's token. Compared eight bytes at a time: byte by byte, subtle's comparison was a sixth
+/// of the gateway's own work on a proxied request.
+fn same_value(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut equal = Choice::from(1);
+    for (x, y) in a.chunks(8).zip(b.chunks(8)) {
+        equal &= word(x).ct_eq(&word(y));
+    }
+    equal.into()
+}
+
+/// Up to eight bytes as one word, zero-padded.
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    if let Some(head) = word.get_mut(..bytes.len()) {
+        head.copy_from_slice(bytes);
+    }
+    u64::from_le_bytes(word)
+}
+
 impl fmt::Debug for BearerMemo {
     /// The value is a credential: never printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +144,21 @@ impl fmt::Debug for BearerMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_the_same_only_when_every_byte_is() {
+        let value = b"AAEAAWVsYXN0aWMvZmxlZXQtc2VydmVyL3Rva2VuMTpzZWNyZXQ";
+        assert!(same_value(value, value));
+        assert!(same_value(b"", b""));
+        for at in 0..value.len() {
+            let mut other = value.to_vec();
+            other[at] ^= 1;
+            assert!(!same_value(value, &other), "byte {at}");
+            assert!(!same_value(value, &value[..at]), "prefix of {at}");
+        }
+        // Zero padding of the last word does not make a shorter value equal.
+        assert!(!same_value(b"abc\0", b"abc"));
+    }
 
     #[test]
     fn a_verdict_holds_for_the_same_value_at_the_same_version_only() {
