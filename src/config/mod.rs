@@ -212,9 +212,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// What one client may hold and how soon a new connection must speak.
     pub connections: ConnectionLimits,
-    /// Deadline for a client to send a request's headers (slowloris guard). It runs from the end
-    /// of the previous response, so it also bounds how long a keep-alive connection may idle:
-    /// clients' connection pools (60 s and more) must not see their connections vanish.
+    /// How long an HTTP/1 connection may go without a request in flight (slowloris guard, and
+    /// the keep-alive idle limit): clients' connection pools (60 s and more) must not see their
+    /// connections vanish. Checked by the connection's own timer, not one per request.
     pub header_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::registry::Slot;
 
@@ -85,22 +85,66 @@ impl PrefaceWatch {
 }
 
 /// A connection's transport, watched until its first bytes say whether it greeted in HTTP/2.
-/// Afterwards a read costs one branch more than the bare transport.
+/// Afterwards a read costs one branch more than the bare transport. Its writes are counted on
+/// the slot: how the connection's timer tells a response still going out from a stalled head.
 pub(super) struct Greeting<IO> {
     io: IO,
-    watch: Option<(PrefaceWatch, Arc<Slot>)>,
+    slot: Arc<Slot>,
+    watch: Option<PrefaceWatch>,
 }
 
 impl<IO> Greeting<IO> {
     pub(super) fn new(io: IO, slot: Arc<Slot>) -> Self {
         Greeting {
             io,
-            watch: Some((PrefaceWatch::default(), slot)),
+            slot,
+            watch: Some(PrefaceWatch::default()),
         }
+    }
+
+    fn counted(&self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                self.slot.wrote();
+            }
+        }
+        written
     }
 }
 
-write_through!(Greeting, io);
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Greeting<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.counted(written)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.counted(written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Greeting<IO> {
     fn poll_read(
@@ -111,11 +155,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Greeting<IO> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let (Poll::Ready(Ok(())), Some((watch, slot))) = (&polled, this.watch.as_mut()) {
+        if let (Poll::Ready(Ok(())), Some(watch)) = (&polled, this.watch.as_mut()) {
             match watch.feed(buf.filled().get(before..).unwrap_or_default()) {
                 Verdict::Undecided => {}
                 Verdict::Greeted => {
-                    slot.greet();
+                    this.slot.greet();
                     this.watch = None;
                 }
                 Verdict::Other => this.watch = None,

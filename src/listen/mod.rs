@@ -189,6 +189,10 @@ pub async fn run<H: Handler>(
 struct HttpBuilders {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
+    /// How long an HTTP/1 connection may go without a request in flight (`header_timeout`):
+    /// checked by the connection's one timer when it fires, instead of by a timer hyper would
+    /// arm and drop for every request head.
+    header_timeout: Duration,
 }
 
 /// How far hyper's HTTP/1 read buffer may grow. A head is still refused (431) once that many
@@ -204,7 +208,7 @@ fn http_builder(config: &ServerConfig) -> HttpBuilders {
     let mut http1 = http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout)
+        .header_read_timeout(None)
         .max_header_size(head)
         .max_buf_size(BODY_READ_BUFFER.max(head))
         .keep_alive(true);
@@ -215,7 +219,11 @@ fn http_builder(config: &ServerConfig) -> HttpBuilders {
         .max_header_list_size(header_list)
         .max_concurrent_streams(ServerConfig::H2_MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(Some(ServerConfig::H2_KEEP_ALIVE_INTERVAL));
-    HttpBuilders { http1, http2 }
+    HttpBuilders {
+        http1,
+        http2,
+        header_timeout: config.header_timeout,
+    }
 }
 
 /// What the accept loop enforces, shared with the connection tasks.
@@ -551,28 +559,41 @@ async fn serve_http<IO, H>(
     match version {
         Version::Http1 => {
             let connection = pin!(builder.http1.serve_connection(io, service));
-            drive(connection, slot, first_request).await;
+            let quiet = Some(builder.header_timeout);
+            drive(connection, slot, first_request, quiet).await;
         }
         Version::Http2 => {
             // Boxed: an HTTP/2 connection's state is twice an HTTP/1 one's, and the task of
             // every HTTP/1 connection would otherwise be sized for it.
             let mut connection = Box::pin(builder.http2.serve_connection(io, service));
-            drive(connection.as_mut(), slot, first_request).await;
+            drive(connection.as_mut(), slot, first_request, None).await;
         }
     }
 }
 
 /// Runs `connection` to its end, closing it at the first-request deadline if its client has
-/// not spoken by then, and gracefully when told to close.
+/// not spoken by then, and gracefully when told to close. With `quiet`, the same timer then
+/// bounds how long the connection may go without a request in flight: past it, the
+/// connection is shut down gracefully (an idle one closes at once, one writing a response
+/// finishes it), and closed one period later if nothing was written meanwhile (a head that
+/// never completes). Nothing is armed per request: the timer is moved on when it fires.
 async fn drive<C>(
     mut connection: Pin<&mut C>,
     slot: &Arc<Slot>,
-    mut first_request: Pin<&mut tokio::time::Sleep>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    quiet: Option<Duration>,
 ) where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    let (mut waiting, mut closing) = (true, false);
+    let (mut waiting, mut armed, mut closing) = (true, true, false);
+    let first = timer.deadline();
+    let mut quiet = quiet.map(QuietLimit::new);
+    if let Some(quiet) = &quiet {
+        timer
+            .as_mut()
+            .reset(first.min(Instant::now() + quiet.limit));
+    }
     loop {
         tokio::select! {
             biased;
@@ -582,11 +603,33 @@ async fn drive<C>(
                 }
                 return;
             }
-            () = first_request.as_mut(), if waiting => {
+            () = timer.as_mut(), if armed => {
+                if waiting && !slot.greeted() {
+                    if Instant::now() >= first {
+                        tracing::debug!("no request within first_request_timeout; closed");
+                        return;
+                    }
+                    timer.as_mut().reset(first);
+                    continue;
+                }
                 waiting = false;
-                if !slot.greeted() {
-                    tracing::debug!("no request within first_request_timeout; closed");
-                    return;
+                let Some(quiet) = quiet.as_mut() else {
+                    armed = false;
+                    continue;
+                };
+                match quiet.check(slot.quiet_for(), slot.writes()) {
+                    Quiet::Wait(left) => timer.as_mut().reset(Instant::now() + left),
+                    Quiet::Ask(left) => {
+                        if !std::mem::replace(&mut closing, true) {
+                            tracing::debug!("no request within header_timeout; closing");
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        timer.as_mut().reset(Instant::now() + left);
+                    }
+                    Quiet::Close => {
+                        tracing::debug!("no complete request within header_timeout; closed");
+                        return;
+                    }
                 }
             }
             () = slot.told_to_close(), if !closing => {
@@ -597,5 +640,73 @@ async fn drive<C>(
                 connection.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// `header_timeout` for one connection, checked when its timer fires.
+struct QuietLimit {
+    limit: Duration,
+    /// The connection's write count when it was asked to close for being quiet.
+    asked: Option<u64>,
+}
+
+/// What to do when the timer fires.
+#[derive(Debug, PartialEq, Eq)]
+enum Quiet {
+    /// Not quiet for long enough: look again after this.
+    Wait(Duration),
+    /// Quiet for the whole limit: shut down gracefully, and look again after this.
+    Ask(Duration),
+    /// Asked a whole period ago and nothing went out since: a head that never completes, not
+    /// a response still being written.
+    Close,
+}
+
+impl QuietLimit {
+    fn new(limit: Duration) -> Self {
+        QuietLimit { limit, asked: None }
+    }
+
+    /// `quiet_for`: how long no request has been in flight (`None`: one is); `writes`: the
+    /// connection's writes so far.
+    fn check(&mut self, quiet_for: Option<Duration>, writes: u64) -> Quiet {
+        let quiet_for = quiet_for.unwrap_or_default();
+        if quiet_for < self.limit {
+            return Quiet::Wait(self.limit - quiet_for);
+        }
+        if self.asked.replace(writes) == Some(writes) {
+            return Quiet::Close;
+        }
+        Quiet::Ask(self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_connection_in_use_or_quiet_for_less_than_the_limit_is_left_alone() {
+        let mut quiet = QuietLimit::new(LIMIT);
+        assert_eq!(quiet.check(None, 0), Quiet::Wait(LIMIT));
+        let ten = Duration::from_secs(10);
+        assert_eq!(quiet.check(Some(ten), 0), Quiet::Wait(LIMIT - ten));
+    }
+
+    #[test]
+    fn a_quiet_connection_is_asked_to_close_then_closed_if_nothing_went_out() {
+        let mut quiet = QuietLimit::new(LIMIT);
+        assert_eq!(quiet.check(Some(LIMIT), 3), Quiet::Ask(LIMIT));
+        assert_eq!(quiet.check(Some(2 * LIMIT), 3), Quiet::Close);
+    }
+
+    #[test]
+    fn a_response_still_going_out_is_not_cut() {
+        let mut quiet = QuietLimit::new(LIMIT);
+        assert_eq!(quiet.check(Some(LIMIT), 3), Quiet::Ask(LIMIT));
+        assert_eq!(quiet.check(Some(2 * LIMIT), 9), Quiet::Ask(LIMIT));
+        assert_eq!(quiet.check(Some(3 * LIMIT), 9), Quiet::Close);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit};
 
@@ -60,6 +60,8 @@ pub(super) struct Slot {
     last_active: AtomicU64,
     /// Whether the client has spoken: a request head arrived, or an HTTP/2 preface.
     greeted: AtomicBool,
+    /// Successful writes to the client so far (only the connection's own task writes).
+    writes: AtomicU64,
     close: Notify,
 }
 
@@ -93,6 +95,7 @@ impl Registry {
             in_flight: AtomicU32::new(0),
             last_active: AtomicU64::new(0),
             greeted: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
             close: Notify::new(),
         };
         slot.touch();
@@ -206,6 +209,18 @@ impl Slot {
         }
     }
 
+    /// Counts a write to the client. A load and a store, not a read-modify-write: the
+    /// connection's task is the only writer.
+    pub(super) fn wrote(&self) {
+        let writes = self.writes.load(Ordering::Relaxed);
+        self.writes.store(writes.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// How many writes to the client there have been.
+    pub(super) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
     pub(super) fn greeted(&self) -> bool {
         self.greeted.load(Ordering::Relaxed)
     }
@@ -217,6 +232,16 @@ impl Slot {
 
     fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    /// How long the connection has had no request in flight (since it got its slot, before
+    /// the first); `None` while one is.
+    pub(super) fn quiet_for(&self) -> Option<Duration> {
+        if !self.is_idle() {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_active.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
     }
 
     fn touch(&self) {

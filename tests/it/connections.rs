@@ -171,6 +171,37 @@ async fn a_silent_connection_is_closed_after_the_first_request_timeout() {
     assert_eq!(get(&mut served).await, Some(200));
 }
 
+/// After a request, `header_timeout` bounds how long a connection may go without one: an idle
+/// keep-alive connection and one that stalls half-way through its next head are closed, and a
+/// connection that keeps sending requests is not.
+#[tokio::test]
+async fn header_timeout_closes_quiet_and_stalled_connections_only() {
+    let upstream = FakeUpstream::start().await;
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[server]\nheader_timeout = \"1s\"\n")
+        .build()
+        .await;
+    let mut idle = connect_from("127.0.0.1", gw.addr).await;
+    let mut stalled = connect_from("127.0.0.1", gw.addr).await;
+    let mut busy = connect_from("127.0.0.1", gw.addr).await;
+    for stream in [&mut idle, &mut stalled, &mut busy] {
+        assert_eq!(get(stream).await, Some(200));
+    }
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nhost: gw\r\n")
+        .await
+        .unwrap();
+    // Requests every 250 ms for twice the timeout: each one keeps the connection.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(get(&mut busy).await, Some(200));
+    }
+    let bound = Duration::from_secs(5);
+    assert!(until_closed(&mut idle, bound).await.is_empty());
+    assert!(until_closed(&mut stalled, bound).await.is_empty());
+}
+
 /// HTTP/2 frames by hand: a 9-byte header, then the payload.
 mod h2 {
     pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
