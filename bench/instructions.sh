@@ -13,7 +13,10 @@
 # forwarded to a local nginx), `h2` (the same over one h2c connection, 4 streams at once; not in
 # the default set), `deny` (wrong secret: the 401 path, with the per-address failure
 # throttle lifted where the build has one) and `throttled` (the same with default limits: past
-# the burst, the 429 path). 127.0.0.1 only; every process is started here and stopped by PID.
+# the burst, the 429 path), and `rotate` (not in the default set: GET with the next of 100 valid
+# tokens on every request, as load generators rotate them, so a connection's memo of its last
+# token never helps; sent by bench/rotate_client.py, whose few headers differ from h2load's).
+# 127.0.0.1 only; every process is started here and stopped by PID.
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -116,10 +119,15 @@ run() {
     "$bin" --config "$dir.toml" >"$dir.log" 2>&1 &
   pid=$!; STARTED+=("$pid")
   wait_port "$GW_PORT" 120 || die "gateway did not start under valgrind (see $dir.log)"
-  local proto=(--h1)
-  [[ $token_label == h2 ]] && proto=(-m 4)  # h2c with prior knowledge, 4 streams at once
-  h2load "${proto[@]}" -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
-    || die "h2load failed (see $dir.h2load)"
+  if [[ $token_label == rotate ]]; then
+    python3 "$BENCH/rotate_client.py" "$GW_PORT" "$n" "$WORK/tokens.txt" >"$dir.h2load" 2>&1 \
+      || die "the rotating client failed (see $dir.h2load)"
+  else
+    local proto=(--h1)
+    [[ $token_label == h2 ]] && proto=(-m 4)  # h2c with prior knowledge, 4 streams at once
+    h2load "${proto[@]}" -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
+      || die "h2load failed (see $dir.h2load)"
+  fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   [[ -n "${KEEP_DIR:-}" ]] && mkdir -p "$KEEP_DIR" && cp "$out" "$KEEP_DIR/$(basename "$bin").$n.$token_label.callgrind"
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
@@ -129,7 +137,7 @@ printf '| build | scenario | instructions per request |\n|---|---|---:|\n'
 for bin in "${BINS[@]}"; do
   [[ -x "$bin" ]] || die "$bin is not an executable"
   for scenario in $SCENARIOS; do
-    token=$VALID; [[ $scenario != get && $scenario != h2 ]] && token=$DENY
+    token=$VALID; [[ $scenario == deny || $scenario == throttled ]] && token=$DENY
     extra=""
     # The 401 path itself, with the per-address failure throttle out of the way (a build
     # without the throttle knows no such key and needs none).
