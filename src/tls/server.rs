@@ -55,19 +55,19 @@ impl ServerTls {
     /// When the certificate served now expires, in seconds since the Unix epoch (for the
     /// metrics: an alert on it beats an outage); `None` if its leaf does not parse.
     pub fn not_after(&self) -> Option<i64> {
-        let current = self
-            .resolver
-            .current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let leaf = current.cert.first()?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-        Some(parsed.validity().not_after.timestamp())
+        self.with_leaf(|leaf| leaf.validity().not_after.timestamp())
     }
 
     /// The certificate's subject as text (`CN=gateway.example, O=…`), for the status page.
     pub fn subject(&self) -> Option<String> {
+        self.with_leaf(|leaf| leaf.subject().to_string())
+    }
+
+    /// `read` of the leaf certificate served now; `None` if it does not parse.
+    fn with_leaf<T>(
+        &self,
+        read: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> T,
+    ) -> Option<T> {
         let current = self
             .resolver
             .current
@@ -76,7 +76,7 @@ impl ServerTls {
             .clone();
         let leaf = current.cert.first()?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-        Some(parsed.subject().to_string())
+        Some(read(&parsed))
     }
 
     /// Loads the pair (and client CA) and builds the acceptor; any problem names its file.
