@@ -11,20 +11,26 @@
 //! at once when every connection is busy. Nothing waits unaccepted in the kernel's backlog.
 
 /// `AsyncWrite` for `$wrapper<IO>`, a transport wrapper that only watches or replays what is
-/// read: every write goes to its `$field` as it is.
+/// read: every write goes to its `$field` as it is. With `$after`, a write's outcome is handed
+/// to it (with the wrapper) on its way back.
 macro_rules! write_through {
     ($wrapper:ident, $field:ident) => {
+        write_through!($wrapper, $field, |_, written| written);
+    };
+    ($wrapper:ident, $field:ident, $after:expr) => {
         impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $wrapper<IO> {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                tokio::io::AsyncWrite::poll_write(
-                    std::pin::Pin::new(&mut self.get_mut().$field),
+                let this = self.get_mut();
+                let written = tokio::io::AsyncWrite::poll_write(
+                    std::pin::Pin::new(&mut this.$field),
                     cx,
                     buf,
-                )
+                );
+                ($after)(&*this, written)
             }
 
             fn poll_write_vectored(
@@ -32,11 +38,13 @@ macro_rules! write_through {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                tokio::io::AsyncWrite::poll_write_vectored(
-                    std::pin::Pin::new(&mut self.get_mut().$field),
+                let this = self.get_mut();
+                let written = tokio::io::AsyncWrite::poll_write_vectored(
+                    std::pin::Pin::new(&mut this.$field),
                     cx,
                     bufs,
-                )
+                );
+                ($after)(&*this, written)
             }
 
             fn is_write_vectored(&self) -> bool {
