@@ -117,12 +117,19 @@ mod tests {
         (version, all)
     }
 
-    /// A reader handing out `chunks` one read at a time.
+    /// A reader handing out `chunks` one read at a time, then the end of the stream.
     fn chunked(chunks: &[&[u8]]) -> Chunks {
-        Chunks(chunks.iter().map(|c| c.to_vec()).collect())
+        Chunks {
+            chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+            then: None,
+        }
     }
 
-    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+    struct Chunks {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        /// What the read after the last chunk fails with, once; `None`: the end of the stream.
+        then: Option<io::ErrorKind>,
+    }
 
     impl AsyncRead for Chunks {
         fn poll_read(
@@ -131,12 +138,13 @@ mod tests {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
-            if let Some(mut chunk) = this.0.pop_front() {
-                let take = chunk.len().min(buf.remaining());
-                buf.put_slice(&chunk[..take]);
-                if take < chunk.len() {
-                    this.0.push_front(chunk.split_off(take));
-                }
+            let Some(mut chunk) = this.chunks.pop_front() else {
+                return Poll::Ready(this.then.take().map_or(Ok(()), |kind| Err(kind.into())));
+            };
+            let take = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..take]);
+            if take < chunk.len() {
+                this.chunks.push_front(chunk.split_off(take));
             }
             Poll::Ready(Ok(()))
         }
@@ -167,24 +175,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_after_the_sniffed_bytes_comes_with_the_next_read() {
-        struct Failing(bool);
-        impl AsyncRead for Failing {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                let this = self.get_mut();
-                if std::mem::replace(&mut this.0, true) {
-                    return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
-                }
-                buf.put_slice(b"GET");
-                Poll::Ready(Ok(()))
-            }
-        }
-        let (version, mut io) = sniff(Failing(false))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut source = chunked(&[b"GET"]);
+        source.then = Some(io::ErrorKind::ConnectionReset);
+        let (version, mut io) = sniff(source).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(version, Version::Http1);
         let mut buf = [0u8; 64];
         let read = io.read(&mut buf).await.unwrap_or_else(|e| panic!("{e}"));

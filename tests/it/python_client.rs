@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use http::{HeaderValue, Response};
+use http::Response;
 use serde_json::{json, Value};
 
 use crate::common::cli::{outcome, run_within};
-use crate::common::upstream::{default_response, full, FakeBody, Recorded};
+use crate::common::upstream::{default_response, node_json, FakeBody, Recorded};
 use crate::common::{FakeUpstream, TestGateway, FLEET};
 
 /// Where `.ci/run` installs the client, relative to the repository.
@@ -82,20 +82,7 @@ fn bulk_answer(request: &Recorded) -> Response<FakeBody> {
             }}))
         })
         .collect();
-    let mut response = Response::new(full(
-        json!({"took": 1, "errors": false, "items": items}).to_string(),
-    ));
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    // The client refuses a 2xx answer without it (7.14 and later).
-    headers.insert(
-        "x-elastic-product",
-        HeaderValue::from_static("Elasticsearch"),
-    );
-    response
+    node_json(json!({"took": 1, "errors": false, "items": items}).to_string())
 }
 
 /// The `_id`s of the documents the node was sent, with how often each came.

@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 pub use reply::{
-    default_response, full, receiver_stream, streaming, FakeBody, DEFAULT_BODY, E2E_HEADER,
+    default_response, full, node_json, receiver_stream, streaming, FakeBody, DEFAULT_BODY,
+    E2E_HEADER,
 };
 
 use super::tls::{Ca, Issued};

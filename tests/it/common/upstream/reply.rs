@@ -38,7 +38,17 @@ pub fn receiver_stream(rx: mpsc::Receiver<Bytes>) -> impl futures_util::Stream<I
 
 /// The fake's usual answer, shaped like a node's: JSON, product header, one end-to-end header.
 pub fn default_response() -> Response<FakeBody> {
-    let mut response = Response::new(full(DEFAULT_BODY));
+    let mut response = node_json(DEFAULT_BODY);
+    response
+        .headers_mut()
+        .insert(E2E_HEADER, HeaderValue::from_static("kept"));
+    response
+}
+
+/// A 200 with `body` as a node sends it: JSON, and the product header Elasticsearch's clients
+/// refuse a 2xx answer without (7.14 and later).
+pub fn node_json(body: impl Into<Bytes>) -> Response<FakeBody> {
+    let mut response = Response::new(full(body));
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -48,7 +58,6 @@ pub fn default_response() -> Response<FakeBody> {
         "x-elastic-product",
         HeaderValue::from_static("Elasticsearch"),
     );
-    headers.insert(E2E_HEADER, HeaderValue::from_static("kept"));
     response
 }
 
