@@ -86,14 +86,17 @@ pub const MAX_TOKEN_NAME_LEN: usize = 256;
 
 /// A token name that satisfies Elasticsearch's rule: 1–256 characters of `[A-Za-z0-9_-]`, not
 /// starting with `_`.
+///
+/// Shared, not owned: a connection's memo hands a clone of its token's identity to every
+/// request, and a clone is then a count, not an allocation and a copy.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TokenName(Box<str>);
+pub struct TokenName(Arc<str>);
 
 impl TokenName {
     /// `Err` carries Elasticsearch's validation message for `name`, verbatim.
     pub fn new(name: &str) -> Result<TokenName, InvalidTokenName> {
         if is_valid_token_name(name) {
-            Ok(TokenName(Box::from(name)))
+            Ok(TokenName(Arc::from(name)))
         } else {
             Err(InvalidTokenName(name.to_owned()))
         }

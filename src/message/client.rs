@@ -119,19 +119,27 @@ fn same_value(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     let mut equal = Choice::from(1);
-    for (x, y) in a.chunks(8).zip(b.chunks(8)) {
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (a_tail, b_tail) = (a_words.remainder(), b_words.remainder());
+    for (x, y) in a_words.zip(b_words) {
         equal &= word(x).ct_eq(&word(y));
     }
+    equal &= tail(a_tail).ct_eq(&tail(b_tail));
     equal.into()
 }
 
-/// Up to eight bytes as one word, zero-padded.
+/// Eight bytes as one word: read in place, where copying each into a buffer first called
+/// `memcpy` once per word.
 fn word(bytes: &[u8]) -> u64 {
-    let mut word = [0u8; 8];
-    if let Some(head) = word.get_mut(..bytes.len()) {
-        head.copy_from_slice(bytes);
-    }
-    u64::from_le_bytes(word)
+    bytes.try_into().map_or(0, u64::from_le_bytes)
+}
+
+/// The last bytes (fewer than eight) as one word, zero-padded.
+fn tail(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rev()
+        .fold(0, |word, &byte| (word << 8) | u64::from(byte))
 }
 
 impl fmt::Debug for BearerMemo {
