@@ -151,22 +151,23 @@ impl Upstream {
         if retries > 0 {
             self.budget.deposit();
         }
-        let (mut request, target) = self.outbound(request, client, authorization, retries);
+        let Some(mut pick) = self.nodes.pick(&[]) else {
+            self.failures
+                .report(Cause::NoNode, "every node", &"no node in rotation");
+            return Err(Error::Unavailable);
+        };
+        let host = pick.node.host.clone();
+        let (mut request, target) = self.outbound(request, client, authorization, retries, host);
         let mut tried: Vec<Arc<Node>> = Vec::new();
         let mut admission = Some(admission);
         loop {
-            let Some(pick) = self.nodes.pick(&tried) else {
-                if tried.is_empty() {
-                    self.failures
-                        .report(Cause::NoNode, "every node", &"no node in rotation");
-                }
-                return Err(Error::Unavailable);
-            };
             let node = Arc::clone(&pick.node);
             *request.uri_mut() = node.target(target.path_and_query.as_ref())?;
-            request
-                .headers_mut()
-                .insert(http::header::HOST, node.host.clone());
+            if !tried.is_empty() {
+                request
+                    .headers_mut()
+                    .insert(http::header::HOST, node.host.clone());
+            }
             let failed = match self.attempt(pick, request, &mut admission).await? {
                 Attempt::Answered(response) => return Ok(response),
                 Attempt::Failed(failed) => failed,
@@ -183,17 +184,19 @@ impl Upstream {
             };
             tracing::debug!(node = %node.label, "retrying the request on another node");
             tried.push(node);
+            pick = self.nodes.pick(&tried).ok_or(Error::Unavailable)?;
         }
     }
 
-    /// The client's request as it goes upstream: hop-by-hop fields out, forwarding and
-    /// credential fields in, its body guarded against stalls; and what a retry needs.
+    /// The client's request as it goes upstream (`host`: its first node's): hop-by-hop fields
+    /// out, forwarding and credential fields in, its body guarded against stalls; and what a retry needs.
     fn outbound(
         &self,
         request: Request<Incoming>,
         client: &ClientInfo,
         authorization: Authorization,
         retries: usize,
+        host: HeaderValue,
     ) -> (Request<Outbound>, Target) {
         let (parts, body) = request.into_parts();
         let authority = parts
@@ -202,7 +205,13 @@ impl Upstream {
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         let method = parts.method;
         let mut headers = parts.headers;
-        headers::rewrite_request(&mut headers, client, authorization, authority.as_ref());
+        headers::rewrite_request(
+            &mut headers,
+            client,
+            authorization,
+            authority.as_ref(),
+            host,
+        );
         let outbound = Outbound::new(Guarded::new(body, self.client_body_timeout, None));
         // What it takes to send a request that went out once more: only a body-less one with an
         // idempotent method may be.
