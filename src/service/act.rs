@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Either, LengthLimitError, Limited};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 
-use super::decide::Decision;
 use super::record;
 use crate::api::{self, Endpoint};
 use crate::auth::Principal;
@@ -25,23 +24,6 @@ use crate::observe::audit;
 use crate::state::State;
 use crate::upstream_auth::Presented;
 
-/// Carries out `decision` for `request`.
-pub(super) async fn act(
-    state: &State,
-    client: &ClientInfo,
-    request: Request<Incoming>,
-    decision: Decision,
-    admission: Admission,
-    entry: &mut Option<Entry>,
-) -> Result<Response<Body>, ApiError> {
-    match decision {
-        Decision::Forward(presented) => {
-            forward(state, client, request, presented, admission, entry).await
-        }
-        Decision::Deny(error) => Err(error),
-    }
-}
-
 /// A refusal on its way out: a 403 is recorded in the audit log; other errors pass untouched.
 pub(super) fn deny(
     state: &State,
@@ -53,7 +35,7 @@ pub(super) fn deny(
 }
 
 /// Sends the request to the cluster and hands back its answer, streamed.
-async fn forward(
+pub(super) async fn forward(
     state: &State,
     client: &ClientInfo,
     request: Request<Incoming>,

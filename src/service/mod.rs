@@ -115,24 +115,26 @@ async fn dispatch(
         // every forwarded request's future would otherwise be sized for and moved with.
         return Box::pin(act::answer(state, client, request, endpoint, entry)).await;
     }
-    let (decision, admission) = if decide::passes_through(state, request.headers()) {
+    let (presented, admission) = if decide::passes_through(state, request.headers()) {
         // A credential of a scheme the cluster checks itself: the gateway does not.
-        let decision = Decision::Forward(Presented::Fixed(Authorization::Keep));
-        (decision, state.limits.admit_pass_through())
+        let presented = Presented::Fixed(Authorization::Keep);
+        (presented, state.limits.admit_pass_through())
     } else {
         let seen = audit::Request::new(&request, client.peer);
         let principal = state.auth.authenticate(&seen, Some(&client.bearer)).await?;
         record::note(entry, &principal);
         match decide::decide(state, &route, &request, &principal) {
             Decision::Deny(error) => return Err(act::deny(state, &seen, &principal, error)),
-            decision => {
+            Decision::Forward(presented) => {
                 let admission = state
                     .limits
                     .admit(&principal)
                     .map_err(|refusal| record::limited(entry, refusal))?;
-                (decision, admission)
+                (presented, admission)
             }
         }
     };
-    act::act(state, client, request, decision, admission, entry).await
+    // Straight to the forwarder: every layer between holds its own copy of the request's
+    // arguments in its future, and the request's future is moved whole when it starts.
+    act::forward(state, client, request, presented, admission, entry).await
 }
