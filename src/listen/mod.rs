@@ -78,6 +78,7 @@ mod greeting;
 mod limits;
 mod registry;
 pub mod scan;
+mod side_wakes;
 mod version;
 
 use std::convert::Infallible;
@@ -110,6 +111,7 @@ use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
 use registry::{Registry, Slot};
 use scan::ScanIo;
+use side_wakes::SideWakes;
 use version::Version;
 
 /// What a listener serves: a request in, a response out. Failures are the handler's to render,
@@ -602,16 +604,32 @@ async fn drive<C>(
             .as_mut()
             .reset(first.min(Instant::now() + quiet.limit));
     }
+    let sides = SideWakes::new();
+    let mut close = pin!(slot.told_to_close());
     loop {
-        tokio::select! {
-            biased;
-            ended = connection.as_mut() => {
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(ended) = connection.as_mut().poll(cx) {
+                return Poll::Ready(Event::Ended(ended));
+            }
+            sides.poll(cx, |cx| {
+                if armed && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                if !closing && close.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Close);
+                }
+                Poll::Pending
+            })
+        })
+        .await;
+        match event {
+            Event::Ended(ended) => {
                 if let Err(error) = ended {
                     tracing::debug!(%error, "connection ended with an error");
                 }
                 return;
             }
-            () = timer.as_mut(), if armed => {
+            Event::Timer => {
                 if waiting && !slot.greeted() {
                     if Instant::now() >= first {
                         tracing::debug!("no request within first_request_timeout; closed");
@@ -640,7 +658,7 @@ async fn drive<C>(
                     }
                 }
             }
-            () = slot.told_to_close(), if !closing => {
+            Event::Close => {
                 closing = true;
                 if !slot.greeted() {
                     return;
@@ -649,6 +667,16 @@ async fn drive<C>(
             }
         }
     }
+}
+
+/// What woke [`drive`] to act.
+enum Event<E> {
+    /// The connection ended, with its outcome.
+    Ended(Result<(), E>),
+    /// The timer fired.
+    Timer,
+    /// The connection was told to close.
+    Close,
 }
 
 /// `header_timeout` for one connection, checked when its timer fires.
