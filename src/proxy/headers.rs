@@ -26,23 +26,47 @@ static HOP_BY_HOP: [HeaderName; 10] = [
 /// would only confuse a server that speaks WebSocket.
 const WEBSOCKET_PREFIX: &str = "sec-websocket-";
 
-/// Which of [`HOP_BY_HOP`] `name` is. Matched as text: the names' lengths tell nearly every
-/// other field apart at once, where comparing `HeaderName`s one by one cost more than the rest
-/// of the rewrite.
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    Some(match name.as_str() {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "proxy-authenticate" => 3,
-        "proxy-authorization" => 4,
-        "te" => 5,
-        "trailer" => 6,
-        "transfer-encoding" => 7,
-        "upgrade" => 8,
-        "http2-settings" => 9,
-        _ => return None,
-    })
+/// What the rewrite does with a field, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    /// The [`HOP_BY_HOP`] name at this index.
+    Hop(usize),
+    /// Where a client may claim to be someone or somewhere else (`Forwarded`, `X-Real-IP`,
+    /// `X-Forwarded-Port`). Believed only from a trusted proxy; from anyone else they are
+    /// dropped (`X-Forwarded-For`, `-Host` and `-Proto` are then set by the gateway itself).
+    Claim,
+    RunAs,
+    ForwardedFor,
+    ForwardedHost,
+    ForwardedProto,
+    /// `X-Tokengate`, which only the gateway's own answers carry.
+    Gateway,
+    Other,
+}
+
+/// What `name` is to the rewrite. Matched as text, once per field: the names' lengths tell
+/// nearly every other field apart at once, where comparing `HeaderName`s one by one against
+/// each known name cost more than the rest of the rewrite.
+fn field(name: &HeaderName) -> Field {
+    match name.as_str() {
+        "connection" => Field::Hop(0),
+        "keep-alive" => Field::Hop(1),
+        "proxy-connection" => Field::Hop(2),
+        "proxy-authenticate" => Field::Hop(3),
+        "proxy-authorization" => Field::Hop(4),
+        "te" => Field::Hop(5),
+        "trailer" => Field::Hop(6),
+        "transfer-encoding" => Field::Hop(7),
+        "upgrade" => Field::Hop(8),
+        "http2-settings" => Field::Hop(9),
+        "forwarded" | "x-real-ip" | "x-forwarded-port" => Field::Claim,
+        "es-security-runas-user" => Field::RunAs,
+        "x-forwarded-for" => Field::ForwardedFor,
+        "x-forwarded-host" => Field::ForwardedHost,
+        "x-forwarded-proto" => Field::ForwardedProto,
+        "x-tokengate" => Field::Gateway,
+        _ => Field::Other,
+    }
 }
 
 /// Asks Elasticsearch to run the request as another user; with the gateway's credential upstream
@@ -52,44 +76,38 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Where a client may claim to be someone or somewhere else. Believed only from a trusted
-/// proxy; from anyone else they are dropped (`X-Forwarded-For`, `-Host` and `-Proto` are then
-/// set by the gateway itself).
-static CLIENT_CLAIMS: [HeaderName; 3] = [
-    header::FORWARDED,
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-forwarded-port"),
-];
-
 /// Removes hop-by-hop fields, every field the `Connection` header names, and those `also`
 /// picks; returns which of the fields the request rewrite asks about were present.
 ///
 /// One pass over the fields finds them all: a message rarely carries any, and removing or
 /// looking up each known name would hash every custom one on every request, both ways.
-fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) -> Present {
+fn strip(headers: &mut HeaderMap, also: impl Fn(Field) -> bool) -> Present {
     // The fixed hop-by-hop names as bits (nearly every message has one: `Connection:
     // keep-alive`), any other doomed name in a list that is then rarely allocated.
     let mut hops = 0u16;
     let mut doomed: Vec<HeaderName> = Vec::new();
     let mut present = Present::default();
     for (name, value) in headers.iter() {
-        if let Some(index) = hop_by_hop_index(name) {
-            hops |= 1 << index;
-            if index == 0 {
-                // Nearly every message lists nothing here but `keep-alive` or `close`, which
-                // need no extra work.
-                connection_listed(value, &mut doomed);
+        let field = field(name);
+        match field {
+            Field::Hop(index) => {
+                hops |= 1 << index;
+                if index == 0 {
+                    // Nearly every message lists nothing here but `keep-alive` or `close`,
+                    // which need no extra work.
+                    connection_listed(value, &mut doomed);
+                }
+                continue;
             }
-        } else if name.as_str().starts_with(WEBSOCKET_PREFIX) || also(name) {
-            doomed.push(name.clone());
-        } else if name == RUN_AS {
-            present.run_as = true;
-        } else if name == X_FORWARDED_FOR {
-            present.forwarded_for = true;
-        } else if name == X_FORWARDED_HOST {
-            present.forwarded_host = true;
-        } else if name == X_FORWARDED_PROTO {
-            present.forwarded_proto = true;
+            _ if also(field) || name.as_str().starts_with(WEBSOCKET_PREFIX) => {
+                doomed.push(name.clone());
+                continue;
+            }
+            Field::RunAs => present.run_as = true,
+            Field::ForwardedFor => present.forwarded_for = true,
+            Field::ForwardedHost => present.forwarded_host = true,
+            Field::ForwardedProto => present.forwarded_proto = true,
+            Field::Claim | Field::Gateway | Field::Other => {}
         }
     }
     for (index, name) in HOP_BY_HOP.iter().enumerate() {
@@ -135,9 +153,7 @@ struct Present {
 /// A response's hop-by-hop fields removed, and `X-Tokengate` with them: only the gateway's own
 /// answers may say they are its own.
 pub fn rewrite_response(headers: &mut HeaderMap) {
-    strip(headers, |name| {
-        name == crate::message::response::X_TOKENGATE
-    });
+    strip(headers, |field| field == Field::Gateway);
 }
 
 /// What a forwarded request carries upstream in `Authorization`.
@@ -161,11 +177,7 @@ pub fn rewrite_request(
     authority: Option<&HeaderValue>,
     host: HeaderValue,
 ) {
-    let present = if client.trusted {
-        strip(headers, |_| false)
-    } else {
-        strip(headers, |name| CLIENT_CLAIMS.contains(name))
-    };
+    let present = strip(headers, |field| !client.trusted && field == Field::Claim);
     match upstream_auth {
         Authorization::Set(value) => {
             headers.insert(header::AUTHORIZATION, value);
@@ -218,12 +230,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_hop_by_hop_name_is_found_at_its_place_and_no_other_name() {
+    fn every_known_name_is_found_as_what_it_is_and_no_other_name() {
         for (index, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name), Some(index), "{name}");
+            assert_eq!(field(name), Field::Hop(index), "{name}");
         }
-        for name in ["content-length", "authorization", "x-connection", "tee"] {
-            assert_eq!(hop_by_hop_index(&HeaderName::from_static(name)), None);
+        for name in ["forwarded", "x-real-ip", "x-forwarded-port"] {
+            assert_eq!(
+                field(&HeaderName::from_static(name)),
+                Field::Claim,
+                "{name}"
+            );
+        }
+        assert_eq!(field(&RUN_AS), Field::RunAs);
+        assert_eq!(field(&X_FORWARDED_FOR), Field::ForwardedFor);
+        assert_eq!(field(&X_FORWARDED_HOST), Field::ForwardedHost);
+        assert_eq!(field(&X_FORWARDED_PROTO), Field::ForwardedProto);
+        assert_eq!(
+            field(&crate::message::response::X_TOKENGATE),
+            Field::Gateway
+        );
+        for name in [
+            "content-length",
+            "authorization",
+            "x-connection",
+            "tee",
+            "x-forwarded",
+        ] {
+            assert_eq!(
+                field(&HeaderName::from_static(name)),
+                Field::Other,
+                "{name}"
+            );
         }
     }
 
