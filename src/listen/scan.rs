@@ -33,7 +33,8 @@ enum Length {
 /// Watches an HTTP/1 byte stream for a block of lines (a head) that carries both
 /// `Content-Length` and `Transfer-Encoding`, and raises `flag` when one ends.
 ///
-/// It looks only at the first bytes of each line (lines found with `memchr`). While it is sure
+/// It looks only at the first bytes of each line, and at only the first byte of a line that can
+/// name none of the fields it acts on (lines found with `memchr`). While it is sure
 /// where the heads are — every body so far was a `POST`'s or `PUT`'s framed by one plain
 /// `Content-Length` — it passes the next body over unread, as hyper reads it: a `_bulk` of
 /// many megabytes costs nothing per line. After any other body (chunked, a length it does not
@@ -97,46 +98,109 @@ impl LengthScan {
                     return found;
                 }
             }
-            if self.at_start {
-                let room = WINDOW - self.carry_len;
-                let window = data.get(..room.min(data.len())).unwrap_or_default();
-                // At most a window: a plain search beats memchr's set-up.
-                let (taken, line_ended) = match window.iter().position(|&b| b == b'\n') {
-                    Some(at) => (at, true),
-                    None => (window.len(), false),
-                };
-                if !line_ended && self.carry_len + taken < WINDOW {
-                    // The read ended inside the line's first bytes: keep them for the next one.
-                    self.carry[self.carry_len..self.carry_len + taken]
-                        .copy_from_slice(&window[..taken]);
-                    self.carry_len += taken;
-                    return found;
+            if self.carry_len > 0 {
+                match self.finish_carry(data) {
+                    Some((rest, flagged)) => {
+                        found |= flagged;
+                        data = rest;
+                        continue;
+                    }
+                    None => return found,
                 }
-                if self.carry_len == 0 {
-                    found |= self.classify(&window[..taken], line_ended);
-                } else {
-                    let len = self.carry_len + taken;
-                    let mut start = [0u8; WINDOW];
-                    start[..self.carry_len].copy_from_slice(&self.carry[..self.carry_len]);
-                    start[self.carry_len..len].copy_from_slice(&window[..taken]);
-                    self.carry_len = 0;
-                    found |= self.classify(&start[..len], line_ended);
-                }
-                if line_ended {
-                    data = &data[taken + 1..];
-                    continue;
-                }
-                data = &data[taken..];
-                self.at_start = false;
             }
-            match memchr::memchr(b'\n', data) {
-                Some(at) => {
-                    data = &data[at + 1..];
-                    self.at_start = true;
+            if !self.at_start {
+                match line_end(data) {
+                    Some(at) => {
+                        data = &data[at + 1..];
+                        self.at_start = true;
+                    }
+                    None => return found,
                 }
+            }
+            match self.lines(data, &mut found) {
+                Some(rest) => data = rest,
                 None => return found,
             }
         }
+    }
+
+    /// Takes in the lines of `data`, which starts a line, up to a body to pass over (the bytes
+    /// from there on) or to the read's end (`None`).
+    fn lines<'d>(&mut self, mut data: &'d [u8], found: &mut bool) -> Option<&'d [u8]> {
+        loop {
+            let &first = data.first()?;
+            if first == b'\n' || (first == b'\r' && data.get(1) == Some(&b'\n')) {
+                // The empty line, without a search for its end.
+                *found |= self.end_of_head();
+                data = &data[usize::from(first == b'\r') + 1..];
+                if self.body_left > 0 {
+                    return Some(data);
+                }
+                continue;
+            }
+            if self.head_line && data.len() >= b"POST ".len() {
+                // `POST ` and `PUT ` hold no `\n`: the read starts with one exactly when the
+                // line does, however short the line.
+                self.head_line = false;
+                self.head.posts = data.starts_with(b"POST ") || data.starts_with(b"PUT ");
+            } else if self.head_line || matters(first) {
+                let end = line_end(data);
+                let len = end.unwrap_or(data.len());
+                if end.is_none() && len < WINDOW {
+                    // The read ended inside the line's first bytes: keep them for the next one.
+                    self.carry[..len].copy_from_slice(data);
+                    self.carry_len = len;
+                    return None;
+                }
+                // Not the empty line (taken above): no body to pass over starts here.
+                *found |= self.classify(&data[..len.min(WINDOW)], len < WINDOW);
+                match end {
+                    Some(at) => {
+                        data = &data[at + 1..];
+                        continue;
+                    }
+                    None => {
+                        self.at_start = false;
+                        return None;
+                    }
+                }
+            }
+            // A request line taken in above, or a line that changes nothing: only its end counts.
+            match line_end(&data[1..]) {
+                Some(at) => data = &data[at + 2..],
+                None => {
+                    self.at_start = false;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Completes the line start kept in `carry` with the bytes of the next read and takes it in;
+    /// the bytes left after the line's first ones and whether a head with both fields ended, or
+    /// `None` when the read ended inside them again (kept too).
+    fn finish_carry<'d>(&mut self, data: &'d [u8]) -> Option<(&'d [u8], bool)> {
+        let room = WINDOW - self.carry_len;
+        let window = data.get(..room.min(data.len())).unwrap_or_default();
+        // At most a window: a plain search beats memchr's set-up.
+        let (taken, line_ended) = match window.iter().position(|&b| b == b'\n') {
+            Some(at) => (at, true),
+            None => (window.len(), false),
+        };
+        let len = self.carry_len + taken;
+        self.carry[self.carry_len..len].copy_from_slice(&window[..taken]);
+        if !line_ended && len < WINDOW {
+            self.carry_len = len;
+            return None;
+        }
+        self.carry_len = 0;
+        let start = self.carry;
+        let flagged = self.classify(&start[..len], line_ended);
+        if line_ended {
+            return Some((&data[taken + 1..], flagged));
+        }
+        self.at_start = false;
+        Some((&data[taken..], flagged))
     }
 
     /// Takes in the first bytes of a line (all of it when `whole`); true when it is the empty
@@ -191,6 +255,16 @@ impl LengthScan {
 
 const CONTENT_LENGTH: &[u8] = b"content-length:";
 
+/// Whether a line (not a request line) starting with `first` can change what the scan knows:
+/// an empty line, or one that may name `Content-Length`, `Transfer-Encoding` or `Expect`. Most
+/// header lines do not, and are passed over after their first byte.
+fn matters(first: u8) -> bool {
+    matches!(
+        first,
+        b'\r' | b'\n' | b'c' | b'C' | b't' | b'T' | b'e' | b'E'
+    )
+}
+
 /// A `Content-Length` value as it follows the colon (`" 4096\r"`): spaces, 1 to 19 digits,
 /// spaces; anything else is not read.
 fn plain_length(value: &[u8]) -> Option<u64> {
@@ -200,6 +274,18 @@ fn plain_length(value: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+/// On x86_64 `memchr::memchr` reaches its AVX2 searcher through a function pointer and builds it
+/// anew on every call, which costs more than finding the end of a header line of a few dozen
+/// bytes; SSE2 is always there, so its searcher is built in place and inlined.
+#[inline]
+fn line_end(data: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(searcher) = memchr::arch::x86_64::sse2::memchr::One::new(b'\n') {
+        return searcher.find(data);
+    }
+    memchr::memchr(b'\n', data)
 }
 
 /// An HTTP/1 connection's byte stream with a [`LengthScan`] on what is read.
@@ -374,6 +460,202 @@ mod tests {
             b"12345678901234567890",
         ] {
             assert_eq!(plain_length(value), None, "{value:?}");
+        }
+    }
+
+    /// Where the flag rises for `bytes` read at once, worked out on the whole stream with none of
+    /// `feed`'s shortcuts: the offsets of the `\n`s that end a head with both fields.
+    fn reference(bytes: &[u8]) -> Vec<usize> {
+        let mut scan = LengthScan::default();
+        let mut raised = Vec::new();
+        let mut at = 0;
+        while let Some(rest) = bytes.get(at..).filter(|rest| !rest.is_empty()) {
+            if scan.body_left > 0 {
+                let skipped =
+                    usize::try_from(scan.body_left).map_or(rest.len(), |n| n.min(rest.len()));
+                scan.body_left -= skipped as u64;
+                at += skipped;
+                continue;
+            }
+            // A line the stream ends inside says nothing that could raise the flag.
+            let Some(len) = rest.iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            if scan.classify(&rest[..len.min(WINDOW)], len < WINDOW) {
+                raised.push(at + len);
+            }
+            at += len + 1;
+        }
+        raised
+    }
+
+    /// Feeds `bytes` in reads ending at `ends` (rising, then the rest) and holds each read's
+    /// verdict to the reference's.
+    fn same_as_reference(bytes: &[u8], ends: &[usize], raised: &[usize]) {
+        let mut scan = LengthScan::default();
+        let mut start = 0;
+        for end in ends.iter().copied().chain([bytes.len()]) {
+            let expected = raised.iter().any(|at| (start..end).contains(at));
+            assert_eq!(
+                scan.feed(&bytes[start..end]),
+                expected,
+                "{:?} read in pieces ending at {ends:?}: the one of {start}..{end}",
+                String::from_utf8_lossy(bytes)
+            );
+            start = end;
+        }
+    }
+
+    /// A small xorshift: the same streams on every run.
+    struct Pick(u64);
+
+    impl Pick {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    const REQUEST_LINES: &[&[u8]] = &[
+        b"POST / HTTP/1.1\r\n",
+        b"PUT /i/_doc/1 HTTP/1.1\r\n",
+        b"GET / HTTP/1.1\r\n",
+        b"post / HTTP/1.1\r\n",
+    ];
+
+    /// Each field name's first letter in both cases, values the scan does and does not read,
+    /// lines about the window's length, and lines like none of them.
+    const FIELDS: &[&[u8]] = &[
+        b"Content-Length: 5\r\n",
+        b"content-length:0\r\n",
+        b"CONTENT-LENGTH: 2\n",
+        b"Content-Length: 3, 3\r\n",
+        b"Content-Length:                      7\r\n",
+        b"Content-Length:                       7\r\n",
+        b"Content-Length: 99999999999999999999\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"transfer-encoding:gzip\n",
+        b"TRANSFER-ENCODIN: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"expect:\n",
+        b"Host: a\r\n",
+        b"connection: close\r\n",
+        b"Elsewhere: x\r\n",
+        b"authorization: Bearer AAEAAWVsYXN0aWMvZmxlZXQtc2VydmVyL3Rva2VuLTE6c2VjcmV0\r\n",
+    ];
+
+    /// Pieces of lines and bodies.
+    const PIECES: &[&[u8]] = &[
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\r\r\n",
+        b"c",
+        b"T",
+        b"e",
+        b"POST",
+        b"PU",
+        b" ",
+        b"hello",
+        b"0\r\n\r\n",
+    ];
+
+    fn stream(pick: &mut Pick) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..1 + pick.below(12) {
+            let piece = match pick.below(6) {
+                // A whole head: a request line, a few fields, the empty line.
+                0 | 1 => {
+                    bytes.extend_from_slice(REQUEST_LINES[pick.below(REQUEST_LINES.len())]);
+                    for _ in 0..pick.below(4) {
+                        bytes.extend_from_slice(FIELDS[pick.below(FIELDS.len())]);
+                    }
+                    b"\r\n"
+                }
+                2 => REQUEST_LINES[pick.below(REQUEST_LINES.len())],
+                3 => FIELDS[pick.below(FIELDS.len())],
+                _ => PIECES[pick.below(PIECES.len())],
+            };
+            bytes.extend_from_slice(piece);
+        }
+        bytes
+    }
+
+    #[test]
+    fn read_in_any_pieces_the_scan_says_what_a_reading_of_the_whole_stream_says() {
+        let mut pick = Pick(0x9E37_79B9_7F4A_7C15);
+        let mut flagged = 0;
+        for _ in 0..1500 {
+            let bytes = stream(&mut pick);
+            let raised = reference(&bytes);
+            flagged += usize::from(!raised.is_empty());
+            same_as_reference(&bytes, &[], &raised);
+            // In two reads split at every byte: every line start cut at every point.
+            for split in 0..=bytes.len() {
+                same_as_reference(&bytes, &[split], &raised);
+            }
+            let every_byte: Vec<usize> = (1..bytes.len()).collect();
+            same_as_reference(&bytes, &every_byte, &raised);
+            for _ in 0..4 {
+                let mut ends: Vec<usize> = (0..1 + pick.below(6))
+                    .map(|_| pick.below(bytes.len() + 1))
+                    .collect();
+                ends.sort_unstable();
+                same_as_reference(&bytes, &ends, &raised);
+            }
+        }
+        // Streams of both kinds were tried.
+        assert!((100..1400).contains(&flagged), "{flagged} of 1500 flagged");
+    }
+
+    #[test]
+    fn a_line_cut_anywhere_in_its_first_bytes_is_read_as_one() {
+        // Each with whether it raises the flag: lines that decide it cut at every point across
+        // two reads, and byte by byte.
+        for (bytes, flagged) in [
+            // Passed over, then a head without a body.
+            (
+                &b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n"[..],
+                false,
+            ),
+            // A length line that fits the window (39 bytes before its `\n`): the body is
+            // passed over; one byte longer, its value is not read and the body is.
+            (
+                b"POST / HTTP/1.1\r\nContent-Length:                     41\r\n\r\nx\nTransfer-Encoding: x\ncontent-length:1\n\n",
+                false,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length:                      41\r\n\r\nx\nTransfer-Encoding: x\ncontent-length:1\n\n",
+                true,
+            ),
+            // After `Expect`, and after a request line too short for `PUT `, the body is read.
+            (
+                b"PUT / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\nxx\r\nTransfer-Encoding: x\r\nContent-Length: 1\r\n\r\n",
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nexpect:\r\ncontent-length: 2\r\n\r\nxx\r\nTransfer-Encoding: x\r\nContent-Length: 1\r\n\r\n",
+                true,
+            ),
+            (
+                b"PUT\r\nContent-Length: 2\r\n\r\nxx\r\nTransfer-Encoding: x\r\ncontent-length:1\n\n",
+                true,
+            ),
+            // Empty lines of both kinds, before a request and inside a passed-over body.
+            (
+                b"\r\n\nPOST /x HTTP/1.1\nContent-Length: 4\n\r\n\r\n\r\nGET / HTTP/1.1\ntransfer-encoding: x\ncontent-length: 1\n\r\n",
+                true,
+            ),
+        ] {
+            let raised = reference(bytes);
+            assert_eq!(!raised.is_empty(), flagged, "{:?}", String::from_utf8_lossy(bytes));
+            for split in 0..=bytes.len() {
+                same_as_reference(bytes, &[split], &raised);
+            }
+            let every_byte: Vec<usize> = (1..bytes.len()).collect();
+            same_as_reference(bytes, &every_byte, &raised);
         }
     }
 }
