@@ -109,7 +109,11 @@ mod tests {
             panic!("the side future saw no waker");
         };
         side.wake();
-        assert_eq!(task.0.load(Ordering::SeqCst), 1, "the task is woken in turn");
+        assert_eq!(
+            task.0.load(Ordering::SeqCst),
+            1,
+            "the task is woken in turn"
+        );
         assert!(sides.poll(&mut cx, poll).is_pending());
         assert_eq!(polls.get(), 2, "woken: polled");
         sides.rearm();
