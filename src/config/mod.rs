@@ -481,8 +481,11 @@ impl UpstreamConfig {
     pub const DEFAULT_URL: &'static str = "http://127.0.0.1:9200";
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-    /// Longer than a cluster's own idle timeout would be pointless; shorter costs handshakes.
-    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Under the 60 s idle timeout of common load balancers in front of a cluster (and of
+    /// nginx's upstream keep-alive), so the gateway drops an idle connection before anything
+    /// between closes it under a request; and an idle connection's memory (hyper's buffers and
+    /// task) is given back within a minute of a burst. Shorter costs handshakes.
+    pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
     pub const DEFAULT_POOL_MAX_IDLE: usize = 256;
     /// Per node: enough for a busy node; an h2 client alone could otherwise open one upstream
     /// connection per stream.
