@@ -59,21 +59,50 @@ pub fn with_headers(status: StatusCode, body: Bytes, headers: HeaderMap) -> Resp
 
 /// Whether `text` is written in a JSON string as it is: no control character, quote or
 /// backslash (serde_json escapes nothing else). Eight bytes per step, as the hot answers and
-/// audit lines check what a client sent before copying it.
+/// audit lines check what a client sent before copying it; the tail is the last eight bytes
+/// again, or for a short text its bytes read in two overlapping halves, never a copy.
 pub fn json_plain(text: &str) -> bool {
-    let mut chunks = text.as_bytes().chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        if needs_escape(u64::from_le_bytes(word)) {
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    if len < 8 {
+        return !needs_escape(short_word(bytes));
+    }
+    let mut at = 0;
+    while at + 8 <= len {
+        if needs_escape(word_at(bytes, at)) {
             return false;
         }
+        at += 8;
     }
-    // The rest padded with spaces, which need no escaping.
-    let rest = chunks.remainder();
-    let mut word = [b' '; 8];
-    word[..rest.len()].copy_from_slice(rest);
-    !needs_escape(u64::from_le_bytes(word))
+    at == len || !needs_escape(word_at(bytes, len - 8))
+}
+
+/// The eight bytes of `bytes` from `at`, which has them.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// A word holding every byte of `bytes` (fewer than eight), some twice, the rest spaces,
+/// which need no escaping.
+fn short_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    if len >= 4 {
+        let half = |at: usize| {
+            let mut half = [0; 4];
+            half.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(half))
+        };
+        return half(0) | half(len - 4) << 32;
+    }
+    match bytes {
+        [] => u64::from_le_bytes([b' '; 8]),
+        [first, ..] => {
+            let (middle, last) = (bytes[len / 2], bytes[len - 1]);
+            u64::from_le_bytes([*first, middle, last, b' ', b' ', b' ', b' ', b' '])
+        }
+    }
 }
 
 /// Whether any of the eight bytes in `word` is below 0x20, `"` or `\`: the classic "has a byte
@@ -256,12 +285,14 @@ mod tests {
             .map(char::from)
             .chain(['é', '\u{7f}', '\u{2028}', '😀'])
             .flat_map(|c| {
-                // Each character at every offset of a two-word text, and alone.
-                (0..17).map(move |at| {
-                    let mut text = "a".repeat(at);
-                    text.push(c);
-                    text.push_str(&"b".repeat(16 - at));
-                    text
+                // Each character at every offset of texts from one byte to past two words.
+                (1..=17).flat_map(move |len| {
+                    (0..len).map(move |at| {
+                        let mut text = "a".repeat(at);
+                        text.push(c);
+                        text.push_str(&"b".repeat(len - 1 - at));
+                        text
+                    })
                 })
             })
             .collect();
