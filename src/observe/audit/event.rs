@@ -133,7 +133,7 @@ impl Event {
     }
 
     /// Inlined: the key's length is then a constant and its copy a few moves.
-    #[inline]
+    #[inline(always)]
     fn put_text(&mut self, key: Key, value: &str) {
         if !json_plain(value) {
             self.put(key, value);
