@@ -338,16 +338,25 @@ impl ApiError {
             }
             _ => Bytes::from(response::to_bytes(&self.to_json(), pretty)),
         };
-        let headers = if status == StatusCode::UNAUTHORIZED {
-            UNAUTHORIZED_HEADERS.clone()
-        } else {
-            response::json_headers()
+        let headers = match &self {
+            _ if status == StatusCode::UNAUTHORIZED => UNAUTHORIZED_HEADERS.clone(),
+            Self::AuthThrottled { .. } => THROTTLED_HEADERS.clone(),
+            _ => response::json_headers(),
         };
         let mut response = response::with_headers(status, body, headers);
         let headers = response.headers_mut();
-        if let Self::TooManyRequests { retry_after, .. } | Self::AuthThrottled { retry_after } =
-            &self
-        {
+        if let Self::AuthThrottled { retry_after } = &self {
+            // The copy holds the field already: its value is replaced in place, where an insert
+            // would grow the copied map.
+            let value = seconds_value(*retry_after);
+            match headers.get_mut(RETRY_AFTER) {
+                Some(slot) => *slot = value,
+                None => {
+                    headers.insert(RETRY_AFTER, value);
+                }
+            }
+        }
+        if let Self::TooManyRequests { retry_after, .. } = &self {
             headers.insert(RETRY_AFTER, seconds_value(*retry_after));
         }
         if let Self::AccountLimited {
@@ -465,6 +474,14 @@ static UNAUTHORIZED_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     for challenge in CHALLENGES {
         headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
+    headers
+});
+
+/// The fields of the answer to an address over its failure limit, the hot 429, with a
+/// `Retry-After` whose value each answer replaces.
+static THROTTLED_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = response::json_headers();
+    headers.insert(RETRY_AFTER, seconds_value(1));
     headers
 });
 
