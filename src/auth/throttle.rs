@@ -41,6 +41,10 @@ pub struct FailureThrottle<C: Clock = MonotonicClock> {
     blocked: DashMap<IpAddr, C::Instant>,
     /// Entries in `blocked`, so the valid-credential path skips the map while it is empty.
     blocked_count: AtomicUsize,
+    /// At least the number of buckets: raised before each failure is counted (which may add
+    /// one), set to the count itself where it is read. While it is below `max_addresses`, so
+    /// is the count, and a failure need not count the buckets (a read lock on every shard).
+    buckets_bound: AtomicUsize,
     max_addresses: usize,
     /// Set when the address table first fills, so the warning is logged once per sweep.
     overflowing: AtomicBool,
@@ -60,6 +64,7 @@ impl<C: Clock> FailureThrottle<C> {
             limiter: RateLimiter::dashmap_with_clock(quota, clock),
             blocked: DashMap::new(),
             blocked_count: AtomicUsize::new(0),
+            buckets_bound: AtomicUsize::new(0),
             max_addresses: config.max_addresses.max(1),
             overflowing: AtomicBool::new(false),
         }
@@ -81,7 +86,7 @@ impl<C: Clock> FailureThrottle<C> {
     /// address is blocked for `wait`, after which its bucket allows one more failure.
     pub fn failed(&self, ip: IpAddr) -> Option<Duration> {
         let key = client_key(ip);
-        let bucket = if self.limiter.len() < self.max_addresses {
+        let bucket = if self.has_room() {
             key
         } else {
             if !self.overflowing.swap(true, Ordering::Relaxed) {
@@ -99,6 +104,19 @@ impl<C: Clock> FailureThrottle<C> {
         self.block(key, until);
         tracing::debug!(client = %ip, "failed authentications over the limit; throttled");
         Some(until.duration_since(now).into())
+    }
+
+    /// Whether the buckets are fewer than `max_addresses`, for a failure about to be counted
+    /// (and so perhaps to add one). Failures at the same moment may each add a bucket past the
+    /// limit, as they could when every one counted the buckets.
+    fn has_room(&self) -> bool {
+        if self.buckets_bound.fetch_add(1, Ordering::Relaxed) < self.max_addresses {
+            return true;
+        }
+        let buckets = self.limiter.len();
+        // This failure may add one, to its own bucket or the shared one.
+        self.buckets_bound.store(buckets + 1, Ordering::Relaxed);
+        buckets < self.max_addresses
     }
 
     /// Remembers `key` as blocked until `until`, while there is room; without room the failure
@@ -122,6 +140,8 @@ impl<C: Clock> FailureThrottle<C> {
     pub fn sweep(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        self.buckets_bound
+            .store(self.limiter.len(), Ordering::Relaxed);
         let now = self.limiter.clock().now();
         self.blocked.retain(|_, until| {
             let keep = *until > now;
@@ -254,6 +274,27 @@ mod tests {
         assert!(throttle.refusal(ip("10.0.0.5")).is_some());
         assert_eq!(throttle.refusal(ip("10.0.0.3")), None);
         assert_eq!(throttle.tracked().0, 3);
+    }
+
+    #[test]
+    fn repeated_failures_of_one_address_leave_the_room_to_others() {
+        let throttle =
+            FailureThrottle::with_clock(&config(600, 1000, 3), FakeRelativeClock::default());
+        for _ in 0..10 {
+            assert_eq!(throttle.failed(ip("10.0.0.1")), None);
+        }
+        throttle.failed(ip("10.0.0.2"));
+        throttle.failed(ip("10.0.0.3"));
+        assert_eq!(throttle.tracked().0, 3, "each in a bucket of its own");
+        throttle.failed(ip("10.0.0.4"));
+        assert_eq!(throttle.tracked().0, 4, "the shared bucket");
+        throttle.sweep();
+        throttle.failed(ip("10.0.0.5"));
+        assert_eq!(
+            throttle.tracked().0,
+            4,
+            "nothing refilled: the shared one again"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::message::response::{self, Body};
@@ -30,6 +30,11 @@ const TOO_MANY_FAILURES: &str =
 
 const BAD_CREDENTIALS: &str =
     "unable to authenticate with provided credentials and anonymous access is not allowed for this request";
+
+/// A rejected service token's reason around the account and token name it names.
+const REJECTED_ACCOUNT: &str = "failed to authenticate service account [";
+const REJECTED_NAME: &str = "] with token name [";
+const REJECTED_END: &str = "]";
 
 /// Every way a request can fail before or instead of reaching the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,9 +193,9 @@ impl ApiError {
                 format!("missing authentication credentials for REST request [{uri}]")
             }
             Self::BadCredentials => BAD_CREDENTIALS.to_owned(),
-            Self::ServiceTokenRejected { account, name } => format!(
-                "failed to authenticate service account [{account}] with token name [{name}]"
-            ),
+            Self::ServiceTokenRejected { account, name } => {
+                [REJECTED_ACCOUNT, account, REJECTED_NAME, name, REJECTED_END].concat()
+            }
             Self::Unauthorized {
                 action,
                 caller,
@@ -322,27 +327,37 @@ impl ApiError {
     /// Renders this error as the response a node would send.
     pub fn into_response(self, pretty: bool) -> Response<Body> {
         let status = self.status();
-        let mut response = match (&self, pretty) {
+        let body = match (&self, pretty) {
             // The failed-authentication answer is the hot error path (scanners, load tests):
             // its bytes are built once.
-            (Self::BadCredentials, false) => response::json(status, BAD_CREDENTIALS_BODY.clone()),
-            (Self::AuthThrottled { .. }, false) => response::json(status, THROTTLED_BODY.clone()),
+            (Self::BadCredentials, false) => BAD_CREDENTIALS_BODY.clone(),
+            (Self::AuthThrottled { .. }, false) => THROTTLED_BODY.clone(),
             // A wrong secret for a known token name: the same document with another reason.
-            (Self::ServiceTokenRejected { .. }, false) => {
-                response::json(status, unauthorized_body(&self.reason()))
+            (Self::ServiceTokenRejected { account, name }, false) => {
+                rejected_token_body(account, name)
             }
-            _ => response::json_value(status, &self.to_json(), pretty),
+            _ => Bytes::from(response::to_bytes(&self.to_json(), pretty)),
         };
+        let headers = match &self {
+            _ if status == StatusCode::UNAUTHORIZED => UNAUTHORIZED_HEADERS.clone(),
+            Self::AuthThrottled { .. } => THROTTLED_HEADERS.clone(),
+            _ => response::json_headers(),
+        };
+        let mut response = response::with_headers(status, body, headers);
         let headers = response.headers_mut();
-        if status == StatusCode::UNAUTHORIZED {
-            for challenge in &*CHALLENGE_VALUES {
-                headers.append(WWW_AUTHENTICATE, challenge.clone());
+        if let Self::AuthThrottled { retry_after } = &self {
+            // The copy holds the field already: its value is replaced in place, where an insert
+            // would grow the copied map.
+            let value = seconds_value(*retry_after);
+            match headers.get_mut(RETRY_AFTER) {
+                Some(slot) => *slot = value,
+                None => {
+                    headers.insert(RETRY_AFTER, value);
+                }
             }
         }
-        if let Self::TooManyRequests { retry_after, .. } | Self::AuthThrottled { retry_after } =
-            &self
-        {
-            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            headers.insert(RETRY_AFTER, seconds_value(*retry_after));
         }
         if let Self::AccountLimited {
             quota, retry_after, ..
@@ -350,10 +365,10 @@ impl ApiError {
         {
             // The IETF draft's fields, as Kong and Envoy send them: the quota, none left, and
             // when there will be.
-            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            headers.insert(RETRY_AFTER, seconds_value(*retry_after));
             headers.insert(RATELIMIT_LIMIT, HeaderValue::from(*quota));
             headers.insert(RATELIMIT_REMAINING, HeaderValue::from_static("0"));
-            headers.insert(RATELIMIT_RESET, HeaderValue::from(*retry_after));
+            headers.insert(RATELIMIT_RESET, seconds_value(*retry_after));
         }
         if let Self::CredentialPending { .. } = &self {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -394,6 +409,48 @@ static UNAUTHORIZED_PARTS: LazyLock<Vec<String>> = LazyLock::new(|| {
     body.split(reason.as_str()).map(str::to_owned).collect()
 });
 
+/// The rejected-token document in the stretches around its account and token name, each
+/// named twice (`root_cause`, then `error`): before the first account, between the first token
+/// name and the second account, after the second token name. `None` if the document is not
+/// shaped as expected, and the general path writes every answer.
+static REJECTED_PIECES: LazyLock<Option<[Vec<u8>; 3]>> = LazyLock::new(|| {
+    let [head, middle, tail] = &UNAUTHORIZED_PARTS[..] else {
+        return None;
+    };
+    let opening = ["\"", REJECTED_ACCOUNT].concat();
+    let closing = [REJECTED_END, "\""].concat();
+    Some([
+        [head.as_str(), &opening].concat().into_bytes(),
+        [closing.as_str(), middle, &opening].concat().into_bytes(),
+        [closing.as_str(), tail].concat().into_bytes(),
+    ])
+});
+
+/// The 401 of a well-formed service token that did not authenticate. Account and token name are
+/// what the client sent: copied between the prebuilt pieces when they need no JSON escaping (a
+/// scan, no allocation but the body's), else escaped by the general path.
+fn rejected_token_body(account: &str, name: &str) -> Bytes {
+    let pieces = match &*REJECTED_PIECES {
+        Some(pieces) if response::json_plain(account) && response::json_plain(name) => pieces,
+        _ => {
+            return unauthorized_body(
+                &[REJECTED_ACCOUNT, account, REJECTED_NAME, name, REJECTED_END].concat(),
+            )
+        }
+    };
+    let [head, middle, tail] = pieces;
+    let named = account.len() + REJECTED_NAME.len() + name.len();
+    let mut body = Vec::with_capacity(head.len() + middle.len() + tail.len() + 2 * named);
+    for piece in [head, middle] {
+        body.extend_from_slice(piece);
+        body.extend_from_slice(account.as_bytes());
+        body.extend_from_slice(REJECTED_NAME.as_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
+    body.extend_from_slice(tail);
+    Bytes::from(body)
+}
+
 /// A 401 `security_exception` document with `reason`, bytes as the general path writes them.
 fn unauthorized_body(reason: &str) -> Bytes {
     let Ok(reason) = serde_json::to_string(reason) else {
@@ -411,8 +468,67 @@ fn unauthorized_body(reason: &str) -> Bytes {
     Bytes::from(body)
 }
 
-static CHALLENGE_VALUES: LazyLock<[HeaderValue; 3]> =
-    LazyLock::new(|| CHALLENGES.map(HeaderValue::from_static));
+/// Every 401's fields, challenges included, placed once and cloned per answer.
+static UNAUTHORIZED_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = response::json_headers();
+    for challenge in CHALLENGES {
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    headers
+});
+
+/// The fields of the answer to an address over its failure limit, the hot 429, with a
+/// `Retry-After` whose value each answer replaces.
+static THROTTLED_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = response::json_headers();
+    headers.insert(RETRY_AFTER, seconds_value(1));
+    headers
+});
+
+/// Waits up to this many seconds have their `Retry-After` value written once.
+const WRITTEN_SECONDS: usize = 120;
+
+/// `0` to `WRITTEN_SECONDS` in decimal, right-aligned in three bytes.
+static SECONDS_TEXT: [[u8; 3]; WRITTEN_SECONDS + 1] = {
+    let mut text = [[b' '; 3]; WRITTEN_SECONDS + 1];
+    let mut n = 0;
+    while n <= WRITTEN_SECONDS {
+        let mut rest = n;
+        let mut at = 3;
+        loop {
+            at -= 1;
+            // A decimal digit: below 10.
+            text[n][at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        n += 1;
+    }
+    text
+};
+
+/// Static values for the usual waits: a clone is a pointer copy where `HeaderValue::from`
+/// allocates and formats per answer.
+static SECONDS_VALUES: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    SECONDS_TEXT
+        .iter()
+        .filter_map(|text| {
+            let digits = std::str::from_utf8(text).ok()?.trim_start();
+            Some(HeaderValue::from_static(digits))
+        })
+        .collect()
+});
+
+/// A whole number of seconds as a header value.
+fn seconds_value(seconds: u64) -> HeaderValue {
+    usize::try_from(seconds)
+        .ok()
+        .and_then(|n| SECONDS_VALUES.get(n))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(seconds))
+}
 
 #[cfg(test)]
 mod tests {
@@ -509,18 +625,87 @@ mod tests {
 
     #[test]
     fn the_prebuilt_rejection_is_byte_for_byte_the_general_one() {
-        for name in ["token1", "with \"quotes\" and \\ and é"] {
+        let names = [
+            "token1",
+            "with \"quotes\" and \\ and é",
+            "",
+            "tab\there",
+            "é",
+        ];
+        let accounts = ["elastic/fleet-server", "a\"b/c", "ns/ünïcode"];
+        for (account, name) in accounts.iter().flat_map(|a| names.map(|n| (a, n))) {
             let error = ApiError::ServiceTokenRejected {
-                account: "elastic/fleet-server".into(),
+                account: (*account).into(),
                 name: name.into(),
             };
+            assert_eq!(
+                error.reason(),
+                format!(
+                    "failed to authenticate service account [{account}] with token name [{name}]"
+                )
+            );
             let general = response::to_bytes(&error.to_json(), false);
             assert_eq!(
                 unauthorized_body(&error.reason()).as_ref(),
                 general.as_slice()
             );
+            assert_eq!(
+                rejected_token_body(account, name).as_ref(),
+                general.as_slice()
+            );
         }
         assert_eq!(UNAUTHORIZED_PARTS.len(), 3, "the reason appears twice");
+        assert!(REJECTED_PIECES.is_some());
+    }
+
+    #[test]
+    fn a_401_carries_its_fields_in_a_nodes_order() {
+        for error in [
+            ApiError::BadCredentials,
+            ApiError::ServiceTokenRejected {
+                account: "elastic/fleet-server".into(),
+                name: "t".into(),
+            },
+            ApiError::MissingCredentials { uri: "/".into() },
+        ] {
+            let response = error.into_response(false);
+            let fields: Vec<(&str, &str)> = response
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+                .collect();
+            assert_eq!(
+                fields,
+                [
+                    ("content-type", "application/json"),
+                    ("x-elastic-product", "Elasticsearch"),
+                    ("x-tokengate", "gateway"),
+                    ("www-authenticate", CHALLENGES[0]),
+                    ("www-authenticate", CHALLENGES[1]),
+                    ("www-authenticate", CHALLENGES[2]),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_values_read_as_the_number() {
+        for seconds in [0, 1, 9, 10, 59, 60, 99, 100, 119, 120, 121, 3600, u64::MAX] {
+            assert_eq!(seconds_value(seconds), HeaderValue::from(seconds));
+        }
+        assert_eq!(SECONDS_VALUES.len(), WRITTEN_SECONDS + 1);
+        let response = ApiError::AuthThrottled { retry_after: 42 }.into_response(false);
+        let fields: Vec<&str> = response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "content-type",
+                "x-elastic-product",
+                "x-tokengate",
+                "retry-after"
+            ]
+        );
+        assert_eq!(response.headers()[RETRY_AFTER], "42");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! itself are small JSON documents held in one `Bytes`. One `Either` type covers both so the
 //! service never boxes a body on the hot path.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{HeaderName, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
@@ -26,15 +28,94 @@ pub static X_TOKENGATE: HeaderName = HeaderName::from_static("x-tokengate");
 static GATEWAY: HeaderValue = HeaderValue::from_static("gateway");
 static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// A JSON response as a node would send it: content type and product header set.
-pub fn json(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Either::Right(Full::new(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
+/// The three fields of every answer the gateway writes, hashed and placed once: a copy of the
+/// map is a few pointer copies where three inserts hash three names.
+static JSON_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, APPLICATION_JSON.clone());
     headers.insert(X_ELASTIC_PRODUCT.clone(), ELASTICSEARCH.clone());
     headers.insert(X_TOKENGATE.clone(), GATEWAY.clone());
+    headers
+});
+
+/// A JSON response as a node would send it: content type and product header set.
+pub fn json(status: StatusCode, body: Bytes) -> Response<Body> {
+    with_headers(status, body, JSON_HEADERS.clone())
+}
+
+/// The fields [`json`] sets, in its order, for an answer that carries more: a map built once
+/// from this and cloned per answer keeps the hot ones (the 401's challenges) off the hash path.
+pub fn json_headers() -> HeaderMap {
+    JSON_HEADERS.clone()
+}
+
+/// A JSON response with `headers`, which start with [`json_headers`].
+pub fn with_headers(status: StatusCode, body: Bytes, headers: HeaderMap) -> Response<Body> {
+    let mut response = Response::new(Either::Right(Full::new(body)));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
+}
+
+/// Whether `text` is written in a JSON string as it is: no control character, quote or
+/// backslash (serde_json escapes nothing else). Eight bytes per step, as the hot answers and
+/// audit lines check what a client sent before copying it; the tail is the last eight bytes
+/// again, or for a short text its bytes read in two overlapping halves, never a copy.
+#[inline]
+pub fn json_plain(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    if len < 8 {
+        return !needs_escape(short_word(bytes));
+    }
+    let mut at = 0;
+    while at + 8 <= len {
+        if needs_escape(word_at(bytes, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    at == len || !needs_escape(word_at(bytes, len - 8))
+}
+
+/// The eight bytes of `bytes` from `at`, which has them.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+/// A word holding every byte of `bytes` (fewer than eight), some twice, the rest spaces,
+/// which need no escaping.
+fn short_word(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    if len >= 4 {
+        let half = |at: usize| {
+            let mut half = [0; 4];
+            half.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(half))
+        };
+        return half(0) | half(len - 4) << 32;
+    }
+    match bytes {
+        [] => u64::from_le_bytes([b' '; 8]),
+        [first, ..] => {
+            let (middle, last) = (bytes[len / 2], bytes[len - 1]);
+            u64::from_le_bytes([*first, middle, last, b' ', b' ', b' ', b' ', b' '])
+        }
+    }
+}
+
+/// Whether any of the eight bytes in `word` is below 0x20, `"` or `\`: the classic "has a byte
+/// less than n" and "has a zero byte" tests, exact for whether any byte matches.
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let quote = zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+    control | quote | backslash != 0
 }
 
 /// Serialises `value`, indented when the caller asked for `?pretty`.
@@ -197,6 +278,34 @@ mod tests {
         assert_eq!(pretty(&json!({})), "{ }\n");
         assert_eq!(pretty(&json!([])), "[ ]\n");
         assert_eq!(pretty(&json!([{}, []])), "[\n  { },\n  [ ]\n]\n");
+    }
+
+    #[test]
+    fn plain_text_is_what_serde_json_leaves_unescaped() {
+        let mut texts: Vec<String> = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['é', '\u{7f}', '\u{2028}', '😀'])
+            .flat_map(|c| {
+                // Each character at every offset of texts from one byte to past two words.
+                (1..=17).flat_map(move |len| {
+                    (0..len).map(move |at| {
+                        let mut text = "a".repeat(at);
+                        text.push(c);
+                        text.push_str(&"b".repeat(len - 1 - at));
+                        text
+                    })
+                })
+            })
+            .collect();
+        texts.extend(["".into(), "/".into(), "elastic/fleet-server".into()]);
+        for text in texts {
+            let escaped = serde_json::to_string(&text).unwrap();
+            assert_eq!(
+                json_plain(&text),
+                escaped == format!("\"{text}\""),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -108,27 +108,42 @@ fn digit(n: u32) -> u8 {
 #[derive(Clone, Copy)]
 pub struct Address(pub SocketAddr);
 
+/// Each octet's decimal digits, left-aligned, followed by a dot, and how many of the four bytes
+/// are text: an address is four fixed-size copies, whose tails the next one overwrites.
+static OCTETS: [([u8; 4], u8); 256] = {
+    let mut table = [([0; 4], 0); 256];
+    let mut n = 0;
+    while n < 256 {
+        // Each is a decimal digit: below 10.
+        let (hundreds, tens, ones) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        table[n] = match n {
+            0..=9 => ([b'0' + ones, b'.', 0, 0], 2),
+            10..=99 => ([b'0' + tens, b'0' + ones, b'.', 0], 3),
+            _ => ([b'0' + hundreds, b'0' + tens, b'0' + ones, b'.'], 4),
+        };
+        n += 1;
+    }
+    table
+};
+
 impl Fast for Address {
     /// `None` for IPv6, which `SocketAddr` writes.
     fn bytes<'b>(&self, buf: &'b mut Buf) -> Option<&'b [u8]> {
         let SocketAddr::V4(v4) = self.0 else {
             return None;
         };
-        let mut numbers = itoa::Buffer::new();
         let mut len = 0;
-        let mut put = |bytes: &[u8]| {
-            buf[len..len + bytes.len()].copy_from_slice(bytes);
-            len += bytes.len();
-        };
-        for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-            if i > 0 {
-                put(b".");
-            }
-            put(numbers.format(octet).as_bytes());
+        for octet in v4.ip().octets() {
+            let (text, text_len) = OCTETS[usize::from(octet)];
+            buf[len..len + 4].copy_from_slice(&text);
+            len += usize::from(text_len);
         }
-        put(b":");
-        put(numbers.format(v4.port()).as_bytes());
-        Some(&buf[..len])
+        // The last octet's dot becomes the port's colon.
+        buf[len - 1] = b':';
+        let mut port = itoa::Buffer::new();
+        let port = port.format(v4.port()).as_bytes();
+        buf[len..len + port.len()].copy_from_slice(port);
+        Some(&buf[..len + port.len()])
     }
 
     fn slow(&self) -> impl fmt::Display {

@@ -26,7 +26,7 @@ use crate::identity::{AccountId, TokenIdentity, TokenName};
 use crate::message::error::ApiError;
 use crate::observe::line_writer::Writer;
 use crate::users::User;
-use event::{Event, REST, SECURITY_CONFIG_CHANGE};
+use event::{key, kind, Event, Key, Kind};
 use notices::{Claimed, FailureNotices};
 
 /// Longest Basic credential read for its user name, encoded (as the realm bounds it).
@@ -175,43 +175,51 @@ impl Audit {
     /// Credentials were presented and did not authenticate. The event names whom they claim to
     /// be: the user of Basic credentials, the account and token name a bearer value decodes to.
     pub fn authentication_failed(&self, request: &Request<'_>, presented: Presented<'_>) {
-        let mut basic = [0u8; MAX_BASIC_LEN];
-        let mut bearer = [0u8; token::MAX_DECODED_LEN];
-        let claimed = match presented {
+        // A buffer only for what needs decoding: a token the 401 path already decoded (a
+        // flood of wrong secrets) is named without one to clear and wipe.
+        match presented {
             Presented::Basic(value) => {
-                basic_user(value, &mut basic).map_or(Claimed::Unknown, Claimed::User)
+                let mut basic = [0u8; MAX_BASIC_LEN];
+                let claimed = basic_user(value, &mut basic).map_or(Claimed::Unknown, Claimed::User);
+                self.failed(request, claimed);
+                wipe(&mut basic);
             }
-            Presented::Bearer(value) => token::decode(value, &mut bearer)
-                .map_or(Claimed::Unknown, |t| Claimed::Token(t.account, t.name)),
-            Presented::Token { account, name } => Claimed::Token(account, name),
-            Presented::Other => Claimed::Unknown,
-        };
+            Presented::Bearer(value) => {
+                let mut bearer = [0u8; token::MAX_DECODED_LEN];
+                let claimed = token::decode(value, &mut bearer)
+                    .map_or(Claimed::Unknown, |t| Claimed::Token(t.account, t.name));
+                self.failed(request, claimed);
+                wipe(&mut bearer);
+            }
+            Presented::Token { account, name } => {
+                self.failed(request, Claimed::Token(account, name));
+            }
+            Presented::Other => self.failed(request, Claimed::Unknown),
+        }
+    }
+
+    fn failed(&self, request: &Request<'_>, claimed: Claimed<'_>) {
         self.inner
             .notices
             .failed(request.peer.ip(), claimed, request.uri.path());
         self.write(|| {
-            let event = Event::new(REST, "authentication_failed");
+            let event = Event::new(kind!("rest", "authentication_failed"));
             let event = match claimed {
-                Claimed::User(user) => event.text("user.name", user),
+                Claimed::User(user) => event.text(key!("user.name"), user),
                 Claimed::Token(account, name) => event
-                    .text("user.name", account)
-                    .text("authentication.token.name", name),
+                    .text(key!("user.name"), account)
+                    .text(key!("authentication.token.name"), name),
                 Claimed::Unknown => event,
             };
             event.request(request)
         });
-        // The buffers held a password or token secret; black_box keeps the wipe from being
-        // optimised away as a dead store.
-        basic.fill(0);
-        bearer.fill(0);
-        std::hint::black_box((&basic, &bearer));
     }
 
     /// A request authenticated; recorded only with `[audit] authentication_success = true`.
     pub fn authentication_success(&self, request: &Request<'_>, subject: Subject<'_>) {
         if self.inner.authentication_success {
             self.write(|| {
-                Event::new(REST, "authentication_success")
+                Event::new(kind!("rest", "authentication_success"))
                     .subject(subject)
                     .request(request)
             });
@@ -227,10 +235,10 @@ impl Audit {
             _ => return error,
         };
         self.write(|| {
-            Event::new(REST, "access_denied")
+            Event::new(kind!("rest", "access_denied"))
                 .subject(subject)
                 .request(request)
-                .with_some("action", action)
+                .with_some(key!("action"), action)
         });
         error
     }
@@ -246,7 +254,10 @@ impl Audit {
         self.token_change(
             request,
             subject,
-            ("create_service_token", "create"),
+            (
+                kind!("security_config_change", "create_service_token"),
+                key!("create"),
+            ),
             account,
             name,
         );
@@ -263,7 +274,10 @@ impl Audit {
         self.token_change(
             request,
             subject,
-            ("delete_service_token", "delete"),
+            (
+                kind!("security_config_change", "delete_service_token"),
+                key!("delete"),
+            ),
             account,
             name,
         );
@@ -275,7 +289,7 @@ impl Audit {
         &self,
         request: &Request<'_>,
         subject: Subject<'_>,
-        (action, field): (&str, &str),
+        (kind, field): (Kind, Key),
         account: &AccountId,
         name: &TokenName,
     ) {
@@ -285,7 +299,7 @@ impl Audit {
                 "service": account.service(),
                 "name": name.as_str(),
             }});
-            Event::new(SECURITY_CONFIG_CHANGE, action)
+            Event::new(kind)
                 .subject(subject)
                 .request(request)
                 .with(field, token)
@@ -295,59 +309,79 @@ impl Audit {
     /// A token-cache clear: not a change in Elasticsearch's terms, so its `access_granted`.
     pub fn cache_cleared(&self, request: &Request<'_>, subject: Subject<'_>) {
         self.write(|| {
-            Event::new(REST, "access_granted")
+            Event::new(kind!("rest", "access_granted"))
                 .subject(subject)
                 .request(request)
-                .with("action", CLEAR_CACHE_ACTION)
+                .text(key!("action"), CLEAR_CACHE_ACTION)
         });
     }
 
     /// `reset-password` set a new password for `user` (run on this host).
     pub fn password_changed(&self, user: &str) {
         self.write(|| {
-            Event::new(SECURITY_CONFIG_CHANGE, "change_password")
-                .with("origin.type", "local_node")
-                .with("change", json!({"password": {"user": {"name": user}}}))
+            Event::new(kind!("security_config_change", "change_password"))
+                .text(key!("origin.type"), "local_node")
+                .with(
+                    key!("change"),
+                    json!({"password": {"user": {"name": user}}}),
+                )
         });
     }
 
     /// The users files in `dir` were re-read because they changed or, when `forced`, on
     /// SIGHUP; `error` when they were refused and the previous users stay in force.
     pub fn users_reloaded(&self, dir: &Path, forced: bool, error: Option<&dyn Display>) {
-        self.reloaded("reload_users", ("file.directory", dir), forced, error);
+        self.reloaded(
+            kind!("security_config_change", "reload_users"),
+            (key!("file.directory"), dir),
+            forced,
+            error,
+        );
     }
 
     /// The TLS certificate `cert` was re-read, as [`Audit::users_reloaded`].
     pub fn certificate_reloaded(&self, cert: &Path, forced: bool, error: Option<&dyn Display>) {
-        self.reloaded("reload_certificate", ("file.path", cert), forced, error);
+        self.reloaded(
+            kind!("security_config_change", "reload_certificate"),
+            (key!("file.path"), cert),
+            forced,
+            error,
+        );
     }
 
     fn reloaded(
         &self,
-        action: &str,
-        (key, path): (&str, &Path),
+        kind: Kind,
+        (key, path): (Key, &Path),
         forced: bool,
         error: Option<&dyn Display>,
     ) {
         self.write(|| {
-            Event::new(SECURITY_CONFIG_CHANGE, action)
-                .with("origin.type", "local_node")
-                .with(
-                    "event.outcome",
+            Event::new(kind)
+                .text(key!("origin.type"), "local_node")
+                .text(
+                    key!("event.outcome"),
                     if error.is_some() {
                         "failure"
                     } else {
                         "success"
                     },
                 )
-                .with(
-                    "event.reason",
+                .text(
+                    key!("event.reason"),
                     if forced { "signal" } else { "file changed" },
                 )
-                .with(key, path.display().to_string())
-                .with_some("error.message", error.map(ToString::to_string))
+                .text(key, &path.display().to_string())
+                .with_some(key!("error.message"), error.map(ToString::to_string))
         });
     }
+}
+
+/// Clears a buffer that held a password or token secret; black_box keeps the wipe from being
+/// optimised away as a dead store.
+fn wipe(buf: &mut [u8]) {
+    buf.fill(0);
+    std::hint::black_box(buf);
 }
 
 /// The user name of an encoded Basic credential, decoded into `buf`.
