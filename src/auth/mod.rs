@@ -88,7 +88,7 @@ pub enum Refused {
     /// Credentials that did not authenticate.
     Bad,
     /// A well-formed service token that did not authenticate, named as it names itself.
-    ServiceToken { account: String, name: String },
+    ServiceToken { account: Arc<str>, name: Arc<str> },
     /// The address is over its failure limit; retry after this many seconds.
     Throttled { retry_after: u64 },
     /// The password pool was full; retry after this many seconds.
@@ -305,8 +305,8 @@ fn claimed_service_token(value: &[u8]) -> Option<Claimed> {
     let decoded = token::decode(value, &mut buf)?;
     TokenName::new(decoded.name).ok()?;
     Some(Claimed {
-        account: decoded.account.to_owned(),
-        name: decoded.name.to_owned(),
+        account: Arc::from(decoded.account),
+        name: Arc::from(decoded.name),
     })
 }
 

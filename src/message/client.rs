@@ -79,11 +79,12 @@ pub enum Recalled {
     Failed(Option<Claimed>),
 }
 
-/// The account and token name a failed bearer value claims.
+/// The account and token name a failed bearer value claims. Shared: a client repeating the
+/// value gets a clone of them in each 401, a count rather than two allocations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
-    pub account: String,
-    pub name: String,
+    pub account: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl BearerMemo {

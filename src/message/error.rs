@@ -3,7 +3,7 @@
 //! Status and Elasticsearch `type` sit beside each kind in [`ApiError::kind`]; internal causes are
 //! logged where they happen and never sent to the client.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -46,7 +46,7 @@ pub enum ApiError {
     /// A well-formed service token did not authenticate. Elasticsearch names the account and
     /// token name the value itself carries (nothing the client did not already send), whatever
     /// the cause: foreign namespace, unknown account, short or wrong secret.
-    ServiceTokenRejected { account: String, name: String },
+    ServiceTokenRejected { account: Arc<str>, name: Arc<str> },
     /// Authenticated, but the caller lacks every privilege that grants `action`.
     Unauthorized {
         /// The Elasticsearch action name of the refused request.
