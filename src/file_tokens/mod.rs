@@ -237,6 +237,11 @@ fn lookup<'t, 'b>(
     value: &[u8],
     buf: &'b mut [u8; token::MAX_DECODED_LEN],
 ) -> Option<(&'t FileToken, &'b [u8])> {
+    // No file (the usual case): nothing to decode for. An address over its failure limit is
+    // checked here on every request, and decoding was most of a 429's own work.
+    if tokens.is_empty() {
+        return None;
+    }
     let decoded = token::decode(value, buf)?;
     Some((tokens.get(decoded.qualified)?, decoded.secret))
 }
