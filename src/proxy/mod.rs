@@ -15,6 +15,7 @@ mod retry;
 mod slots;
 mod sniff;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,54 +138,65 @@ impl Upstream {
     /// slot 503; a client body that breaks off or stalls is the client's 400 or 408.
     /// `admission` goes with the response's body: its account counts the request in flight
     /// until the body ends.
-    pub async fn forward(
-        &self,
+    ///
+    /// Not an `async fn`, nor are `attempt` and the pool's `send`: an `async fn` keeps its
+    /// arguments twice in its future (as passed, then moved into its body), and the request is
+    /// the largest of them.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "its future holds its arguments once"
+    )]
+    pub fn forward<'a>(
+        &'a self,
         request: Request<Incoming>,
-        client: &ClientInfo,
+        client: &'a ClientInfo,
         authorization: Authorization,
         admission: Admission,
-    ) -> Result<Response<Guarded<Incoming>>, Error> {
-        let retries = self
-            .retry
-            .max_retries
-            .min(self.nodes.len().saturating_sub(1));
-        if retries > 0 {
-            self.budget.deposit();
-        }
-        let Some(mut pick) = self.nodes.pick(&[]) else {
-            self.failures
-                .report(Cause::NoNode, "every node", &"no node in rotation");
-            return Err(Error::Unavailable);
-        };
-        let host = pick.node.host.clone();
-        let (mut request, target) = self.outbound(request, client, authorization, retries, host);
-        let mut tried: Vec<Arc<Node>> = Vec::new();
-        let mut admission = Some(admission);
-        loop {
-            let node = Arc::clone(&pick.node);
-            *request.uri_mut() = node.target(target.path_and_query.as_ref())?;
-            if !tried.is_empty() {
-                request
-                    .headers_mut()
-                    .insert(http::header::HOST, node.host.clone());
+    ) -> impl Future<Output = Result<Response<Guarded<Incoming>>, Error>> + 'a {
+        async move {
+            let retries = self
+                .retry
+                .max_retries
+                .min(self.nodes.len().saturating_sub(1));
+            if retries > 0 {
+                self.budget.deposit();
             }
-            let failed = match self.attempt(pick, request, &mut admission).await? {
-                Attempt::Answered(response) => return Ok(response),
-                Attempt::Failed(failed) => failed,
-            };
-            // A request that never went out may go elsewhere; one that did, only when it may
-            // be repeated. Either within the retry bound and the budget.
-            let again = matches!(failed, SendError::Unsent(..)) || target.repeatable.is_some();
-            if !again || tried.len() >= retries || !self.budget.withdraw() {
+            let Some(mut pick) = self.nodes.pick(&[]) else {
+                self.failures
+                    .report(Cause::NoNode, "every node", &"no node in rotation");
                 return Err(Error::Unavailable);
-            }
-            request = match failed {
-                SendError::Unsent(unsent, _) => *unsent,
-                SendError::Sent(_) => target.repeat().ok_or(Error::Unavailable)?,
             };
-            tracing::debug!(node = %node.label, "retrying the request on another node");
-            tried.push(node);
-            pick = self.nodes.pick(&tried).ok_or(Error::Unavailable)?;
+            let host = pick.node.host.clone();
+            let (mut request, target) =
+                self.outbound(request, client, authorization, retries, host);
+            let mut tried: Vec<Arc<Node>> = Vec::new();
+            let mut admission = Some(admission);
+            loop {
+                let node = Arc::clone(&pick.node);
+                *request.uri_mut() = node.target(target.path_and_query.as_ref())?;
+                if !tried.is_empty() {
+                    request
+                        .headers_mut()
+                        .insert(http::header::HOST, node.host.clone());
+                }
+                let failed = match self.attempt(pick, request, &mut admission).await? {
+                    Attempt::Answered(response) => return Ok(response),
+                    Attempt::Failed(failed) => failed,
+                };
+                // A request that never went out may go elsewhere; one that did, only when it may
+                // be repeated. Either within the retry bound and the budget.
+                let again = matches!(failed, SendError::Unsent(..)) || target.repeatable.is_some();
+                if !again || tried.len() >= retries || !self.budget.withdraw() {
+                    return Err(Error::Unavailable);
+                }
+                request = match failed {
+                    SendError::Unsent(unsent, _) => *unsent,
+                    SendError::Sent(_) => target.repeat().ok_or(Error::Unavailable)?,
+                };
+                tracing::debug!(node = %node.label, "retrying the request on another node");
+                tried.push(node);
+                pick = self.nodes.pick(&tried).ok_or(Error::Unavailable)?;
+            }
         }
     }
 
@@ -231,54 +243,60 @@ impl Upstream {
     /// One try on `pick`'s node: a slot, the request sent, its response head awaited. A
     /// failure the client caused, or a timeout, ends the request; a connection that failed is
     /// handed back for the caller to decide on a retry (a refused one ejects the node).
-    async fn attempt(
-        &self,
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "its future holds its arguments once"
+    )]
+    fn attempt<'a>(
+        &'a self,
         pick: Pick,
         request: Request<Outbound>,
-        admission: &mut Option<Admission>,
-    ) -> Result<Attempt, Error> {
-        let node = &pick.node;
-        let slot = self.slot(node, admission.as_ref()).await?;
-        let sent = node.pool.send(&self.connector, &node.base, request);
-        let failed = match tokio::time::timeout(self.timeout, sent).await {
-            Ok(Ok((response, connection))) => {
-                let lease = ConnectionLease {
-                    _slot: slot,
-                    _admission: admission.take(),
-                    connection: connection.map(|c| (Arc::clone(&node.pool), c)),
-                };
-                pick.answered();
-                return self.answer(response, lease).map(Attempt::Answered);
-            }
-            Ok(Err(failed)) => failed,
-            Err(_) => {
-                let deadline = format!("no response headers within {:?}", self.timeout);
-                self.failures
-                    .report(Cause::ResponseTimeout, &node.label, &deadline);
-                return Err(Error::Timeout);
-            }
-        };
-        drop(slot);
-        match &failed {
-            SendError::Unsent(_, error) => {
-                self.failures
-                    .report(Cause::of(error.as_ref()), &node.label, error);
-                if pick.refused(&self.health) {
-                    self.nodes.ejected.notify_one();
+        admission: &'a mut Option<Admission>,
+    ) -> impl Future<Output = Result<Attempt, Error>> + 'a {
+        async move {
+            let node = &pick.node;
+            let slot = self.slot(node, admission.as_ref()).await?;
+            let sent = node.pool.send(&self.connector, &node.base, request);
+            let failed = match tokio::time::timeout(self.timeout, sent).await {
+                Ok(Ok((response, connection))) => {
+                    let lease = ConnectionLease {
+                        _slot: slot,
+                        _admission: admission.take(),
+                        connection: connection.map(|c| (Arc::clone(&node.pool), c)),
+                    };
+                    pick.answered();
+                    return self.answer(response, lease).map(Attempt::Answered);
+                }
+                Ok(Err(failed)) => failed,
+                Err(_) => {
+                    let deadline = format!("no response headers within {:?}", self.timeout);
+                    self.failures
+                        .report(Cause::ResponseTimeout, &node.label, &deadline);
+                    return Err(Error::Timeout);
+                }
+            };
+            drop(slot);
+            match &failed {
+                SendError::Unsent(_, error) => {
+                    self.failures
+                        .report(Cause::of(error.as_ref()), &node.label, error);
+                    if pick.refused(&self.health) {
+                        self.nodes.ejected.notify_one();
+                    }
+                }
+                SendError::Sent(error) => {
+                    if let Some(fault) = client_body_fault(error) {
+                        tracing::debug!(%fault, "client request body failed");
+                        return Err(match fault {
+                            BodyError::Idle(_) => Error::ClientTimeout,
+                            BodyError::Source(_) => Error::ClientBody,
+                        });
+                    }
+                    self.failures.report(Cause::of(error), &node.label, error);
                 }
             }
-            SendError::Sent(error) => {
-                if let Some(fault) = client_body_fault(error) {
-                    tracing::debug!(%fault, "client request body failed");
-                    return Err(match fault {
-                        BodyError::Idle(_) => Error::ClientTimeout,
-                        BodyError::Source(_) => Error::ClientBody,
-                    });
-                }
-                self.failures.report(Cause::of(error), &node.label, error);
-            }
+            Ok(Attempt::Failed(failed))
         }
-        Ok(Attempt::Failed(failed))
     }
 
     /// The node's response, as the client gets it.

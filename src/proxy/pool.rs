@@ -6,6 +6,7 @@
 //! handed over, so the request is still whole for another node. A node that negotiates h2 gets
 //! one connection that every request shares.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -64,56 +65,65 @@ impl NodePool {
     /// Sends `request` (its URI in origin form: path and query) to the node at `base`
     /// (`scheme://authority/`) on an idle connection, or a new one when none is left. A pooled
     /// connection the node closed meanwhile gives the request back, and the next one is tried.
-    pub async fn send(
-        self: &Arc<Self>,
-        connector: &Connector,
-        base: &Uri,
+    /// (Not an `async fn`, so its future holds the request once.)
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "its future holds its arguments once"
+    )]
+    pub fn send<'a>(
+        self: &'a Arc<Self>,
+        connector: &'a Connector,
+        base: &'a Uri,
         mut request: Request<Outbound>,
-    ) -> Result<(Response<Incoming>, Option<http1::SendRequest<Outbound>>), SendError> {
-        loop {
-            let (sender, pooled) = match self.checkout() {
-                Some(sender) => (sender, true),
-                // Boxed: the connect and handshake futures are large and rare; inline, every
-                // request's future would carry (and move) their space.
-                None => match Box::pin(self.connect(connector, base)).await {
-                    Ok(sender) => (sender, false),
-                    Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
-                },
-            };
-            let (result, back, origin) = match sender {
-                Sender::Http1(mut sender) => {
-                    if pooled && sender.ready().await.is_err() {
-                        continue;
-                    }
-                    let result = sender.try_send_request(request).await;
-                    (result, Some(sender), None)
-                }
-                Sender::Http2(mut sender) => {
-                    // h2 names scheme and authority in the request itself.
-                    let origin = request.uri().clone();
-                    *request.uri_mut() = absolute(base, &origin);
-                    (sender.try_send_request(request).await, None, Some(origin))
-                }
-            };
-            match result {
-                Ok(response) => return Ok((response, back)),
-                Err(mut error) => match error.take_message() {
-                    Some(mut unsent) => {
-                        if let Some(origin) = origin {
-                            *unsent.uri_mut() = origin;
-                        }
-                        // Never written: a stale pooled connection; another may serve it.
-                        if pooled {
-                            request = unsent;
+    ) -> impl Future<
+        Output = Result<(Response<Incoming>, Option<http1::SendRequest<Outbound>>), SendError>,
+    > + 'a {
+        async move {
+            loop {
+                let (sender, pooled) = match self.checkout() {
+                    Some(sender) => (sender, true),
+                    // Boxed: the connect and handshake futures are large and rare; inline, every
+                    // request's future would carry (and move) their space.
+                    None => match Box::pin(self.connect(connector, base)).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
+                    },
+                };
+                let (result, back, origin) = match sender {
+                    Sender::Http1(mut sender) => {
+                        if pooled && sender.ready().await.is_err() {
                             continue;
                         }
-                        return Err(SendError::Unsent(
-                            Box::new(unsent),
-                            Box::new(error.into_error()),
-                        ));
+                        let result = sender.try_send_request(request).await;
+                        (result, Some(sender), None)
                     }
-                    None => return Err(SendError::Sent(error.into_error())),
-                },
+                    Sender::Http2(mut sender) => {
+                        // h2 names scheme and authority in the request itself.
+                        let origin = request.uri().clone();
+                        *request.uri_mut() = absolute(base, &origin);
+                        (sender.try_send_request(request).await, None, Some(origin))
+                    }
+                };
+                match result {
+                    Ok(response) => return Ok((response, back)),
+                    Err(mut error) => match error.take_message() {
+                        Some(mut unsent) => {
+                            if let Some(origin) = origin {
+                                *unsent.uri_mut() = origin;
+                            }
+                            // Never written: a stale pooled connection; another may serve it.
+                            if pooled {
+                                request = unsent;
+                                continue;
+                            }
+                            return Err(SendError::Unsent(
+                                Box::new(unsent),
+                                Box::new(error.into_error()),
+                            ));
+                        }
+                        None => return Err(SendError::Sent(error.into_error())),
+                    },
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! for an account's key the cluster no longer takes), answering the gateway's own API, and
 //! recording a refusal.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,37 +35,44 @@ pub(super) fn deny(
     state.audit.denied(request, principal.subject(), error)
 }
 
-/// Sends the request to the cluster and hands back its answer, streamed.
-pub(super) async fn forward(
-    state: &State,
-    client: &ClientInfo,
+/// Sends the request to the cluster and hands back its answer, streamed. (Not an `async fn`,
+/// so its future holds the request once: see [`super::handle`].)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "its future holds its arguments once"
+)]
+pub(super) fn forward<'a>(
+    state: &'a State,
+    client: &'a ClientInfo,
     request: Request<Incoming>,
     presented: Presented,
     admission: Admission,
-    entry: &mut Option<Entry>,
-) -> Result<Response<Body>, ApiError> {
-    let (authorization, key) = presented.into_parts();
-    let sent = Instant::now();
-    let response = state
-        .upstream
-        .forward(request, client, authorization, admission)
-        .await?;
-    let took = sent.elapsed();
-    state.metrics.upstream(took);
-    if let Some(entry) = entry {
-        entry.upstream = Some(took);
-    }
-    if let Some((used, slot)) = key {
-        if response.status() == StatusCode::UNAUTHORIZED {
-            // The account's key is gone at the cluster (invalidated, expired): a new one is
-            // made, and the client, told to retry, is not told its own token failed.
-            state.upstream_auth.refused(&used, &slot);
-            return Err(ApiError::CredentialPending {
-                account: slot.account().to_string(),
-            });
+    entry: &'a mut Option<Entry>,
+) -> impl Future<Output = Result<Response<Body>, ApiError>> + 'a {
+    async move {
+        let (authorization, key) = presented.into_parts();
+        let sent = Instant::now();
+        let response = state
+            .upstream
+            .forward(request, client, authorization, admission)
+            .await?;
+        let took = sent.elapsed();
+        state.metrics.upstream(took);
+        if let Some(entry) = entry {
+            entry.upstream = Some(took);
         }
+        if let Some((used, slot)) = key {
+            if response.status() == StatusCode::UNAUTHORIZED {
+                // The account's key is gone at the cluster (invalidated, expired): a new one is
+                // made, and the client, told to retry, is not told its own token failed.
+                state.upstream_auth.refused(&used, &slot);
+                return Err(ApiError::CredentialPending {
+                    account: slot.account().to_string(),
+                });
+            }
+        }
+        Ok(response.map(Either::Left))
     }
-    Ok(response.map(Either::Left))
 }
 
 /// An endpoint the gateway answers itself: its body read to the end first (as a node reads a
