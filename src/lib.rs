@@ -12,7 +12,7 @@
 //! | start | [`cli`] → [`app`] | command line (run, reload, users, tokens); the gateway as one value: state, listeners, background tasks, signals, configuration reload, pid file, service-manager notification, the admin listener (`app::admin`) |
 //! | show | [`status`] | the admin listener's status page: the JSON document, its HTML rendering, the sampled history the charts draw, the page's script and style |
 //! | configure | [`config`] | typed and validated configuration from a file, `TOKENGATE_*` variables and the command line, every default as a named constant; the files it names checked |
-//! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the protocol picked from the first bytes, the raw-byte framing scan, TLS, drain |
+//! | listen | [`listen`], [`tls`] | accept loop over any [`listen::Handler`], connection limits and registry, the first-request greeting, the protocol picked from the first bytes, the raw-byte framing scan, TLS, each connection's deadlines and close (`listen::drive`, its timer woken apart from the connection: `listen::side_wakes`), drain |
 //! | handle | [`service`] | the pipeline every request goes through: classify → authenticate → decide → act → record; the one rescue point where every layer's error becomes Elasticsearch's document |
 //! | judge | [`policy`] | the path as a normalising hop reads it; the accounts' local access rules |
 //! | authenticate | [`auth`] | `Authorization` parsing, the [`auth::Authenticator`] over every realm, privileges, the per-address failure throttle |

@@ -74,6 +74,7 @@ macro_rules! write_through {
     };
 }
 
+mod drive;
 mod greeting;
 mod limits;
 mod registry;
@@ -85,7 +86,7 @@ use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -96,7 +97,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -107,11 +107,11 @@ use tracing::Instrument;
 use crate::config::{ServerConfig, TlsConfig};
 use crate::message::response::Body;
 use crate::message::ClientInfo;
+use drive::drive;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
 use registry::{Registry, Slot};
 use scan::ScanIo;
-use side_wakes::SideWakes;
 use version::Version;
 
 /// What a listener serves: a request in, a response out. Failures are the handler's to render,
@@ -578,171 +578,5 @@ async fn serve_http<IO, H>(
             let mut connection = Box::pin(builder.http2.serve_connection(io, service));
             drive(connection.as_mut(), slot, first_request, None).await;
         }
-    }
-}
-
-/// Runs `connection` to its end, closing it at the first-request deadline if its client has
-/// not spoken by then, and gracefully when told to close. With `quiet`, the same timer then
-/// bounds how long the connection may go without a request in flight: past it, the
-/// connection is shut down gracefully (an idle one closes at once, one writing a response
-/// finishes it), and closed one period later if nothing was written meanwhile (a head that
-/// never completes). Nothing is armed per request: the timer is moved on when it fires.
-async fn drive<C>(
-    mut connection: Pin<&mut C>,
-    slot: &Arc<Slot>,
-    mut timer: Pin<&mut tokio::time::Sleep>,
-    quiet: Option<Duration>,
-) where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
-{
-    let (mut waiting, mut armed, mut closing) = (true, true, false);
-    let first = timer.deadline();
-    let mut quiet = quiet.map(QuietLimit::new);
-    if let Some(quiet) = &quiet {
-        timer
-            .as_mut()
-            .reset(first.min(Instant::now() + quiet.limit));
-    }
-    let sides = SideWakes::new();
-    let mut close = pin!(slot.told_to_close());
-    loop {
-        let event = poll_fn(|cx| {
-            if let Poll::Ready(ended) = connection.as_mut().poll(cx) {
-                return Poll::Ready(Event::Ended(ended));
-            }
-            sides.poll(cx, |cx| {
-                if armed && timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Timer);
-                }
-                if !closing && close.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Close);
-                }
-                Poll::Pending
-            })
-        })
-        .await;
-        match event {
-            Event::Ended(ended) => {
-                if let Err(error) = ended {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
-                return;
-            }
-            Event::Timer => {
-                if waiting && !slot.greeted() {
-                    if Instant::now() >= first {
-                        tracing::debug!("no request within first_request_timeout; closed");
-                        return;
-                    }
-                    timer.as_mut().reset(first);
-                    continue;
-                }
-                waiting = false;
-                let Some(quiet) = quiet.as_mut() else {
-                    armed = false;
-                    continue;
-                };
-                match quiet.check(slot.quiet_for(), slot.writes()) {
-                    Quiet::Wait(left) => timer.as_mut().reset(Instant::now() + left),
-                    Quiet::Ask(left) => {
-                        if !std::mem::replace(&mut closing, true) {
-                            tracing::debug!("no request within header_timeout; closing");
-                            connection.as_mut().graceful_shutdown();
-                        }
-                        timer.as_mut().reset(Instant::now() + left);
-                    }
-                    Quiet::Close => {
-                        tracing::debug!("no complete request within header_timeout; closed");
-                        return;
-                    }
-                }
-            }
-            Event::Close => {
-                closing = true;
-                if !slot.greeted() {
-                    return;
-                }
-                connection.as_mut().graceful_shutdown();
-            }
-        }
-    }
-}
-
-/// What woke [`drive`] to act.
-enum Event<E> {
-    /// The connection ended, with its outcome.
-    Ended(Result<(), E>),
-    /// The timer fired.
-    Timer,
-    /// The connection was told to close.
-    Close,
-}
-
-/// `header_timeout` for one connection, checked when its timer fires.
-struct QuietLimit {
-    limit: Duration,
-    /// The connection's write count when it was asked to close for being quiet.
-    asked: Option<u64>,
-}
-
-/// What to do when the timer fires.
-#[derive(Debug, PartialEq, Eq)]
-enum Quiet {
-    /// Not quiet for long enough: look again after this.
-    Wait(Duration),
-    /// Quiet for the whole limit: shut down gracefully, and look again after this.
-    Ask(Duration),
-    /// Asked a whole period ago and nothing went out since: a head that never completes, not
-    /// a response still being written.
-    Close,
-}
-
-impl QuietLimit {
-    fn new(limit: Duration) -> Self {
-        QuietLimit { limit, asked: None }
-    }
-
-    /// `quiet_for`: how long no request has been in flight (`None`: one is); `writes`: the
-    /// connection's writes so far.
-    fn check(&mut self, quiet_for: Option<Duration>, writes: u64) -> Quiet {
-        let quiet_for = quiet_for.unwrap_or_default();
-        if quiet_for < self.limit {
-            return Quiet::Wait(self.limit - quiet_for);
-        }
-        if self.asked.replace(writes) == Some(writes) {
-            return Quiet::Close;
-        }
-        Quiet::Ask(self.limit)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMIT: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn a_connection_in_use_or_quiet_for_less_than_the_limit_is_left_alone() {
-        let mut quiet = QuietLimit::new(LIMIT);
-        assert_eq!(quiet.check(None, 0), Quiet::Wait(LIMIT));
-        let ten = Duration::from_secs(10);
-        assert_eq!(quiet.check(Some(ten), 0), Quiet::Wait(LIMIT - ten));
-    }
-
-    #[test]
-    fn a_quiet_connection_is_asked_to_close_then_closed_if_nothing_went_out() {
-        let mut quiet = QuietLimit::new(LIMIT);
-        assert_eq!(quiet.check(Some(LIMIT), 3), Quiet::Ask(LIMIT));
-        assert_eq!(quiet.check(Some(2 * LIMIT), 3), Quiet::Close);
-    }
-
-    #[test]
-    fn a_response_still_going_out_is_not_cut() {
-        let mut quiet = QuietLimit::new(LIMIT);
-        assert_eq!(quiet.check(Some(LIMIT), 3), Quiet::Ask(LIMIT));
-        assert_eq!(quiet.check(Some(2 * LIMIT), 9), Quiet::Ask(LIMIT));
-        assert_eq!(quiet.check(Some(3 * LIMIT), 9), Quiet::Close);
     }
 }
