@@ -6,7 +6,6 @@
 //! So the log grows by at most `FAILURE_NOTICE_ADDRESSES + 1` lines a window, and the table
 //! never holds more addresses than that.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -26,7 +25,7 @@ pub enum Claimed<'a> {
 /// The current window's addresses and counts.
 pub struct FailureNotices {
     /// Failures not logged individually, per address that had its line this window.
-    seen: DashMap<IpAddr, u64, BuildHasherDefault<AddressHasher>>,
+    seen: DashMap<IpAddr, u64, AddressHash>,
     /// Entries in `seen`, so the bound is checked without walking the shards.
     addresses: AtomicUsize,
     max_addresses: usize,
@@ -109,61 +108,11 @@ impl FailureNotices {
     }
 }
 
-/// The table's hash: each word of the address multiplied by a constant and folded. SipHash's
+/// The table's hash: foldhash's fast one (a folded multiply, seeded per process). SipHash's
 /// resistance to chosen collisions buys nothing in a table that never holds more than a
 /// window's few addresses (`max_addresses`, a hundred), and costs a hundred instructions on
 /// every failure.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl AddressHasher {
-    fn mix(&mut self, word: u64) {
-        const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-        let product = u128::from(self.0 ^ word) * u128::from(MULTIPLIER);
-        // Both halves, so every bit of the word reaches the low bits and the high ones (the
-        // bucket and the tag of the table, the shard of the map).
-        self.0 = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.mix(n.into());
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.mix(n.into());
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.mix(n.into());
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.mix(n);
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.mix(n as u64);
-        self.mix((n >> 64) as u64);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+type AddressHash = foldhash::fast::RandomState;
 
 #[cfg(test)]
 mod tests {
@@ -172,7 +121,7 @@ mod tests {
     #[test]
     fn addresses_hash_apart() {
         use std::hash::BuildHasher;
-        let hasher = BuildHasherDefault::<AddressHasher>::default();
+        let hasher = AddressHash::default();
         let mut hashes: Vec<u64> = (0..=255u8)
             .flat_map(|n| {
                 [
