@@ -201,7 +201,8 @@ impl Upstream {
     }
 
     /// The client's request as it goes upstream (`host`: its first node's): hop-by-hop fields
-    /// out, forwarding and credential fields in, its body guarded against stalls; and what a retry needs.
+    /// out, forwarding and credential fields in, its body guarded against stalls; and what a
+    /// retry needs.
     fn outbound(
         &self,
         request: Request<Incoming>,
