@@ -22,6 +22,7 @@
 //! | remember | [`store`], [`file_tokens`], [`users`], [`accounts`] | the token store (the journal, or etcd shared by several gateways, which count each other); the `service_tokens` file; the file realm and its password pool; the service accounts and Elasticsearch's built-in descriptors |
 //! | record | [`observe`] | metrics, the access log, the audit log and failed logins in the main log, written off the request path; the pace of progress reports on long work |
 //! | speak | [`message`] | the client connection's context, request-shape checks, guarded bodies, responses, Elasticsearch's error JSON |
+//! | wire | [`h1_client`] | HTTP/1.1 to a node in the request's own task: the request written, the response head read with httparse and its body's framing decided (`h1_client::codec`), the body read from the connection, which goes back to its pool at the body's end |
 //! | name | [`identity`] | account ids and token names with their rules; the token wire format |
 //!
 //! [`state`] owns the parts a request needs (configuration, stores, realms, authenticator,
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod file_tokens;
+pub mod h1_client;
 pub mod identity;
 pub mod limits;
 pub mod listen;

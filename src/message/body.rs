@@ -15,11 +15,16 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::{Instant, Sleep};
 
+use crate::h1_client::ResponseBody;
+
 /// Why a guarded body ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error("{0}")]
     Source(#[from] hyper::Error),
+    /// The node's connection failed, or it sent a body that could not be read.
+    #[error("{0}")]
+    Upstream(#[from] std::io::Error),
     #[error("no body data for {0:?}")]
     Idle(Duration),
 }
@@ -102,14 +107,54 @@ impl<B> Drop for Guarded<B> {
     }
 }
 
-impl Guarded<Incoming> {
+impl<B> Guarded<B> {
     /// `tail` is told when this body is done (or dropped before its end).
     pub fn set_tail(&mut self, tail: Box<dyn OnEnd>) {
         self.tail = Some(tail);
     }
 }
 
-impl Body for Guarded<Incoming> {
+/// A node's response body: read by the request's own task from an HTTP/1.1 connection, or
+/// hyper's when the node speaks h2.
+pub enum Answer {
+    Own(ResponseBody),
+    Shared(Incoming),
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            Answer::Own(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::from),
+            Answer::Shared(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Answer::Own(body) => body.is_end_stream(),
+            Answer::Shared(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Answer::Own(body) => body.size_hint(),
+            Answer::Shared(body) => body.size_hint(),
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    BodyError: From<B::Error>,
+{
     type Data = Bytes;
     type Error = BodyError;
 
@@ -128,7 +173,7 @@ impl Body for Guarded<Incoming> {
             }
             Poll::Ready(Some(Err(error))) => {
                 this.finish(false);
-                Poll::Ready(Some(Err(BodyError::Source(error))))
+                Poll::Ready(Some(Err(BodyError::from(error))))
             }
             Poll::Ready(None) => {
                 this.finish(true);

@@ -11,12 +11,11 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
-use crate::message::body::Guarded;
+use crate::message::body::{Answer, Guarded};
 
 /// The body type of every response the gateway sends.
-pub type Body = Either<Guarded<Incoming>, Full<Bytes>>;
+pub type Body = Either<Guarded<Answer>, Full<Bytes>>;
 
 /// Elasticsearch clients (the official ones check it) refuse a server without this header.
 pub static X_ELASTIC_PRODUCT: HeaderName = HeaderName::from_static("x-elastic-product");

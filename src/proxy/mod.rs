@@ -1,8 +1,8 @@
 //! Forwarding an authenticated request to the cluster's nodes over pooled keep-alive
 //! connections, with passive and active health, safe retries and node discovery.
 //!
-//! Bodies stream both ways (`Incoming` in, `Incoming` out): a 1 GB `_bulk` is never held whole,
-//! and so never sent twice.
+//! Bodies stream both ways (hyper's `Incoming` in, read from the node's connection out): a 1 GB
+//! `_bulk` is never held whole, and so never sent twice.
 
 mod error;
 mod failure;
@@ -29,7 +29,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::config::{NodeHealth, RetryPolicy, UpstreamConfig};
 use crate::limits::{Admission, Lane};
-use crate::message::body::{BodyError, Guarded};
+use crate::message::body::{Answer, BodyError, Guarded};
 use crate::message::ClientInfo;
 use crate::tls::{upstream::client_config, TlsError};
 pub use error::Error;
@@ -152,7 +152,7 @@ impl Upstream {
         client: &'a ClientInfo,
         authorization: Authorization,
         admission: Admission,
-    ) -> impl Future<Output = Result<Response<Guarded<Incoming>>, Error>> + 'a {
+    ) -> impl Future<Output = Result<Response<Guarded<Answer>>, Error>> + 'a {
         async move {
             let retries = self
                 .retry
@@ -259,11 +259,10 @@ impl Upstream {
             let slot = self.slot(node, admission.as_ref()).await?;
             let sent = node.pool.send(&self.connector, &node.base, request);
             let failed = match tokio::time::timeout(self.timeout, sent).await {
-                Ok(Ok((response, connection))) => {
+                Ok(Ok(response)) => {
                     let lease = ConnectionLease {
                         _slot: slot,
                         _admission: admission.take(),
-                        connection: connection.map(|c| (Arc::clone(&node.pool), c)),
                     };
                     pick.answered();
                     return self.answer(response, lease).map(Attempt::Answered);
@@ -286,14 +285,15 @@ impl Upstream {
                     }
                 }
                 SendError::Sent(error) => {
-                    if let Some(fault) = client_body_fault(error) {
+                    if let Some(fault) = client_body_fault(error.as_ref()) {
                         tracing::debug!(%fault, "client request body failed");
                         return Err(match fault {
                             BodyError::Idle(_) => Error::ClientTimeout,
-                            BodyError::Source(_) => Error::ClientBody,
+                            BodyError::Source(_) | BodyError::Upstream(_) => Error::ClientBody,
                         });
                     }
-                    self.failures.report(Cause::of(error), &node.label, error);
+                    self.failures
+                        .report(Cause::of(error.as_ref()), &node.label, error);
                 }
             }
             Ok(Attempt::Failed(failed))
@@ -303,9 +303,9 @@ impl Upstream {
     /// The node's response, as the client gets it.
     fn answer(
         &self,
-        mut response: Response<Incoming>,
+        mut response: Response<Answer>,
         lease: ConnectionLease,
-    ) -> Result<Response<Guarded<Incoming>>, Error> {
+    ) -> Result<Response<Guarded<Answer>>, Error> {
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // No `Upgrade` is ever forwarded, so a 101 is the upstream misbehaving.
             tracing::warn!("upstream switched protocols unasked; refused");
@@ -376,13 +376,13 @@ impl Upstream {
             headers.insert(http::header::AUTHORIZATION, credential.clone());
         }
         let exchange = async {
-            let (response, connection) = node
+            let response = node
                 .pool
                 .send(&self.connector, &node.base, request)
                 .await
                 .map_err(|error| match error {
                     SendError::Unsent(_, error) => Cause::of(error.as_ref()).as_str().to_owned(),
-                    SendError::Sent(error) => Cause::of(&error).as_str().to_owned(),
+                    SendError::Sent(error) => Cause::of(error.as_ref()).as_str().to_owned(),
                 })?;
             let status = response.status();
             let body = http_body_util::Limited::new(response.into_body(), limit)
@@ -390,9 +390,6 @@ impl Upstream {
                 .await
                 .ok()
                 .map(http_body_util::Collected::to_bytes);
-            if let (Some(_), Some(connection)) = (&body, connection) {
-                node.pool.put(connection);
-            }
             Ok((status, body))
         };
         tokio::time::timeout(timeout, exchange)
@@ -405,7 +402,7 @@ impl Upstream {
 /// boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Attempt {
-    Answered(Response<Guarded<Incoming>>),
+    Answered(Response<Guarded<Answer>>),
     /// The connection failed; the request, when it never went out, is inside.
     Failed(SendError),
 }
@@ -448,8 +445,10 @@ pub fn connector(config: &UpstreamConfig) -> Result<HttpsConnector<HttpConnector
 
 /// The client's own body failure behind an upstream request error, if that is what it was: the
 /// connection reports a request body that broke off as its own failure.
-fn client_body_fault(error: &hyper::Error) -> Option<&BodyError> {
-    let mut source = std::error::Error::source(error);
+fn client_body_fault<'e>(
+    error: &'e (dyn std::error::Error + Send + Sync + 'static),
+) -> Option<&'e BodyError> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
         if let Some(fault) = cause.downcast_ref::<BodyError>() {
             return Some(fault);

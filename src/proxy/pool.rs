@@ -1,36 +1,38 @@
-//! Connections to one node, kept open for the next request: hyper's own connection handles
-//! in a stack, instead of a generic pooled client.
+//! Connections to one node, kept open for the next request.
 //!
-//! A checkout is a lock and a pop; a connection goes back when its response body has been read
-//! whole (its lease is released); a connection that cannot be made fails before the request is
-//! handed over, so the request is still whole for another node. A node that negotiates h2 gets
-//! one connection that every request shares.
+//! HTTP/1.1 connections are the gateway's own ([`h1_client::Conn`]): a request's task writes
+//! to and reads from its connection itself, and the response body hands the connection back
+//! here when its last byte was read. A checkout is a lock and a pop; a connection the node
+//! closed while it idled is found by one read that does not wait, so the request it was picked
+//! for is still whole for the next one. A connection that cannot be made fails before the
+//! request is handed over, so the request is still whole for another node. A node that
+//! negotiates h2 gets one hyper connection that every request shares.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::slots::Slot;
+use crate::h1_client::{Conn, Exchanged, Home, ResponseBody};
 use crate::limits::Admission;
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use http::{Request, Response, Uri, Version};
+use hyper::client::conn::http2;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
 use super::outbound::Outbound;
-use crate::message::body::Lease;
+use crate::message::body::{Answer, Lease};
 
 /// Opens TCP (and TLS) connections to the nodes.
 pub type Connector = HttpsConnector<HttpConnector>;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A handle to send one request on.
+/// A connection to send one request on.
 pub enum Sender {
-    Http1(http1::SendRequest<Outbound>),
+    Http1(Conn),
     Http2(http2::SendRequest<Outbound>),
 }
 
@@ -39,13 +41,13 @@ pub enum SendError {
     /// No connection could be made; the request comes back untouched.
     Unsent(Box<Request<Outbound>>, BoxError),
     /// The request went out, in part or whole, and the connection failed before a response.
-    Sent(hyper::Error),
+    Sent(BoxError),
 }
 
 /// The idle connections of one node.
 pub struct NodePool {
     /// Most recently used last: a checkout takes the warmest connection.
-    idle: Mutex<Vec<(http1::SendRequest<Outbound>, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
     /// The node's h2 connection, when it chose h2.
     shared: Mutex<Option<http2::SendRequest<Outbound>>>,
     max_idle: usize,
@@ -63,9 +65,9 @@ impl NodePool {
     }
 
     /// Sends `request` (its URI in origin form: path and query) to the node at `base`
-    /// (`scheme://authority/`) on an idle connection, or a new one when none is left. A pooled
-    /// connection the node closed meanwhile gives the request back, and the next one is tried.
-    /// (Not an `async fn`, so its future holds the request once.)
+    /// (`scheme://authority/`) on an idle connection, or a new one when none is left, and
+    /// returns the response once its head arrived. (Not an `async fn`, so its future holds the
+    /// request once.)
     #[allow(
         clippy::manual_async_fn,
         reason = "its future holds its arguments once"
@@ -75,54 +77,50 @@ impl NodePool {
         connector: &'a Connector,
         base: &'a Uri,
         mut request: Request<Outbound>,
-    ) -> impl Future<
-        Output = Result<(Response<Incoming>, Option<http1::SendRequest<Outbound>>), SendError>,
-    > + 'a {
+    ) -> impl Future<Output = Result<Response<Answer>, SendError>> + 'a {
         async move {
-            loop {
-                let (sender, pooled) = match self.checkout() {
-                    Some(sender) => (sender, true),
-                    // Boxed: the connect and handshake futures are large and rare; inline, every
-                    // request's future would carry (and move) their space.
-                    None => match Box::pin(self.connect(connector, base)).await {
-                        Ok(sender) => (sender, false),
-                        Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
-                    },
-                };
-                let (result, back, origin) = match sender {
-                    Sender::Http1(mut sender) => {
-                        if pooled && sender.ready().await.is_err() {
-                            continue;
-                        }
-                        let result = sender.try_send_request(request).await;
-                        (result, Some(sender), None)
-                    }
-                    Sender::Http2(mut sender) => {
-                        // h2 names scheme and authority in the request itself.
-                        let origin = request.uri().clone();
-                        *request.uri_mut() = absolute(base, &origin);
-                        (sender.try_send_request(request).await, None, Some(origin))
-                    }
-                };
-                match result {
-                    Ok(response) => return Ok((response, back)),
-                    Err(mut error) => match error.take_message() {
-                        Some(mut unsent) => {
-                            if let Some(origin) = origin {
+            let sender = match self.checkout() {
+                Some(sender) => sender,
+                // Boxed: the connect and handshake futures are large and rare; inline, every
+                // request's future would carry (and move) their space.
+                None => match Box::pin(self.connect(connector, base)).await {
+                    Ok(sender) => sender,
+                    Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
+                },
+            };
+            match sender {
+                Sender::Http1(mut conn) => {
+                    let (parts, mut body) = request.into_parts();
+                    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                    let Exchanged { head, whole } = conn
+                        .send(&parts.method, target, &parts.headers, &mut body)
+                        .await
+                        .map_err(SendError::Sent)?;
+                    let home: Arc<dyn Home> = Arc::clone(self) as Arc<dyn Home>;
+                    let body = ResponseBody::new(conn, &head, whole, home);
+                    let mut response = Response::new(Answer::Own(body));
+                    *response.status_mut() = head.status;
+                    *response.version_mut() = Version::HTTP_11;
+                    *response.headers_mut() = head.headers;
+                    Ok(response)
+                }
+                Sender::Http2(mut sender) => {
+                    // h2 names scheme and authority in the request itself.
+                    let origin = request.uri().clone();
+                    *request.uri_mut() = absolute(base, &origin);
+                    match sender.try_send_request(request).await {
+                        Ok(response) => Ok(response.map(Answer::Shared)),
+                        Err(mut error) => match error.take_message() {
+                            Some(mut unsent) => {
                                 *unsent.uri_mut() = origin;
+                                Err(SendError::Unsent(
+                                    Box::new(unsent),
+                                    Box::new(error.into_error()),
+                                ))
                             }
-                            // Never written: a stale pooled connection; another may serve it.
-                            if pooled {
-                                request = unsent;
-                                continue;
-                            }
-                            return Err(SendError::Unsent(
-                                Box::new(unsent),
-                                Box::new(error.into_error()),
-                            ));
-                        }
-                        None => return Err(SendError::Sent(error.into_error())),
-                    },
+                            None => Err(SendError::Sent(Box::new(error.into_error()))),
+                        },
+                    }
                 }
             }
         }
@@ -135,30 +133,19 @@ impl NodePool {
                 return Some(Sender::Http2(sender.clone()));
             }
         }
-        let mut idle = lock(&self.idle);
-        while let Some((sender, _)) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(Sender::Http1(sender));
+        loop {
+            // The look at the socket is made outside the lock.
+            let (mut conn, _) = lock(&self.idle).pop()?;
+            if !conn.is_stale() {
+                return Some(Sender::Http1(conn));
             }
-        }
-        None
-    }
-
-    /// Back into the pool, unless the pool is full or the node closed it.
-    pub fn put(&self, sender: http1::SendRequest<Outbound>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = lock(&self.idle);
-        if idle.len() < self.max_idle {
-            idle.push((sender, Instant::now()));
         }
     }
 
     /// Closes the connections idle longer than the idle timeout, and those the node closed.
     pub fn sweep(&self) {
         let timeout = self.idle_timeout;
-        lock(&self.idle).retain(|(sender, since)| !sender.is_closed() && since.elapsed() < timeout);
+        lock(&self.idle).retain_mut(|(conn, since)| since.elapsed() < timeout && !conn.is_stale());
         let mut shared = lock(&self.shared);
         if shared.as_ref().is_some_and(http2::SendRequest::is_closed) {
             *shared = None;
@@ -185,32 +172,30 @@ impl NodePool {
             *lock(&self.shared) = Some(sender.clone());
             return Ok(Sender::Http2(sender));
         }
-        let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended");
-            }
-        });
-        Ok(Sender::Http1(sender))
+        Ok(Sender::Http1(Conn::new(io.into())))
     }
 }
 
-/// A response's hold on its node: the slot, and the HTTP/1 connection it arrives on, which goes
-/// back to the pool when the body was read whole (else it is dropped, and closed).
+impl Home for NodePool {
+    /// Back into the pool, unless the pool is full.
+    fn put(&self, conn: Conn) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < self.max_idle {
+            idle.push((conn, Instant::now()));
+        }
+    }
+}
+
+/// A response's hold on its node: the slot. (Its HTTP/1.1 connection goes home with the body.)
 pub struct ConnectionLease {
     /// Held, not read: dropping it frees the slot.
     pub _slot: Slot,
     /// Held, not read: dropping it ends the request for its account's limits.
     pub _admission: Option<Admission>,
-    pub connection: Option<(Arc<NodePool>, http1::SendRequest<Outbound>)>,
 }
 
 impl Lease for ConnectionLease {
-    fn release(self: Box<Self>, complete: bool) {
-        if let (true, Some((pool, sender))) = (complete, self.connection) {
-            pool.put(sender);
-        }
-    }
+    fn release(self: Box<Self>, _complete: bool) {}
 }
 
 /// `base`'s scheme and authority with `origin`'s path and query.

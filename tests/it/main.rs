@@ -33,6 +33,7 @@ mod fuzz_corpus;
 mod gateway_header;
 mod kubernetes;
 mod layout;
+mod node_answers;
 mod progress;
 mod python_client;
 #[cfg(unix)]

@@ -1,0 +1,271 @@
+//! HTTP/1.1 to a node, driven by the task of the request it carries.
+//!
+//! hyper's client gives each connection a task of its own and hands requests, responses and
+//! body chunks to it through channels: two tasks woken per request, and their queues, for an
+//! exchange that is strictly one request after another on one connection. Here the request's
+//! future writes the head and body itself and reads the response head, and the response body
+//! reads straight from the connection as the client's connection polls it. A connection is
+//! owned by exactly one request or by its pool, never shared, so nothing is locked or queued.
+//!
+//! What a node sends is checked by the rules in [`codec`]; a connection is reused only when its
+//! last response was read whole and nothing followed it.
+
+mod body;
+pub mod codec;
+mod io;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, Method};
+use hyper::body::Body;
+use tokio::io::AsyncWrite;
+
+pub use body::{Home, ResponseBody};
+use codec::{Head, Sending};
+pub use io::Io;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Read buffers grow by this much when they run short.
+const READ_SIZE: usize = 16 * 1024;
+/// Body chunks up to this long are copied behind the head (one write for both); longer ones are
+/// written from where they are.
+const COPY_MAX: usize = 16 * 1024;
+/// A pooled connection keeps buffers up to this size; larger ones (a big body went through) are
+/// given back to the allocator rather than held while idle.
+const KEEP_BUFFER: usize = 16 * 1024;
+
+/// One HTTP/1.1 connection to a node and its buffers.
+pub struct Conn {
+    io: Io,
+    read: BytesMut,
+    write: Vec<u8>,
+    indices: codec::Indices,
+}
+
+impl Conn {
+    pub fn new(io: Io) -> Conn {
+        Conn {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+            indices: Vec::new(),
+        }
+    }
+
+    /// Whether the node closed the connection (or sent something unasked) while it was idle:
+    /// one read that does not wait. A connection found so carries nothing, so the request it
+    /// was picked for is still whole for another.
+    pub fn is_stale(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        if !self.read.is_empty() {
+            return true;
+        }
+        self.read.reserve(1);
+        !matches!(
+            tokio_util::io::poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.read),
+            Poll::Pending
+        )
+    }
+
+    /// Ready to idle in a pool: buffers a large body grew are let go.
+    fn trim(&mut self) {
+        if self.read.capacity() > KEEP_BUFFER {
+            self.read = BytesMut::new();
+        }
+        if self.write.capacity() > KEEP_BUFFER {
+            self.write = Vec::new();
+        }
+    }
+
+    /// Writes `method target` with `headers` and `body`, and reads the response head. The
+    /// future ends at the head, which may come before the body was all sent (a node that
+    /// answers early): then [`Exchanged::whole`] is false and the connection is not reused.
+    pub fn send<'a, B>(
+        &'a mut self,
+        method: &'a Method,
+        target: &str,
+        headers: &HeaderMap,
+        body: &'a mut B,
+    ) -> Exchange<'a, B>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let sending = if body.is_end_stream() && !headers.contains_key(http::header::CONTENT_LENGTH)
+        {
+            Sending::Empty
+        } else if headers.contains_key(http::header::CONTENT_LENGTH) {
+            Sending::Length
+        } else {
+            Sending::Chunked
+        };
+        self.write.clear();
+        codec::encode_head(method, target, headers, sending, &mut self.write);
+        Exchange {
+            conn: self,
+            method,
+            body,
+            chunked: sending == Sending::Chunked,
+            written: 0,
+            large: None,
+            body_done: sending == Sending::Empty,
+            sent: false,
+        }
+    }
+}
+
+/// A response head, and whether the whole request went out before it.
+pub struct Exchanged {
+    pub head: Head,
+    pub whole: bool,
+}
+
+/// The future of [`Conn::send`].
+pub struct Exchange<'a, B> {
+    conn: &'a mut Conn,
+    method: &'a Method,
+    body: &'a mut B,
+    chunked: bool,
+    /// How much of `conn.write` is out.
+    written: usize,
+    /// A long body chunk being written from where it is.
+    large: Option<Bytes>,
+    body_done: bool,
+    /// Everything written and flushed.
+    sent: bool,
+}
+
+impl<B> Exchange<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Writes as much of the request as can go now, taking body chunks as they come.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
+        let io = &mut self.conn.io;
+        let write = &mut self.conn.write;
+        loop {
+            while self.written < write.len() {
+                match Pin::new(&mut *io).poll_write(cx, &write[self.written..]) {
+                    Poll::Ready(Ok(0)) => return Err(write_zero()),
+                    Poll::Ready(Ok(n)) => self.written += n,
+                    Poll::Ready(Err(error)) => return Err(error.into()),
+                    Poll::Pending => return Ok(()),
+                }
+            }
+            write.clear();
+            self.written = 0;
+            if let Some(data) = &mut self.large {
+                while data.has_remaining() {
+                    match Pin::new(&mut *io).poll_write(cx, data) {
+                        Poll::Ready(Ok(0)) => return Err(write_zero()),
+                        Poll::Ready(Ok(n)) => data.advance(n),
+                        Poll::Ready(Err(error)) => return Err(error.into()),
+                        Poll::Pending => return Ok(()),
+                    }
+                }
+                self.large = None;
+                if self.chunked {
+                    write.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            if self.body_done {
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.sent = true,
+                    Poll::Ready(Err(error)) => return Err(error.into()),
+                    Poll::Pending => {}
+                }
+                return Ok(());
+            }
+            match Pin::new(&mut *self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers are not forwarded: nothing was declared to the node for them.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if self.chunked {
+                        codec::encode_chunk_size(data.len(), write);
+                    }
+                    if data.len() <= COPY_MAX {
+                        write.extend_from_slice(&data);
+                        if self.chunked {
+                            write.extend_from_slice(b"\r\n");
+                        }
+                    } else {
+                        self.large = Some(data);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => return Err(error.into()),
+                Poll::Ready(None) => {
+                    self.body_done = true;
+                    if self.chunked {
+                        write.extend_from_slice(b"0\r\n\r\n");
+                    }
+                }
+                Poll::Pending => {
+                    // What is written so far goes out while the client's next chunk is awaited.
+                    if let Poll::Ready(Err(error)) = Pin::new(&mut *io).poll_flush(cx) {
+                        return Err(error.into());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl<B> Future for Exchange<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Exchanged, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.sent {
+            this.poll_send(cx)?;
+        }
+        let conn = &mut *this.conn;
+        loop {
+            // Parsed only when bytes came: the first poll finds none.
+            if !conn.read.is_empty() {
+                if let Some(head) =
+                    codec::parse_head(&mut conn.read, this.method, &mut conn.indices)?
+                {
+                    return Poll::Ready(Ok(Exchanged {
+                        head,
+                        whole: this.sent,
+                    }));
+                }
+            }
+            if conn.read.capacity() - conn.read.len() < READ_SIZE / 4 {
+                conn.read.reserve(READ_SIZE);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.read) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the node closed the connection before its response head",
+                    )
+                    .into()))
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+fn write_zero() -> BoxError {
+    std::io::Error::from(std::io::ErrorKind::WriteZero).into()
+}

@@ -1,0 +1,311 @@
+//! The gateway's own HTTP/1.1 client against hyper's, over the same answers from a node that
+//! misbehaves: both must read a well-formed answer the same way, and where a hostile answer
+//! could be read two ways, the gateway's reading is the stricter one and is spelled out here.
+//!
+//! Each case is a raw TCP server on loopback that reads one request head and writes its bytes;
+//! the same bytes go to hyper's client connection and to [`tokengate::h1_client::Conn`].
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokengate::h1_client::{Conn, Exchanged, Home, Io, ResponseBody};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What a client made of an answer: its status and body, whether the connection was kept for
+/// another request, or that it failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Read {
+        status: u16,
+        body: Vec<u8>,
+        kept: bool,
+    },
+    Failed,
+}
+
+/// A node that answers the first request on each connection with `answer` (and closes when
+/// `close` is set), then a second one, if it comes, with a short 200.
+async fn node(answer: &'static [u8], close: bool) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                read_head(&mut socket).await;
+                let _ = socket.write_all(answer).await;
+                if close {
+                    return;
+                }
+                if read_head(&mut socket).await {
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+                        .await;
+                }
+                let mut rest = Vec::new();
+                let _ = socket.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Reads up to the end of a request head; false when the client closed first.
+async fn read_head(socket: &mut TcpStream) -> bool {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => seen.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn with_hyper(addr: std::net::SocketAddr) -> Outcome {
+    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let request = Request::get("/")
+        .header("host", "node")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let Ok(response) = sender.send_request(request).await else {
+        return Outcome::Failed;
+    };
+    let status = response.status().as_u16();
+    let Ok(body) = response.into_body().collect().await else {
+        return Outcome::Failed;
+    };
+    // Kept when it carries a second request and its answer.
+    let second = Request::get("/")
+        .header("host", "node")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let kept = match sender.ready().await {
+        Ok(()) => match sender.send_request(second).await {
+            Ok(response) => response.into_body().collect().await.is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    Outcome::Read {
+        status,
+        body: body.to_bytes().to_vec(),
+        kept,
+    }
+}
+
+/// Takes the connections the gateway's client gives back.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Conn>>);
+
+impl Home for Pool {
+    fn put(&self, conn: Conn) {
+        self.0.lock().unwrap().push(conn);
+    }
+}
+
+async fn with_gateway(addr: std::net::SocketAddr) -> Outcome {
+    let pool = Arc::new(Pool::default());
+    let mut conn = Conn::new(Io::Plain(TcpStream::connect(addr).await.unwrap()));
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "node".parse().unwrap());
+    let mut empty = Empty::<Bytes>::new();
+    let Ok(Exchanged { head, whole }) = conn.send(&Method::GET, "/", &headers, &mut empty).await
+    else {
+        return Outcome::Failed;
+    };
+    let status = head.status.as_u16();
+    let home: Arc<dyn Home> = pool.clone();
+    let Ok(body) = ResponseBody::new(conn, &head, whole, home).collect().await else {
+        return Outcome::Failed;
+    };
+    let returned = pool.0.lock().unwrap().pop();
+    // Kept when it was given back, found fresh, and carries a second request and its answer.
+    let fresh = returned.map(|mut conn| (!conn.is_stale()).then_some(conn));
+    let kept = match fresh.flatten() {
+        Some(mut conn) => {
+            let mut empty = Empty::<Bytes>::new();
+            match conn.send(&Method::GET, "/", &headers, &mut empty).await {
+                Ok(Exchanged { head, whole }) => {
+                    let home: Arc<dyn Home> = pool.clone();
+                    ResponseBody::new(conn, &head, whole, home)
+                        .collect()
+                        .await
+                        .is_ok()
+                }
+                Err(_) => false,
+            }
+        }
+        None => false,
+    };
+    Outcome::Read {
+        status,
+        body: body.to_bytes().to_vec(),
+        kept,
+    }
+}
+
+fn read(status: u16, body: &[u8], kept: bool) -> Outcome {
+    Outcome::Read {
+        status,
+        body: body.to_vec(),
+        kept,
+    }
+}
+
+/// Every answer, with what hyper makes of it and what the gateway does.
+struct Case {
+    name: &'static str,
+    answer: &'static [u8],
+    /// The node closes after its answer.
+    close: bool,
+    hyper: Outcome,
+    gateway: Outcome,
+}
+
+fn cases() -> Vec<Case> {
+    let same = |name, answer, close, outcome: Outcome| {
+        let copy = match &outcome {
+            Outcome::Read { status, body, kept } => read(*status, body, *kept),
+            Outcome::Failed => Outcome::Failed,
+        };
+        Case {
+            name,
+            answer,
+            close,
+            hyper: outcome,
+            gateway: copy,
+        }
+    };
+    vec![
+        same(
+            "length",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello",
+            false,
+            read(200, b"hello", true),
+        ),
+        same(
+            "chunked with extensions and trailers",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              5;a=b\r\nhello\r\n1\r\n!\r\n0\r\nx-t: 1\r\n\r\n",
+            false,
+            read(200, b"hello!", true),
+        ),
+        same(
+            "interim answer first",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            false,
+            read(200, b"ok", true),
+        ),
+        same(
+            "no body for 204",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            false,
+            read(204, b"", true),
+        ),
+        same(
+            "a body ended by the close",
+            b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+            true,
+            read(200, b"until the end", false),
+        ),
+        same(
+            "HTTP/1.0 with a length",
+            b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            true,
+            read(200, b"ok", false),
+        ),
+        same(
+            "connection: close",
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+            true,
+            read(200, b"ok", false),
+        ),
+        same(
+            "two lengths that differ",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
+            false,
+            Outcome::Failed,
+        ),
+        same(
+            "a signed length",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nab",
+            false,
+            Outcome::Failed,
+        ),
+        same(
+            "a length cut short",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+            true,
+            Outcome::Failed,
+        ),
+        same(
+            "chunks cut short",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            true,
+            Outcome::Failed,
+        ),
+        same(
+            "a chunk size that is not hex",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            false,
+            Outcome::Failed,
+        ),
+        same(
+            "a malformed status line",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            false,
+            Outcome::Failed,
+        ),
+        // Read as chunked by both; hyper keeps the connection, the gateway does not trust a
+        // node that sent both framings (RFC 9112 §6.3: close after such a message).
+        Case {
+            name: "a length beside chunked",
+            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+                      2\r\nok\r\n0\r\n\r\n",
+            close: false,
+            hyper: read(200, b"ok", true),
+            gateway: read(200, b"ok", false),
+        },
+        // Bytes no request asked for: hyper fails the connection when they arrive, the gateway
+        // closes it at once instead of reading them as the next request's answer.
+        Case {
+            name: "bytes after the body",
+            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokGARBAGE",
+            close: false,
+            hyper: read(200, b"ok", false),
+            gateway: read(200, b"ok", false),
+        },
+        Case {
+            name: "a second response unasked",
+            answer: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+                      HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nextra",
+            close: false,
+            hyper: read(200, b"ok", false),
+            gateway: read(200, b"ok", false),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn the_gateway_reads_a_node_as_hyper_does_or_more_strictly() {
+    let mut failures = Vec::new();
+    for case in cases() {
+        let addr = node(case.answer, case.close).await;
+        let hyper = with_hyper(addr).await;
+        let gateway = with_gateway(addr).await;
+        if hyper != case.hyper || gateway != case.gateway {
+            failures.push(format!(
+                "{}: hyper {hyper:?} (expected {:?}), gateway {gateway:?} (expected {:?})",
+                case.name, case.hyper, case.gateway
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
