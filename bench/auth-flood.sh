@@ -41,13 +41,13 @@ BUILD="${BUILD:-1}"                   # 0: use the existing release binary
 TARGET_DIR="${CARGO_TARGET_DIR:-$PROJECT/target}"
 RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/auth-flood-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-(( PHASE >= 1 && PHASE <= 20 )) || { echo "PHASE must be 1..20" >&2; exit 2; }
-(( TIMING_SAMPLES >= 0 && TIMING_SAMPLES <= 100 )) || { echo "TIMING_SAMPLES must be 0..100" >&2; exit 2; }
-FLOOD_SECS=$(( PHASE + 2 ))           # starts 1 s before the valid client, ends after it
-KILL_AFTER=$(( PHASE + 30 ))
-
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
+
+need_int PHASE 1 20
+need_int TIMING_SAMPLES 0 100
+FLOOD_SECS=$(( PHASE + 2 ))           # starts 1 s before the valid client, ends after it
+KILL_AFTER=$(( PHASE + 30 ))
 
 for t in wrk curl nginx python3 taskset chrt timeout ss; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -103,11 +103,7 @@ http {
     access_log off;
     default_type application/json;
     keepalive_requests 1000000;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$UP_DIR")
     server {
         listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
         location / { return 200 '{"name":"bench-node-1","cluster_name":"bench","tagline":"You Know, for Search"}'; }

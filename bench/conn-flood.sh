@@ -40,15 +40,15 @@ GW_LOG="${GW_LOG:-warn}"
 BUILD="${BUILD:-1}"
 RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/conn-flood-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-(( IDLE >= 1 && IDLE <= 60000 )) || { echo "IDLE must be 1..60000" >&2; exit 2; }
-(( PROBE_SECONDS >= 1 && PROBE_SECONDS <= 120 )) || { echo "PROBE_SECONDS must be 1..120" >&2; exit 2; }
-(( SPREAD_ADDRS >= 1 && SPREAD_ADDRS <= 200 )) || { echo "SPREAD_ADDRS must be 1..200" >&2; exit 2; }
-(( PROBE_RATE >= 1 && PROBE_RATE <= 5000 )) || { echo "PROBE_RATE must be 1..5000" >&2; exit 2; }
-(( RAMP_TIMEOUT >= 5 && RAMP_TIMEOUT <= 600 )) || { echo "RAMP_TIMEOUT must be 5..600" >&2; exit 2; }
-HOLD_SECONDS=$(( RAMP_TIMEOUT + PROBE_SECONDS + 30 ))   # a flood process ends by itself after this
-
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
+
+need_int IDLE 1 60000
+need_int PROBE_SECONDS 1 120
+need_int SPREAD_ADDRS 1 200
+need_int PROBE_RATE 1 5000
+need_int RAMP_TIMEOUT 5 600
+HOLD_SECONDS=$(( RAMP_TIMEOUT + PROBE_SECONDS + 30 ))   # a flood process ends by itself after this
 
 for t in curl nginx python3 ss timeout cargo; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -86,11 +86,7 @@ http {
     default_type application/json;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$UP_DIR")
     server {
         listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
         location = / {

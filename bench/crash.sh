@@ -27,14 +27,15 @@ KEEP="${KEEP:-0}"                     # 1: keep the work directory even when not
 TARGET="${CARGO_TARGET_DIR:-$PROJECT/target}"
 GW_BIN="${TOKENGATE_BIN:-$TARGET/release/tokengate}"
 
-(( ROUNDS >= 1 && ROUNDS <= 10000 )) || { echo "ROUNDS must be 1..10000" >&2; exit 2; }
-(( CLIENTS >= 1 && CLIENTS <= 256 )) || { echo "CLIENTS must be 1..256" >&2; exit 2; }
-(( KILL_MIN_MS >= 0 && KILL_MIN_MS <= KILL_MAX_MS && KILL_MAX_MS <= 60000 )) \
-  || { echo "need 0 <= KILL_MIN_MS <= KILL_MAX_MS <= 60000" >&2; exit 2; }
-CLIENT_SECONDS=$(( KILL_MAX_MS / 1000 + 30 ))   # bounds a round's clients if the kill never lands
+# This script's cleanup (it may keep the work directory) and traps, below, replace lib.sh's.
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+need_int ROUNDS 1 10000
+need_int CLIENTS 1 256
+need_int KILL_MAX_MS 0 60000
+need_int KILL_MIN_MS 0 "$KILL_MAX_MS"
+CLIENT_SECONDS=$(( KILL_MAX_MS / 1000 + 30 ))   # bounds a round's clients if the kill never lands
 
 for t in python3 timeout; do
   command -v "$t" >/dev/null || die "$t not found"

@@ -48,16 +48,16 @@ NODE_PORT="${NODE_PORT:-19380}"
 BUILD="${BUILD:-1}"
 RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/fairness-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-(( DURATION >= 3 && DURATION <= 120 )) || { echo "DURATION must be 3..120" >&2; exit 2; }
-(( WARMUP >= 1 && WARMUP <= 30 )) || { echo "WARMUP must be 1..30" >&2; exit 2; }
-(( FLOOD_CONNS >= 1 && FLOOD_CONNS <= 1000 )) || { echo "FLOOD_CONNS must be 1..1000" >&2; exit 2; }
-(( SLOTS >= 1 && SLOTS <= 512 )) || { echo "SLOTS must be 1..512" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
+
+need_int DURATION 3 120
+need_int WARMUP 1 30
+need_int FLOOD_CONNS 1 1000
+need_int SLOTS 1 512
 for r in $RUNS; do
   [[ $r =~ ^(alone|fifo|fair|rate)$ ]] || { echo "unknown run $r (alone fifo fair rate)" >&2; exit 2; }
 done
-
-# shellcheck source=bench/lib.sh
-source "$BENCH/lib.sh"
 
 for t in h2load python3 curl ss timeout; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"

@@ -41,11 +41,14 @@ GW_LOG="${GW_LOG:-warn}"
 BUILD="${BUILD:-1}"                   # without TOKENGATE_BIN: 0 uses the existing release build
 RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/idle-memory-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-(( CONNS >= 1 && CONNS <= 20000 )) || { echo "CONNS must be 1..20000" >&2; exit 2; }
-(( AFTER_CLOSE >= 0 && AFTER_CLOSE <= 300 )) || { echo "AFTER_CLOSE must be 0..300" >&2; exit 2; }
-(( WARMUP >= 0 && WARMUP <= 1000 )) || { echo "WARMUP must be 0..1000" >&2; exit 2; }
-(( TG_WORKERS >= 0 && TG_WORKERS <= 256 )) || { echo "TG_WORKERS must be 0..256" >&2; exit 2; }
-(( PORT_BASE >= 1024 && PORT_BASE <= 65000 )) || { echo "PORT_BASE must be 1024..65000" >&2; exit 2; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
+
+need_int CONNS 1 20000
+need_int AFTER_CLOSE 0 300
+need_int WARMUP 0 1000
+need_int TG_WORKERS 0 256
+need_int PORT_BASE 1024 65000
 [[ $MODE == allow || $MODE == deny ]] || { echo "MODE must be allow or deny" >&2; exit 2; }
 for t in $TARGETS; do [[ $t =~ ^(tokengate|nginx|haproxy)$ ]] || { echo "unknown target $t" >&2; exit 2; }; done
 for t in $TRANSPORTS; do [[ $t =~ ^(http|tls)$ ]] || { echo "unknown transport $t" >&2; exit 2; }; done
@@ -58,9 +61,6 @@ declare -A PORT=(
 )
 KEEPALIVE=600                          # seconds every target keeps an idle connection
 SOURCES=$(seq -s, -f '127.0.0.%g' 2 21)
-
-# shellcheck source=bench/lib.sh
-source "$BENCH/lib.sh"
 
 cleanup() {  # lib.sh's, but never stopped by an error half-way: every PID gets its stop
   set +e
@@ -121,17 +121,13 @@ make_certs "$CERTS"
 
 # ---------------------------------------------------------------- upstream
 nginx_dirs() { mkdir -p "$1/logs" "$1/tmp"; }
-nginx_common() {  # the http-block lines every nginx here shares
+nginx_common() {  # dir: the http-block lines every nginx here shares
   cat <<EOF
     access_log off;
     server_tokens off;
     default_type application/json;
     keepalive_requests 1000000;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$1")
 EOF
 }
 write_upstream_conf() {  # dir
@@ -142,7 +138,7 @@ pid logs/nginx.pid;
 error_log logs/error.log warn;
 events { worker_connections 4096; }
 http {
-$(nginx_common)
+$(nginx_common "$1")
     keepalive_timeout ${KEEPALIVE}s;
     server {
         listen 127.0.0.1:$UP_PORT backlog=4096;
@@ -239,7 +235,7 @@ error_log logs/error.log warn;
 # nginx closes idle keep-alive connections once fewer than 1/16 of these are free.
 events { worker_connections $(( CONNS + CONNS / 15 + 1000 )); }
 http {
-$(nginx_common)
+$(nginx_common "$d")
     keepalive_timeout ${KEEPALIVE}s;
     client_max_body_size 16m;
     client_body_buffer_size 64k;

@@ -26,8 +26,10 @@ N2="${N2:-2500}"
 SCENARIOS="${SCENARIOS:-get deny throttled}"
 GW_PORT="${GW_PORT:-18180}"
 UPSTREAM_PORT="${UPSTREAM_PORT:-19280}"
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# This script's cleanup (it also removes the work directory), traps and wait_port, below, replace
+# lib.sh's.
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 for t in valgrind h2load nginx python3 curl; do
   command -v "$t" >/dev/null || die "$t missing (bash bench/install-deps.sh; apt-get install valgrind)"
@@ -66,8 +68,7 @@ error_log logs/error.log warn;
 events { worker_connections 256; }
 http {
     access_log off;
-    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$WORK/up")
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;

@@ -1,8 +1,20 @@
-# Shared by the benchmark scripts (source it): logging, and stopping exactly the processes a
-# script started, by PID, on exit or Ctrl-C. A script adds each PID it starts to STARTED.
+# Shared by the benchmark scripts (source it): logging, checking knobs, and stopping exactly the
+# processes a script started, by PID, on exit or Ctrl-C. A script adds each PID it starts to
+# STARTED.
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+# need_int NAME MIN MAX: unless the knob NAME holds a whole number in MIN..MAX, says so and exits
+# 2, the scripts' status for a bad setting (a failed run exits 1). Leading zeros are refused: bash
+# arithmetic further on would read 010 as octal 8, and 08 not at all.
+need_int() {
+  local name=$1 min=$2 max=$3 val=${!1-}
+  if [[ ! $val =~ ^(0|[1-9][0-9]{0,17})$ ]] || (( val < min || val > max )); then
+    echo "$name must be an integer in $min..$max (got '$val')" >&2
+    exit 2
+  fi
+}
 
 declare -a STARTED=()
 stop_pid() {  # TERM, wait up to 15 s, then KILL
@@ -46,4 +58,17 @@ gateway_binary() {
   [[ -x "$SRC_BIN" ]] || die "$SRC_BIN missing"
   GW_BIN="$1/tokengate"
   cp "$SRC_BIN" "$GW_BIN"
+}
+
+# nginx_temp_paths DIR: http-block lines for a stand-in nginx's temporary files, in DIR/tmp (DIR
+# absolute; DIR/tmp must exist). nginx's built-in ones are under its compile-time prefix: not
+# writable for a user, and shared with any other nginx on the machine.
+nginx_temp_paths() {
+  cat <<EOF
+    client_body_temp_path "$1/tmp/body";
+    proxy_temp_path "$1/tmp/proxy";
+    fastcgi_temp_path "$1/tmp/fastcgi";
+    uwsgi_temp_path "$1/tmp/uwsgi";
+    scgi_temp_path "$1/tmp/scgi";
+EOF
 }

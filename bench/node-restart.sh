@@ -55,8 +55,7 @@ error_log logs/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log logs/access.log combined buffer=64k;
-    client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$dir")
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$port reuseport;

@@ -40,14 +40,14 @@ GW_LOG="${GW_LOG:-warn}"              # gateway log filter (RUST_LOG); per-reque
 BUILD="${BUILD:-1}"                   # 0: use the existing target/release/tokengate
 RESULTS_DIR="${RESULTS_DIR:-$BENCH/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 
-(( DURATION >= 1 && DURATION <= 300 )) || { echo "DURATION must be 1..300" >&2; exit 2; }
-(( CREATE_DURATION >= 1 && CREATE_DURATION <= 300 )) || { echo "CREATE_DURATION must be 1..300" >&2; exit 2; }
-(( WARMUP >= 0 && WARMUP <= 60 )) || { echo "WARMUP must be 0..60" >&2; exit 2; }
-(( TOKENS >= 1 && TOKENS <= 1000000 )) || { echo "TOKENS must be 1..1000000" >&2; exit 2; }
-KILL_AFTER=$(( DURATION > CREATE_DURATION ? DURATION + 30 : CREATE_DURATION + 30 ))
-
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
+
+need_int DURATION 1 300
+need_int CREATE_DURATION 1 300
+need_int WARMUP 0 60
+need_int TOKENS 1 1000000
+KILL_AFTER=$(( DURATION > CREATE_DURATION ? DURATION + 30 : CREATE_DURATION + 30 ))
 
 for t in wrk curl nginx python3 taskset ss timeout cargo; do
   command -v "$t" >/dev/null || die "$t not found (bash bench/install-deps.sh)"
@@ -107,11 +107,7 @@ http {
     keepalive_requests 1000000;
     client_max_body_size 16m;
     client_body_buffer_size 64k;
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
+$(nginx_temp_paths "$UP_DIR")
     server {
         listen 127.0.0.1:$UPSTREAM_PORT backlog=4096;
         location = / {
