@@ -10,6 +10,7 @@ use tokengate::accounts::Accounts;
 use tokengate::auth::credentials::Credentials;
 use tokengate::config::{Config, Env, Overrides};
 use tokengate::file_tokens::{self, edit};
+use tokengate::h1_client::codec;
 use tokengate::identity::token;
 use tokengate::listen::scan::LengthScan;
 use tokengate::policy::path::{self, PathError, PathKind};
@@ -708,4 +709,178 @@ fn names_a_file(text: &str) -> bool {
     }
     text.parse::<toml::Table>()
         .is_ok_and(|table| walk(&toml::Value::Table(table)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// node_answer
+
+/// Inputs up to this long are read split at every point.
+const ANSWER_ALL_SPLITS: usize = 256;
+
+/// What the gateway's client made of a node's bytes: the head (status, fields, framing, whether
+/// the connection may be reused), the body, the bytes after it, or the error.
+#[derive(Debug, PartialEq, Eq)]
+enum Answered {
+    Read {
+        status: u16,
+        fields: Vec<(String, Vec<u8>)>,
+        framing: codec::Framing,
+        reusable: bool,
+        body: Vec<u8>,
+        after: Vec<u8>,
+    },
+    /// Nothing wrong so far, but the bytes ended before the head or body did.
+    Unfinished,
+    Failed(codec::CodecError),
+}
+
+/// A node's answer as the gateway's HTTP/1.1 client reads it (`h1_client::codec`): the first
+/// byte picks the request method (`HEAD` when odd), the rest is the answer. Never panics; the
+/// reading is the same whole, split at any point, or byte by byte; a length-framed body is
+/// exactly its length, a body never holds more bytes than came, and a chunked body that is read
+/// is read again the same after it is written out by the gateway's own chunk encoder.
+pub fn node_answer(data: &[u8]) {
+    let Some((&first, answer)) = data.split_first() else {
+        return;
+    };
+    let method = if first & 1 == 1 {
+        http::Method::HEAD
+    } else {
+        http::Method::GET
+    };
+    let whole = read_answer(answer, &method, &[answer.len()]);
+    let splits: Vec<usize> = if answer.len() <= ANSWER_ALL_SPLITS {
+        (1..answer.len()).collect()
+    } else {
+        (1..answer.len())
+            .step_by(answer.len() / ANSWER_ALL_SPLITS)
+            .collect()
+    };
+    for at in splits {
+        let split = read_answer(answer, &method, &[at, answer.len() - at]);
+        assert_eq!(split, whole, "split at {at}");
+    }
+    if answer.len() <= ANSWER_ALL_SPLITS {
+        let bytewise = read_answer(answer, &method, &vec![1; answer.len()]);
+        assert_eq!(bytewise, whole, "byte by byte");
+    }
+    if let Answered::Read {
+        framing,
+        body,
+        after,
+        ..
+    } = &whole
+    {
+        assert!(body.len() + after.len() <= answer.len());
+        if let codec::Framing::Length(length) = framing {
+            assert_eq!(body.len() as u64, *length);
+        }
+        if *framing == codec::Framing::Chunked {
+            // Written out as the gateway writes a request body, and read back.
+            let mut wire = Vec::new();
+            for piece in body.chunks(7) {
+                codec::encode_chunk_size(piece.len(), &mut wire);
+                wire.extend_from_slice(piece);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let (again, rest) = read_chunked(&wire).expect("our own chunks read back");
+            assert_eq!(&again, body);
+            assert!(rest.is_empty());
+        }
+    }
+}
+
+/// Reads `answer` fed in reads of the given sizes.
+fn read_answer(answer: &[u8], method: &http::Method, reads: &[usize]) -> Answered {
+    let mut buf = bytes::BytesMut::new();
+    let mut indices = Vec::new();
+    let mut fed = 0;
+    let mut reads = reads.iter();
+    let mut feed = |buf: &mut bytes::BytesMut| match reads.next() {
+        Some(&n) => {
+            buf.extend_from_slice(&answer[fed..fed + n]);
+            fed += n;
+            true
+        }
+        None => false,
+    };
+    let head = loop {
+        match codec::parse_head(&mut buf, method, &mut indices) {
+            Ok(Some(head)) => break head,
+            Ok(None) if feed(&mut buf) => {}
+            Ok(None) => return Answered::Unfinished,
+            Err(error) => return Answered::Failed(error),
+        }
+    };
+    let mut body = Vec::new();
+    let mut chunked = codec::Chunked::default();
+    let mut left = match head.framing {
+        codec::Framing::Length(length) => length,
+        _ => 0,
+    };
+    loop {
+        let done = match head.framing {
+            codec::Framing::Empty => true,
+            codec::Framing::Length(_) => {
+                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                body.extend_from_slice(&buf.split_to(take));
+                left -= take as u64;
+                left == 0
+            }
+            codec::Framing::Close => {
+                body.extend_from_slice(&buf.split());
+                false
+            }
+            codec::Framing::Chunked => match chunked.step(&mut buf) {
+                Ok(codec::Step::Data(data)) => {
+                    body.extend_from_slice(&data);
+                    continue;
+                }
+                Ok(codec::Step::End) => true,
+                Ok(codec::Step::More) => false,
+                Err(error) => return Answered::Failed(error),
+            },
+        };
+        if done {
+            break;
+        }
+        if !feed(&mut buf) {
+            // The close ends a close-framed body; any other is cut short.
+            if head.framing == codec::Framing::Close {
+                break;
+            }
+            return Answered::Unfinished;
+        }
+    }
+    let mut after = buf.to_vec();
+    after.extend_from_slice(&answer[fed..]);
+    let mut fields: Vec<(String, Vec<u8>)> = head
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    fields.sort();
+    Answered::Read {
+        status: head.status.as_u16(),
+        fields,
+        framing: head.framing,
+        reusable: head.reusable,
+        body,
+        after,
+    }
+}
+
+/// A chunked body read whole: its data and the bytes after it.
+fn read_chunked(wire: &[u8]) -> Result<(Vec<u8>, Vec<u8>), codec::CodecError> {
+    let mut buf = bytes::BytesMut::from(wire);
+    let mut chunked = codec::Chunked::default();
+    let mut data = Vec::new();
+    loop {
+        match chunked.step(&mut buf)? {
+            codec::Step::Data(bytes) => data.extend_from_slice(&bytes),
+            codec::Step::End => return Ok((data, buf.to_vec())),
+            codec::Step::More => return Err(codec::CodecError::Truncated),
+        }
+    }
 }

@@ -14,13 +14,13 @@ use super::{Conn, READ_SIZE};
 
 /// Where a connection goes when its response was read whole: its node's pool.
 pub trait Home: Send + Sync {
-    fn put(&self, conn: Conn);
+    fn put(&self, conn: Box<Conn>);
 }
 
 /// The body of one response, and the connection it arrives on until it is read.
 pub struct ResponseBody {
     /// `None` once the body is over (or failed): the connection went home, or was closed.
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     reading: Reading,
     /// The connection may serve another request after this body.
     reusable: bool,
@@ -36,7 +36,7 @@ enum Reading {
 
 impl ResponseBody {
     /// `whole`: the request went out whole (else the connection is not reused).
-    pub fn new(conn: Conn, head: &Head, whole: bool, home: Arc<dyn Home>) -> ResponseBody {
+    pub fn new(conn: Box<Conn>, head: &Head, whole: bool, home: Arc<dyn Home>) -> ResponseBody {
         let reading = match head.framing {
             Framing::Empty => Reading::Done,
             Framing::Length(length) => Reading::Length(length),

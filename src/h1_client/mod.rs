@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, Method};
+use http::{Method, Request};
 use hyper::body::Body;
 use tokio::io::AsyncWrite;
 
@@ -81,34 +81,37 @@ impl Conn {
         }
     }
 
-    /// Writes `method target` with `headers` and `body`, and reads the response head. The
-    /// future ends at the head, which may come before the body was all sent (a node that
-    /// answers early): then [`Exchanged::whole`] is false and the connection is not reused.
-    pub fn send<'a, B>(
-        &'a mut self,
-        method: &'a Method,
-        target: &str,
-        headers: &HeaderMap,
-        body: &'a mut B,
-    ) -> Exchange<'a, B>
+    /// Writes `request` (its target in origin form) and reads the response head. The future
+    /// ends at the head, which may come before the body was all sent (a node that answers
+    /// early): then [`Exchanged::whole`] is false and the connection is not reused. The request
+    /// is borrowed, not taken: its body is streamed from where it is, and the caller's future
+    /// holds no second copy of it.
+    pub fn send<'a, B>(&'a mut self, request: &'a mut Request<B>) -> Exchange<'a, B>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let sending = if body.is_end_stream() && !headers.contains_key(http::header::CONTENT_LENGTH)
-        {
-            Sending::Empty
-        } else if headers.contains_key(http::header::CONTENT_LENGTH) {
+        let declared = request.headers().contains_key(http::header::CONTENT_LENGTH);
+        let sending = if declared {
             Sending::Length
+        } else if request.body().is_end_stream() {
+            Sending::Empty
         } else {
             Sending::Chunked
         };
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
         self.write.clear();
-        codec::encode_head(method, target, headers, sending, &mut self.write);
+        codec::encode_head(
+            request.method(),
+            target,
+            request.headers(),
+            sending,
+            &mut self.write,
+        );
         Exchange {
             conn: self,
-            method,
-            body,
+            head_request: request.method() == Method::HEAD,
+            body: request.body_mut(),
             chunked: sending == Sending::Chunked,
             written: 0,
             large: None,
@@ -127,7 +130,8 @@ pub struct Exchanged {
 /// The future of [`Conn::send`].
 pub struct Exchange<'a, B> {
     conn: &'a mut Conn,
-    method: &'a Method,
+    /// A `HEAD`: its answer has no body, whatever its fields say.
+    head_request: bool,
     body: &'a mut B,
     chunked: bool,
     /// How much of `conn.write` is out.
@@ -235,12 +239,15 @@ where
             this.poll_send(cx)?;
         }
         let conn = &mut *this.conn;
+        let method = if this.head_request {
+            &Method::HEAD
+        } else {
+            &Method::GET
+        };
         loop {
             // Parsed only when bytes came: the first poll finds none.
             if !conn.read.is_empty() {
-                if let Some(head) =
-                    codec::parse_head(&mut conn.read, this.method, &mut conn.indices)?
-                {
+                if let Some(head) = codec::parse_head(&mut conn.read, method, &mut conn.indices)? {
                     return Poll::Ready(Ok(Exchanged {
                         head,
                         whole: this.sent,

@@ -32,7 +32,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A connection to send one request on.
 pub enum Sender {
-    Http1(Conn),
+    /// Boxed once when it is made: the request's future moves a pointer, not the connection.
+    Http1(Box<Conn>),
     Http2(http2::SendRequest<Outbound>),
 }
 
@@ -47,7 +48,7 @@ pub enum SendError {
 /// The idle connections of one node.
 pub struct NodePool {
     /// Most recently used last: a checkout takes the warmest connection.
-    idle: Mutex<Vec<(Conn, Instant)>>,
+    idle: Mutex<Vec<(Box<Conn>, Instant)>>,
     /// The node's h2 connection, when it chose h2.
     shared: Mutex<Option<http2::SendRequest<Outbound>>>,
     max_idle: usize,
@@ -90,12 +91,8 @@ impl NodePool {
             };
             match sender {
                 Sender::Http1(mut conn) => {
-                    let (parts, mut body) = request.into_parts();
-                    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                    let Exchanged { head, whole } = conn
-                        .send(&parts.method, target, &parts.headers, &mut body)
-                        .await
-                        .map_err(SendError::Sent)?;
+                    let Exchanged { head, whole } =
+                        conn.send(&mut request).await.map_err(SendError::Sent)?;
                     let home: Arc<dyn Home> = Arc::clone(self) as Arc<dyn Home>;
                     let body = ResponseBody::new(conn, &head, whole, home);
                     let mut response = Response::new(Answer::Own(body));
@@ -172,13 +169,13 @@ impl NodePool {
             *lock(&self.shared) = Some(sender.clone());
             return Ok(Sender::Http2(sender));
         }
-        Ok(Sender::Http1(Conn::new(io.into())))
+        Ok(Sender::Http1(Box::new(Conn::new(io.into()))))
     }
 }
 
 impl Home for NodePool {
     /// Back into the pool, unless the pool is full.
-    fn put(&self, conn: Conn) {
+    fn put(&self, conn: Box<Conn>) {
         let mut idle = lock(&self.idle);
         if idle.len() < self.max_idle {
             idle.push((conn, Instant::now()));

@@ -60,3 +60,8 @@ fn service_tokens() {
 fn config() {
     replay("config", checks::config);
 }
+
+#[test]
+fn node_answer() {
+    replay("node_answer", checks::node_answer);
+}

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokengate::h1_client::{Conn, Exchanged, Home, Io, ResponseBody};
@@ -102,22 +102,27 @@ async fn with_hyper(addr: std::net::SocketAddr) -> Outcome {
 
 /// Takes the connections the gateway's client gives back.
 #[derive(Default)]
-struct Pool(Mutex<Vec<Conn>>);
+struct Pool(Mutex<Option<Box<Conn>>>);
 
 impl Home for Pool {
-    fn put(&self, conn: Conn) {
-        self.0.lock().unwrap().push(conn);
+    fn put(&self, conn: Box<Conn>) {
+        *self.0.lock().unwrap() = Some(conn);
     }
 }
 
 async fn with_gateway(addr: std::net::SocketAddr) -> Outcome {
     let pool = Arc::new(Pool::default());
-    let mut conn = Conn::new(Io::Plain(TcpStream::connect(addr).await.unwrap()));
-    let mut headers = HeaderMap::new();
-    headers.insert("host", "node".parse().unwrap());
-    let mut empty = Empty::<Bytes>::new();
-    let Ok(Exchanged { head, whole }) = conn.send(&Method::GET, "/", &headers, &mut empty).await
-    else {
+    let mut conn = Box::new(Conn::new(Io::Plain(
+        TcpStream::connect(addr).await.unwrap(),
+    )));
+    let request = || {
+        Request::get("/")
+            .header("host", "node")
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let mut first = request();
+    let Ok(Exchanged { head, whole }) = conn.send(&mut first).await else {
         return Outcome::Failed;
     };
     let status = head.status.as_u16();
@@ -125,13 +130,13 @@ async fn with_gateway(addr: std::net::SocketAddr) -> Outcome {
     let Ok(body) = ResponseBody::new(conn, &head, whole, home).collect().await else {
         return Outcome::Failed;
     };
-    let returned = pool.0.lock().unwrap().pop();
+    let returned = pool.0.lock().unwrap().take();
     // Kept when it was given back, found fresh, and carries a second request and its answer.
     let fresh = returned.map(|mut conn| (!conn.is_stale()).then_some(conn));
     let kept = match fresh.flatten() {
         Some(mut conn) => {
-            let mut empty = Empty::<Bytes>::new();
-            match conn.send(&Method::GET, "/", &headers, &mut empty).await {
+            let mut second = request();
+            match conn.send(&mut second).await {
                 Ok(Exchanged { head, whole }) => {
                     let home: Arc<dyn Home> = pool.clone();
                     ResponseBody::new(conn, &head, whole, home)
