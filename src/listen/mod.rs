@@ -541,10 +541,9 @@ async fn serve_http<IO, H>(
         let (handler, slot) = (handler.clone(), requests.clone());
         async move {
             let _active = slot.begin();
-            // Boxed: the request's future is several kilobytes, and hyper moves the future it
-            // is given (into a task per h2 stream, along its own state); a box moves as a
-            // pointer.
-            let response = Box::pin(handler.handle(request, &slot.client)).await;
+            // Not boxed: a handler keeps its request's future small (the gateway boxes the
+            // forwarding part itself), so hyper moving it costs less than a box per request.
+            let response = handler.handle(request, &slot.client).await;
             Ok::<_, Infallible>(response)
         }
     });

@@ -154,7 +154,12 @@ fn dispatch<'a>(
             }
         };
         // Straight to the forwarder: every layer between holds its own copy of the request's
-        // arguments in its future, and the request's future is moved whole when it starts.
-        act::forward(state, client, request, presented, admission, entry).await
+        // arguments in its future. Boxed: the forwarding future is kilobytes, and a request's
+        // whole future is moved into hyper's slot for it when it starts; a refusal, which never
+        // forwards, then moves and allocates none of it.
+        Box::pin(act::forward(
+            state, client, request, presented, admission, entry,
+        ))
+        .await
     }
 }
