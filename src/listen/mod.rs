@@ -221,6 +221,10 @@ fn http_builder(config: &ServerConfig) -> HttpBuilders {
         .header_read_timeout(None)
         .max_header_size(head)
         .max_buf_size(BODY_READ_BUFFER.max(head))
+        // A response head and its body copied into one buffer and sent with one write: hyper's
+        // queue of buffers for a vectored write cost more than copying a small body (a refusal,
+        // a node's short answer). A large forwarded body pays one copy per byte into the buffer.
+        .writev(false)
         .keep_alive(true);
     let header_list = u32::try_from(config.http.max_header_size).unwrap_or(u32::MAX);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
