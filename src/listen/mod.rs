@@ -221,6 +221,10 @@ fn http_builder(config: &ServerConfig) -> HttpBuilders {
         .header_read_timeout(None)
         .max_header_size(head)
         .max_buf_size(BODY_READ_BUFFER.max(head))
+        // A response head and its body copied into one buffer and sent with one write: hyper's
+        // queue of buffers for a vectored write cost more than copying a small body (a refusal,
+        // a node's short answer). A large forwarded body pays one copy per byte into the buffer.
+        .writev(false)
         .keep_alive(true);
     let header_list = u32::try_from(config.http.max_header_size).unwrap_or(u32::MAX);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
@@ -541,10 +545,9 @@ async fn serve_http<IO, H>(
         let (handler, slot) = (handler.clone(), requests.clone());
         async move {
             let _active = slot.begin();
-            // Boxed: the request's future is several kilobytes, and hyper moves the future it
-            // is given (into a task per h2 stream, along its own state); a box moves as a
-            // pointer.
-            let response = Box::pin(handler.handle(request, &slot.client)).await;
+            // Not boxed: a handler keeps its request's future small (the gateway boxes the
+            // forwarding part itself), so hyper moving it costs less than a box per request.
+            let response = handler.handle(request, &slot.client).await;
             Ok::<_, Infallible>(response)
         }
     });

@@ -38,9 +38,15 @@ pub fn check<B>(
     limits: &HttpLimits,
     ambiguous: Option<&AtomicBool>,
 ) -> Result<(), ApiError> {
-    if request.headers().contains_key(TRANSFER_ENCODING)
-        && ambiguous.is_some_and(|flag| flag.load(Ordering::Acquire))
-    {
+    // One pass over the fields for everything asked of them: a lookup hashes the name it looks
+    // for, where a comparison with a standard name compares two small integers.
+    let (mut header_bytes, mut hosts, mut transfer_encoding) = (0, 0_usize, false);
+    for (name, value) in request.headers() {
+        header_bytes += name.as_str().len() + value.len() + HEADER_LINE_OVERHEAD;
+        hosts += usize::from(*name == HOST);
+        transfer_encoding |= *name == TRANSFER_ENCODING;
+    }
+    if transfer_encoding && ambiguous.is_some_and(|flag| flag.load(Ordering::Acquire)) {
         return Err(ApiError::BadFraming(
             "both Content-Length and Transfer-Encoding",
         ));
@@ -59,20 +65,15 @@ pub fn check<B>(
             limit: limits.max_request_line,
         });
     }
-    let mut header_bytes = 0;
-    for (name, value) in request.headers() {
-        header_bytes += name.as_str().len() + value.len() + HEADER_LINE_OVERHEAD;
-    }
     if header_bytes > limits.max_header_size {
         return Err(ApiError::HeadersTooLarge {
             limit: limits.max_header_size,
         });
     }
-    let mut hosts = request.headers().get_all(HOST).iter();
-    match (request.version(), hosts.next(), hosts.next()) {
-        (_, Some(_), Some(_)) => Err(ApiError::BadFraming("more than one Host header")),
+    match (request.version(), hosts) {
+        (_, 2..) => Err(ApiError::BadFraming("more than one Host header")),
         // HTTP/1.1 requires Host (RFC 9112 §3.2); h2 names the host in `:authority`.
-        (Version::HTTP_11, None, _) if request.uri().authority().is_none() => {
+        (Version::HTTP_11, 0) if request.uri().authority().is_none() => {
             Err(ApiError::BadFraming("missing Host header"))
         }
         _ => Ok(()),
