@@ -82,10 +82,10 @@ impl Conn {
     }
 
     /// Writes `request` (its target in origin form) and reads the response head. The future
-    /// ends at the head, which may come before the body was all sent (a node that answers
-    /// early): then [`Exchanged::whole`] is false and the connection is not reused. The request
-    /// is borrowed, not taken: its body is streamed from where it is, and the caller's future
-    /// holds no second copy of it.
+    /// ends once the head is there and the body all sent; a node that answered early and then
+    /// stopped taking the body ends it at once, [`Exchanged::whole`] false, and the connection
+    /// is not reused. The request is borrowed, not taken: its body is streamed from where it
+    /// is, and the caller's future holds no second copy of it.
     pub fn send<'a, B>(&'a mut self, request: &'a mut Request<B>) -> Exchange<'a, B>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -117,6 +117,7 @@ impl Conn {
             large: None,
             body_done: sending == Sending::Empty,
             sent: false,
+            early: None,
         }
     }
 }
@@ -141,6 +142,9 @@ pub struct Exchange<'a, B> {
     body_done: bool,
     /// Everything written and flushed.
     sent: bool,
+    /// The node's answer, when it came before the body was all sent (boxed: rare, and the
+    /// request's future would otherwise carry its space).
+    early: Option<Box<Head>>,
 }
 
 impl<B> Exchange<'_, B>
@@ -148,11 +152,49 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    /// Writes as much of the request as can go now, taking body chunks as they come.
+    /// Writes as much of the request as can go now. The body's chunks that are ready are taken
+    /// first, so the head and a small body leave in one write: the node reads them in one go,
+    /// instead of waking for the head and again for the body.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Result<(), BoxError> {
         let io = &mut self.conn.io;
         let write = &mut self.conn.write;
         loop {
+            let mut waiting = false;
+            while !self.body_done && self.large.is_none() && write.len() < COPY_MAX {
+                match Pin::new(&mut *self.body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // Trailers are not forwarded: nothing was declared to the node for them.
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        if self.chunked {
+                            codec::encode_chunk_size(data.len(), write);
+                        }
+                        if data.len() <= COPY_MAX {
+                            write.extend_from_slice(&data);
+                            if self.chunked {
+                                write.extend_from_slice(b"\r\n");
+                            }
+                        } else {
+                            self.large = Some(data);
+                        }
+                    }
+                    Poll::Ready(Some(Err(error))) => return Err(error.into()),
+                    Poll::Ready(None) => {
+                        self.body_done = true;
+                        if self.chunked {
+                            write.extend_from_slice(b"0\r\n\r\n");
+                        }
+                    }
+                    Poll::Pending => waiting = true,
+                }
+                if waiting {
+                    break;
+                }
+            }
             while self.written < write.len() {
                 match Pin::new(&mut *io).poll_write(cx, &write[self.written..]) {
                     Poll::Ready(Ok(0)) => return Err(write_zero()),
@@ -178,68 +220,22 @@ where
                 }
                 continue;
             }
-            if self.body_done {
+            if self.body_done || waiting {
+                // Out now, whether the body is done or its next chunk is awaited.
                 match Pin::new(&mut *io).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => self.sent = true,
+                    Poll::Ready(Ok(())) => self.sent = self.body_done,
                     Poll::Ready(Err(error)) => return Err(error.into()),
                     Poll::Pending => {}
                 }
                 return Ok(());
             }
-            match Pin::new(&mut *self.body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    // Trailers are not forwarded: nothing was declared to the node for them.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if self.chunked {
-                        codec::encode_chunk_size(data.len(), write);
-                    }
-                    if data.len() <= COPY_MAX {
-                        write.extend_from_slice(&data);
-                        if self.chunked {
-                            write.extend_from_slice(b"\r\n");
-                        }
-                    } else {
-                        self.large = Some(data);
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => return Err(error.into()),
-                Poll::Ready(None) => {
-                    self.body_done = true;
-                    if self.chunked {
-                        write.extend_from_slice(b"0\r\n\r\n");
-                    }
-                }
-                Poll::Pending => {
-                    // What is written so far goes out while the client's next chunk is awaited.
-                    if let Poll::Ready(Err(error)) = Pin::new(&mut *io).poll_flush(cx) {
-                        return Err(error.into());
-                    }
-                    return Ok(());
-                }
-            }
         }
     }
-}
 
-impl<B> Future for Exchange<'_, B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Output = Result<Exchanged, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if !this.sent {
-            this.poll_send(cx)?;
-        }
-        let conn = &mut *this.conn;
-        let method = if this.head_request {
+    /// Reads until a response head is there.
+    fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, BoxError>> {
+        let conn = &mut *self.conn;
+        let method = if self.head_request {
             &Method::HEAD
         } else {
             &Method::GET
@@ -248,10 +244,7 @@ where
             // Parsed only when bytes came: the first poll finds none.
             if !conn.read.is_empty() {
                 if let Some(head) = codec::parse_head(&mut conn.read, method, &mut conn.indices)? {
-                    return Poll::Ready(Ok(Exchanged {
-                        head,
-                        whole: this.sent,
-                    }));
+                    return Poll::Ready(Ok(head));
                 }
             }
             if conn.read.capacity() - conn.read.len() < READ_SIZE / 4 {
@@ -269,6 +262,54 @@ where
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+impl<B> Future for Exchange<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Exchanged, BoxError>;
+
+    /// The request goes out while the answer is awaited. A node may answer before it has read
+    /// the whole body (a stand-in that answers at once, or an error such as 413): the rest of
+    /// the body is still sent, so the client's request is read whole and its connection, and
+    /// this one, stay usable; if the node stops taking it, the answer it gave is the answer.
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let head = match this.early.take() {
+            Some(head) => head,
+            None => {
+                // Written first: the read that follows then usually finds the answer or waits
+                // once.
+                if !this.sent {
+                    this.poll_send(cx)?;
+                }
+                match this.poll_head(cx) {
+                    Poll::Ready(Ok(head)) if this.sent => {
+                        return Poll::Ready(Ok(Exchanged { head, whole: true }))
+                    }
+                    Poll::Ready(Ok(head)) => Box::new(head),
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        };
+        match this.poll_send(cx) {
+            Ok(()) if this.sent => Poll::Ready(Ok(Exchanged {
+                head: *head,
+                whole: true,
+            })),
+            Ok(()) => {
+                this.early = Some(head);
+                Poll::Pending
+            }
+            Err(_) => Poll::Ready(Ok(Exchanged {
+                head: *head,
+                whole: false,
+            })),
         }
     }
 }

@@ -314,3 +314,64 @@ async fn the_gateway_reads_a_node_as_hyper_does_or_more_strictly() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A node that answers as soon as it has a request's head (as a stand-in cluster's `return 200`
+/// does), and reads the body after: the whole body still goes to it, and the connection then
+/// carries the next request.
+#[tokio::test]
+async fn a_body_still_goes_out_whole_when_the_node_answers_before_reading_it() {
+    const LENGTH: usize = 1 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let node = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut received = Vec::new();
+        for answer in [&b"early"[..], b"after"] {
+            assert!(read_head(&mut socket).await);
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
+            socket.write_all(reply).await.unwrap();
+            socket.write_all(answer).await.unwrap();
+            if received.is_empty() {
+                received = vec![0u8; LENGTH];
+                socket.read_exact(&mut received).await.unwrap();
+            }
+        }
+        received
+    });
+    let pool = Arc::new(Pool::default());
+    let mut conn = Box::new(Conn::new(Io::Plain(
+        TcpStream::connect(addr).await.unwrap(),
+    )));
+    let body: Vec<u8> = (0..LENGTH).map(|i| (i % 251) as u8).collect();
+    let mut upload = Request::post("/_bulk")
+        .header("host", "node")
+        .header("content-length", LENGTH)
+        .body(http_body_util::Full::new(Bytes::from(body.clone())))
+        .unwrap();
+    let Exchanged { head, whole } = conn.send(&mut upload).await.unwrap();
+    assert!(whole, "the body went out whole");
+    let home: Arc<dyn Home> = pool.clone();
+    let answer = ResponseBody::new(conn, &head, whole, home)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(&answer.to_bytes()[..], b"early");
+    let mut conn = pool
+        .0
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the connection went home");
+    let mut next = Request::get("/")
+        .header("host", "node")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let Exchanged { head, whole } = conn.send(&mut next).await.unwrap();
+    let home: Arc<dyn Home> = pool.clone();
+    let answer = ResponseBody::new(conn, &head, whole, home)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(&answer.to_bytes()[..], b"after");
+    assert_eq!(node.await.unwrap(), body);
+}
