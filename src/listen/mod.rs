@@ -221,10 +221,10 @@ fn http_builder(config: &ServerConfig) -> HttpBuilders {
         .header_read_timeout(None)
         .max_header_size(head)
         .max_buf_size(BODY_READ_BUFFER.max(head))
-        // A response head and its body copied into one buffer and sent with one write: hyper's
-        // queue of buffers for a vectored write cost more than copying a small body (a refusal,
-        // a node's short answer). A large forwarded body pays one copy per byte into the buffer.
-        .writev(false)
+        // hyper's vectored writes, not `writev(false)`: flattening copies each body into the
+        // connection's write buffer, which keeps its largest size for as long as the connection
+        // lives (`Vec::clear`), so an idle keep-alive connection that once carried a search page
+        // would hold up to `max_buf_size`. A 401 would be ~385 instructions cheaper flattened.
         .keep_alive(true);
     let header_list = u32::try_from(config.http.max_header_size).unwrap_or(u32::MAX);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
