@@ -29,14 +29,17 @@ pub use io::Io;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Read buffers grow by this much when they run short.
+/// A response head is read into this much room: Elasticsearch's heads and most of its answers
+/// fit, and it is all an idle pooled connection keeps.
+const HEAD_READ: usize = 8 * 1024;
+/// A body is read in pieces of up to this much: larger answers take fewer reads.
 const READ_SIZE: usize = 16 * 1024;
 /// Body chunks up to this long are copied behind the head (one write for both); longer ones are
 /// written from where they are.
 const COPY_MAX: usize = 16 * 1024;
 /// A pooled connection keeps buffers up to this size; larger ones (a big body went through) are
 /// given back to the allocator rather than held while idle.
-const KEEP_BUFFER: usize = 16 * 1024;
+const KEEP_BUFFER: usize = HEAD_READ;
 
 /// One HTTP/1.1 connection to a node and its buffers.
 pub struct Conn {
@@ -247,8 +250,8 @@ where
                     return Poll::Ready(Ok(head));
                 }
             }
-            if conn.read.capacity() - conn.read.len() < READ_SIZE / 4 {
-                conn.read.reserve(READ_SIZE);
+            if conn.read.capacity() - conn.read.len() < HEAD_READ / 8 {
+                conn.read.reserve(HEAD_READ);
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.read) {
                 Poll::Ready(Ok(0)) => {
