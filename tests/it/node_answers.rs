@@ -35,12 +35,12 @@ async fn node(answer: &'static [u8], close: bool) -> std::net::SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                read_head(&mut socket).await;
+                let _ = read_head(&mut socket).await;
                 let _ = socket.write_all(answer).await;
                 if close {
                     return;
                 }
-                if read_head(&mut socket).await {
+                if read_head(&mut socket).await.is_some() {
                     let _ = socket
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
                         .await;
@@ -53,17 +53,24 @@ async fn node(answer: &'static [u8], close: bool) -> std::net::SocketAddr {
     addr
 }
 
-/// Reads up to the end of a request head; false when the client closed first.
-async fn read_head(socket: &mut TcpStream) -> bool {
+/// Reads up to the end of a head, lowercased; `None` when the peer closed first.
+async fn read_head(socket: &mut TcpStream) -> Option<String> {
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     while !seen.ends_with(b"\r\n\r\n") {
         match socket.read(&mut byte).await {
             Ok(1) => seen.push(byte[0]),
-            _ => return false,
+            _ => return None,
         }
     }
-    true
+    Some(String::from_utf8_lossy(&seen).to_ascii_lowercase())
+}
+
+/// A head's `content-length`, 0 without one.
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap())
 }
 
 async fn with_hyper(addr: std::net::SocketAddr) -> Outcome {
@@ -323,14 +330,19 @@ async fn a_body_still_goes_out_whole_when_the_node_answers_before_reading_it() {
     const LENGTH: usize = 1 << 20;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // The body's second half exists only once the node has answered: the answer surely comes
+    // before the body is all sent.
+    let answered = Arc::new(tokio::sync::Notify::new());
+    let told = Arc::clone(&answered);
     let node = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut received = Vec::new();
         for answer in [&b"early"[..], b"after"] {
-            assert!(read_head(&mut socket).await);
+            assert!(read_head(&mut socket).await.is_some());
             let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n";
             socket.write_all(reply).await.unwrap();
             socket.write_all(answer).await.unwrap();
+            told.notify_one();
             if received.is_empty() {
                 received = vec![0u8; LENGTH];
                 socket.read_exact(&mut received).await.unwrap();
@@ -343,10 +355,31 @@ async fn a_body_still_goes_out_whole_when_the_node_answers_before_reading_it() {
         TcpStream::connect(addr).await.unwrap(),
     )));
     let body: Vec<u8> = (0..LENGTH).map(|i| (i % 251) as u8).collect();
+    let (first, second) = (
+        Bytes::copy_from_slice(&body[..LENGTH / 2]),
+        Bytes::copy_from_slice(&body[LENGTH / 2..]),
+    );
+    let halves = futures_util::stream::unfold(0, move |sent| {
+        let (first, second, answered) = (first.clone(), second.clone(), Arc::clone(&answered));
+        async move {
+            let half = match sent {
+                0 => first,
+                1 => {
+                    answered.notified().await;
+                    second
+                }
+                _ => return None,
+            };
+            Some((
+                Ok::<_, std::io::Error>(hyper::body::Frame::data(half)),
+                sent + 1,
+            ))
+        }
+    });
     let mut upload = Request::post("/_bulk")
         .header("host", "node")
         .header("content-length", LENGTH)
-        .body(http_body_util::Full::new(Bytes::from(body.clone())))
+        .body(http_body_util::StreamBody::new(Box::pin(halves)))
         .unwrap();
     let Exchanged { head, whole } = conn.send(&mut upload).await.unwrap();
     assert!(whole, "the body went out whole");
@@ -374,4 +407,69 @@ async fn a_body_still_goes_out_whole_when_the_node_answers_before_reading_it() {
         .unwrap();
     assert_eq!(&answer.to_bytes()[..], b"after");
     assert_eq!(node.await.unwrap(), body);
+}
+
+/// The same through the gateway: a client's upload to a node that answers at once still reaches
+/// the node whole, and the client's connection carries its next request.
+#[tokio::test]
+async fn through_the_gateway_an_early_answer_leaves_the_clients_connection_usable() {
+    const LENGTH: usize = 256 * 1024;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&received);
+    let answered = Arc::new(tokio::sync::Notify::new());
+    let told = Arc::clone(&answered);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            let told = Arc::clone(&told);
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut socket).await {
+                    let length = content_length(&head);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+                    if socket.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if length > 0 {
+                        told.notify_one();
+                    }
+                    let mut body = vec![0u8; length];
+                    if socket.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    *counted.lock().unwrap() += length;
+                }
+            });
+        }
+    });
+    let gateway = crate::common::TestGateway::builder()
+        .upstream(addr)
+        .build()
+        .await;
+    let token = gateway.create_token(crate::common::FLEET, "early").await;
+    let mut client = TcpStream::connect(gateway.addr).await.unwrap();
+    let upload = format!(
+        "POST /_bulk HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/x-ndjson\r\ncontent-length: {LENGTH}\r\n\r\n"
+    );
+    client.write_all(upload.as_bytes()).await.unwrap();
+    client.write_all(&vec![b'x'; LENGTH / 2]).await.unwrap();
+    // The rest only once the node has answered.
+    answered.notified().await;
+    client.write_all(&vec![b'x'; LENGTH / 2]).await.unwrap();
+    assert_eq!(read_answer(&mut client).await, b"early");
+    let next = format!("GET / HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {token}\r\n\r\n");
+    client.write_all(next.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut client).await, b"early");
+    assert_eq!(*received.lock().unwrap(), LENGTH);
+}
+
+/// Reads one 200 with a `content-length` body from a raw connection: its body.
+async fn read_answer(socket: &mut TcpStream) -> Vec<u8> {
+    let head = read_head(socket).await.expect("an answer");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let mut body = vec![0u8; content_length(&head)];
+    socket.read_exact(&mut body).await.unwrap();
+    body
 }
