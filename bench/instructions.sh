@@ -30,6 +30,9 @@ UPSTREAM_PORT="${UPSTREAM_PORT:-19280}"
 # lib.sh's.
 # shellcheck source=bench/lib.sh
 source "$BENCH/lib.sh"
+# The result is (Ir(N2) - Ir(N1)) / (N2 - N1): N2 must exceed N1.
+need_int N1 1 1000000
+need_int N2 $((N1 + 1)) 10000000
 
 for t in valgrind h2load nginx python3 curl; do
   command -v "$t" >/dev/null || die "$t missing (bash bench/install-deps.sh; apt-get install valgrind)"
