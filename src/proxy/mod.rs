@@ -257,7 +257,10 @@ impl Upstream {
         async move {
             let node = &pick.node;
             let slot = self.slot(node, admission.as_ref()).await?;
-            let sent = node.pool.send(&self.connector, &node.base, request);
+            let repeatable = request.body().is_empty() && idempotent(request.method());
+            let sent = node
+                .pool
+                .send(&self.connector, &node.base, request, repeatable);
             let failed = match tokio::time::timeout(self.timeout, sent).await {
                 Ok(Ok(response)) => {
                     let lease = ConnectionLease {
@@ -378,7 +381,7 @@ impl Upstream {
         let exchange = async {
             let response = node
                 .pool
-                .send(&self.connector, &node.base, request)
+                .send(&self.connector, &node.base, request, true)
                 .await
                 .map_err(|error| match error {
                     SendError::Unsent(_, error) => Cause::of(error.as_ref()).as_str().to_owned(),

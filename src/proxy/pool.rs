@@ -78,52 +78,77 @@ impl NodePool {
         connector: &'a Connector,
         base: &'a Uri,
         mut request: Request<Outbound>,
+        repeatable: bool,
     ) -> impl Future<Output = Result<Response<Answer>, SendError>> + 'a {
         async move {
-            let sender = match self.checkout() {
-                Some(sender) => sender,
-                // Boxed: the connect and handshake futures are large and rare; inline, every
-                // request's future would carry (and move) their space.
-                None => match Box::pin(self.connect(connector, base)).await {
-                    Ok(sender) => sender,
-                    Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
-                },
-            };
-            match sender {
-                Sender::Http1(mut conn) => {
-                    let Exchanged { head, whole } =
-                        conn.send(&mut request).await.map_err(SendError::Sent)?;
-                    let home: Arc<dyn Home> = Arc::clone(self) as Arc<dyn Home>;
-                    let body = ResponseBody::new(conn, &head, whole, home);
-                    let mut response = Response::new(Answer::Own(body));
-                    *response.status_mut() = head.status;
-                    *response.version_mut() = Version::HTTP_11;
-                    *response.headers_mut() = head.headers;
-                    Ok(response)
-                }
-                Sender::Http2(mut sender) => {
-                    // h2 names scheme and authority in the request itself.
-                    let origin = request.uri().clone();
-                    *request.uri_mut() = absolute(base, &origin);
-                    match sender.try_send_request(request).await {
-                        Ok(response) => Ok(response.map(Answer::Shared)),
-                        Err(mut error) => match error.take_message() {
-                            Some(mut unsent) => {
-                                *unsent.uri_mut() = origin;
-                                Err(SendError::Unsent(
-                                    Box::new(unsent),
-                                    Box::new(error.into_error()),
-                                ))
-                            }
-                            None => Err(SendError::Sent(Box::new(error.into_error()))),
-                        },
+            // A request that may go again unchanged (`repeatable`: an idempotent method, no
+            // body) skips the look at an idle connection's socket, a system call per request:
+            // if the node closed the connection meanwhile, the request learns it from the
+            // connection and goes again on the next one, looked at this time.
+            let mut trusting = repeatable;
+            loop {
+                let (sender, pooled) = match self.checkout(!trusting) {
+                    Some(sender) => (sender, true),
+                    // Boxed: the connect and handshake futures are large and rare; inline, every
+                    // request's future would carry (and move) their space.
+                    None => match Box::pin(self.connect(connector, base)).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
+                    },
+                };
+                let mut conn = match sender {
+                    Sender::Http1(conn) => conn,
+                    // Boxed: rare, and its future would otherwise widen every request's.
+                    Sender::Http2(sender) => {
+                        return Box::pin(self.send_h2(sender, base, request)).await
                     }
+                };
+                match conn.send(&mut request).await {
+                    Ok(Exchanged { head, whole }) => {
+                        let home: Arc<dyn Home> = Arc::clone(self) as Arc<dyn Home>;
+                        let body = ResponseBody::new(conn, &head, whole, home);
+                        let mut response = Response::new(Answer::Own(body));
+                        *response.status_mut() = head.status;
+                        *response.version_mut() = Version::HTTP_11;
+                        *response.headers_mut() = head.headers;
+                        return Ok(response);
+                    }
+                    Err(error) if pooled && trusting && closed_unanswered(error.as_ref()) => {
+                        trusting = false;
+                    }
+                    Err(error) => return Err(SendError::Sent(error)),
                 }
             }
         }
     }
 
-    fn checkout(&self) -> Option<Sender> {
+    /// Sends `request` on the node's shared h2 connection.
+    async fn send_h2(
+        &self,
+        mut sender: http2::SendRequest<Outbound>,
+        base: &Uri,
+        mut request: Request<Outbound>,
+    ) -> Result<Response<Answer>, SendError> {
+        // h2 names scheme and authority in the request itself.
+        let origin = request.uri().clone();
+        *request.uri_mut() = absolute(base, &origin);
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(response.map(Answer::Shared)),
+            Err(mut error) => match error.take_message() {
+                Some(mut unsent) => {
+                    *unsent.uri_mut() = origin;
+                    Err(SendError::Unsent(
+                        Box::new(unsent),
+                        Box::new(error.into_error()),
+                    ))
+                }
+                None => Err(SendError::Sent(Box::new(error.into_error()))),
+            },
+        }
+    }
+
+    /// The h2 connection, or the warmest idle one; `check`: one the node closed is skipped.
+    fn checkout(&self, check: bool) -> Option<Sender> {
         {
             let shared = lock(&self.shared);
             if let Some(sender) = shared.as_ref().filter(|s| !s.is_closed()) {
@@ -133,7 +158,7 @@ impl NodePool {
         loop {
             // The look at the socket is made outside the lock.
             let (mut conn, _) = lock(&self.idle).pop()?;
-            if !conn.is_stale() {
+            if !check || !conn.is_stale() {
                 return Some(Sender::Http1(conn));
             }
         }
@@ -193,6 +218,21 @@ pub struct ConnectionLease {
 
 impl Lease for ConnectionLease {
     fn release(self: Box<Self>, _complete: bool) {}
+}
+
+/// Whether a connection failed as one the node had closed before it answered: the end of the
+/// stream or a reset, with no answer.
+fn closed_unanswered(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    use std::io::ErrorKind;
+    error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+        )
+    })
 }
 
 /// `base`'s scheme and authority with `origin`'s path and query.

@@ -473,3 +473,51 @@ async fn read_answer(socket: &mut TcpStream) -> Vec<u8> {
     socket.read_exact(&mut body).await.unwrap();
     body
 }
+
+/// A node that closes every connection right after its answer, without saying so: each next
+/// request finds its pooled connection closed, and still gets its answer, with a body or without.
+#[tokio::test]
+async fn a_pooled_connection_the_node_closed_costs_no_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(Mutex::new(0usize));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            *counted.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut socket).await else {
+                    return;
+                };
+                let mut body = vec![0u8; content_length(&head)];
+                if socket.read_exact(&mut body).await.is_ok() {
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = socket.write_all(answer).await;
+                }
+            });
+        }
+    });
+    let gateway = crate::common::TestGateway::builder()
+        .upstream(addr)
+        .build()
+        .await;
+    let token = gateway.create_token(crate::common::FLEET, "closing").await;
+    let before = *connections.lock().unwrap();
+    for (method, body) in [
+        (reqwest::Method::GET, None),
+        (reqwest::Method::GET, None),
+        (reqwest::Method::POST, Some("{\"a\":1}")),
+        (reqwest::Method::HEAD, None),
+        (reqwest::Method::GET, None),
+    ] {
+        let mut request = gateway.with_token(method.clone(), "/logs/_search", &token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{method}");
+    }
+    assert!(*connections.lock().unwrap() - before >= 5);
+}
