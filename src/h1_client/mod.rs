@@ -25,7 +25,7 @@ use tokio::io::AsyncWrite;
 
 pub use body::{Home, ResponseBody};
 use codec::{Head, Sending};
-pub use io::Io;
+pub use io::{from_connector, Io};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::slots::Slot;
-use crate::h1_client::{Conn, Exchanged, Home, ResponseBody};
+use crate::h1_client::{self, Conn, Exchanged, Home, ResponseBody};
 use crate::limits::Admission;
 use http::{Request, Response, Uri, Version};
 use hyper::client::conn::http2;
@@ -194,7 +194,9 @@ impl NodePool {
             *lock(&self.shared) = Some(sender.clone());
             return Ok(Sender::Http2(sender));
         }
-        Ok(Sender::Http1(Box::new(Conn::new(io.into()))))
+        Ok(Sender::Http1(Box::new(Conn::new(
+            h1_client::from_connector(io),
+        ))))
     }
 }
 

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use tokengate::h1_client::{Conn, Exchanged, Home, Io, ResponseBody};
+use tokengate::h1_client::{Conn, Exchanged, Home, ResponseBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 
 /// What a client made of an answer: its status and body, whether the connection was kept for
 /// another request, or that it failed.
@@ -119,7 +120,7 @@ impl Home for Pool {
 
 async fn with_gateway(addr: std::net::SocketAddr) -> Outcome {
     let pool = Arc::new(Pool::default());
-    let mut conn = Box::new(Conn::new(Io::Plain(
+    let mut conn = Box::new(Conn::new(Either::Left(
         TcpStream::connect(addr).await.unwrap(),
     )));
     let request = || {
@@ -351,7 +352,7 @@ async fn a_body_still_goes_out_whole_when_the_node_answers_before_reading_it() {
         received
     });
     let pool = Arc::new(Pool::default());
-    let mut conn = Box::new(Conn::new(Io::Plain(
+    let mut conn = Box::new(Conn::new(Either::Left(
         TcpStream::connect(addr).await.unwrap(),
     )));
     let body: Vec<u8> = (0..LENGTH).map(|i| (i % 251) as u8).collect();
