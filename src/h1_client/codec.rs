@@ -33,8 +33,6 @@ pub enum CodecError {
     ContentLength,
     #[error("malformed chunked body: {0}")]
     Chunk(&'static str),
-    #[error("connection closed before the response was complete")]
-    Truncated,
 }
 
 /// How the response body's end is known.
@@ -118,10 +116,10 @@ pub type Indices = Vec<(u32, u32, u32, u32)>;
 
 /// Reads a response head from the front of `buf`, skipping interim (1xx) answers: `None` until
 /// it is all there. The head's bytes are taken out of `buf` (its field values share them), the
-/// body's first bytes stay.
+/// body's first bytes stay. `head_request`: the answer is to a `HEAD`, so it has no body.
 pub fn parse_head(
     buf: &mut BytesMut,
-    method: &Method,
+    head_request: bool,
     indices: &mut Indices,
 ) -> Result<Option<Head>, CodecError> {
     loop {
@@ -168,7 +166,7 @@ pub fn parse_head(
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             continue;
         }
-        return build(status, version, &head, indices, method).map(Some);
+        return build(status, version, &head, indices, head_request).map(Some);
     }
 }
 
@@ -189,7 +187,7 @@ fn build(
     version: Version,
     head: &Bytes,
     fields: &[(u32, u32, u32, u32)],
-    method: &Method,
+    head_request: bool,
 ) -> Result<Head, CodecError> {
     let mut headers = HeaderMap::with_capacity(fields.len());
     let mut length: Option<u64> = None;
@@ -216,7 +214,7 @@ fn build(
         }
         headers.append(name, value);
     }
-    let bodiless = method == Method::HEAD
+    let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;

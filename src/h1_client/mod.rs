@@ -238,15 +238,12 @@ where
     /// Reads until a response head is there.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, BoxError>> {
         let conn = &mut *self.conn;
-        let method = if self.head_request {
-            &Method::HEAD
-        } else {
-            &Method::GET
-        };
         loop {
             // Parsed only when bytes came: the first poll finds none.
             if !conn.read.is_empty() {
-                if let Some(head) = codec::parse_head(&mut conn.read, method, &mut conn.indices)? {
+                if let Some(head) =
+                    codec::parse_head(&mut conn.read, self.head_request, &mut conn.indices)?
+                {
                     return Poll::Ready(Ok(head));
                 }
             }

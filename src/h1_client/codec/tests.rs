@@ -1,7 +1,7 @@
 use super::*;
 
 fn head(text: &str) -> Result<Option<Head>, CodecError> {
-    parse_head(&mut BytesMut::from(text), &Method::GET, &mut Vec::new())
+    parse_head(&mut BytesMut::from(text), false, &mut Vec::new())
 }
 
 fn framing(text: &str) -> (Framing, bool) {
@@ -63,7 +63,7 @@ fn a_head_is_read_only_when_it_is_all_there_and_the_body_stays_behind() {
         assert!(head(&full[..cut]).unwrap().is_none(), "{cut}");
     }
     let mut buf = BytesMut::from(full);
-    let head = parse_head(&mut buf, &Method::GET, &mut Vec::new())
+    let head = parse_head(&mut buf, false, &mut Vec::new())
         .unwrap()
         .unwrap();
     assert_eq!(head.status, StatusCode::OK);
@@ -79,7 +79,7 @@ fn interim_answers_are_skipped() {
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
          HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
     );
-    let head = parse_head(&mut buf, &Method::PUT, &mut Vec::new())
+    let head = parse_head(&mut buf, false, &mut Vec::new())
         .unwrap()
         .unwrap();
     assert_eq!(head.status, StatusCode::CREATED);
@@ -95,7 +95,7 @@ fn answers_without_a_body_have_none_whatever_they_declare() {
         assert_eq!(framing(&text), (Framing::Empty, true), "{status}");
     }
     let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n");
-    let head = parse_head(&mut buf, &Method::HEAD, &mut Vec::new())
+    let head = parse_head(&mut buf, true, &mut Vec::new())
         .unwrap()
         .unwrap();
     assert_eq!(head.framing, Framing::Empty);
@@ -191,9 +191,12 @@ fn oversized_or_malformed_heads_are_refused() {
     }
 }
 
-/// Decodes `wire` fed in pieces of at most `piece` bytes: the data, and what was left after the
-/// body's end.
-fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Vec<u8>), CodecError> {
+/// A chunked body's data, and the bytes after its end.
+type Decoded = (Vec<u8>, Vec<u8>);
+
+/// Decodes `wire` fed in pieces of at most `piece` bytes; `None` when the bytes end before the
+/// body does.
+fn decode(wire: &[u8], piece: usize) -> Result<Option<Decoded>, CodecError> {
     let mut chunked = Chunked::default();
     let mut buf = BytesMut::new();
     let mut data = Vec::new();
@@ -204,9 +207,9 @@ fn decode(wire: &[u8], piece: usize) -> Result<(Vec<u8>, Vec<u8>), CodecError> {
             Step::End => {
                 let mut rest = buf.to_vec();
                 rest.extend_from_slice(&wire[fed..]);
-                return Ok((data, rest));
+                return Ok(Some((data, rest)));
             }
-            Step::More if fed == wire.len() => return Err(CodecError::Truncated),
+            Step::More if fed == wire.len() => return Ok(None),
             Step::More => {
                 let next = (fed + piece).min(wire.len());
                 buf.extend_from_slice(&wire[fed..next]);
@@ -221,7 +224,7 @@ fn chunked_bodies_decode_the_same_however_they_arrive() {
     let wire =
         b"5;ext=1\r\nhello\r\n1 ; a\r\n \r\n0010\r\n0123456789abcdef\r\n0\r\nx-t: 1\r\n\r\nNEXT";
     for piece in 1..=wire.len() {
-        let (data, rest) = decode(wire, piece).unwrap();
+        let (data, rest) = decode(wire, piece).unwrap().unwrap();
         assert_eq!(data, b"hello 0123456789abcdef", "{piece}");
         assert_eq!(rest, b"NEXT", "{piece}");
     }
@@ -248,7 +251,7 @@ fn malformed_chunks_are_refused() {
             );
         }
     }
-    assert_eq!(decode(b"5\r\nhel", 2).unwrap_err(), CodecError::Truncated);
+    assert_eq!(decode(b"5\r\nhel", 2), Ok(None));
     let long = format!("1;{}\r\n", "e".repeat(MAX_CHUNK_LINE));
     assert!(matches!(
         decode(long.as_bytes(), 64),
