@@ -39,7 +39,7 @@ use nodes::{Node, NodeSet, Pick};
 use outbound::Outbound;
 pub use pool::Connector;
 use pool::{ConnectionLease, SendError};
-use retry::{idempotent, RetryBudget};
+use retry::RetryBudget;
 use slots::{NoSlot, Slot, SlotLimits};
 
 /// The cluster's nodes and the connections that reach them (a pool per node).
@@ -226,9 +226,8 @@ impl Upstream {
             host,
         );
         let outbound = Outbound::new(Guarded::new(body, self.client_body_timeout, None));
-        // What it takes to send a request that went out once more: only a body-less one with an
-        // idempotent method may be.
-        let repeatable = (retries > 0 && outbound.is_empty() && idempotent(&method))
+        // What it takes to send a request that went out once more, when it may be.
+        let repeatable = (retries > 0 && retry::repeatable(&method, &outbound))
             .then(|| (method.clone(), headers.clone()));
         let target = Target {
             path_and_query: parts.uri.path_and_query().cloned(),
@@ -257,7 +256,7 @@ impl Upstream {
         async move {
             let node = &pick.node;
             let slot = self.slot(node, admission.as_ref()).await?;
-            let repeatable = request.body().is_empty() && idempotent(request.method());
+            let repeatable = retry::repeatable(request.method(), request.body());
             let sent = node
                 .pool
                 .send(&self.connector, &node.base, request, repeatable);

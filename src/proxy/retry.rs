@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use http::Method;
 
 use super::nodes::now_ms;
+use super::outbound::Outbound;
 use crate::config::RetryPolicy;
 
 /// Retries are paid from a balance every request adds to; the floor refills each second.
@@ -80,6 +81,12 @@ impl RetryBudget {
         counter.fetch_add(1, Ordering::Relaxed);
         paid
     }
+}
+
+/// Whether a request may be sent again unchanged after it went out: an idempotent method and no
+/// body (a streamed body is used up by sending it, and never kept for a second time).
+pub fn repeatable(method: &Method, body: &Outbound) -> bool {
+    body.is_empty() && idempotent(method)
 }
 
 /// RFC 9110's idempotent methods: repeating one has the effect of sending it once.
