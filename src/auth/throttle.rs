@@ -16,13 +16,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use foldhash::SharedSeed;
 use governor::clock::{Clock, MonotonicClock, Reference};
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::config::AuthThrottle;
@@ -31,14 +33,31 @@ use crate::config::AuthThrottle;
 /// can have it: 0.0.0.0 is never a source address.
 const OVERFLOW: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
-type Limiter<C> =
-    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// The tables' hash: foldhash's quality one. SipHash, the default, cost a hundred and fifty
+/// instructions per failed login (two lookups). Its seeds come from the system's random source
+/// (foldhash's own come from address-space layout), so a client cannot choose addresses that
+/// collide; both tables are bounded by `max_addresses` besides.
+type AddressHash = foldhash::quality::SeedableRandomState;
+
+/// A table's [`AddressHash`], seeded as it says.
+fn address_hash() -> AddressHash {
+    static SHARED: OnceLock<SharedSeed> = OnceLock::new();
+    let shared = SHARED.get_or_init(|| SharedSeed::from_u64(rand::random()));
+    AddressHash::with_seed(rand::random(), shared)
+}
+
+type Limiter<C> = RateLimiter<
+    IpAddr,
+    DashMapStateStore<IpAddr, AddressHash>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
 /// Failed-authentication buckets per client address, and the addresses currently over them.
 pub struct FailureThrottle<C: Clock = MonotonicClock> {
     limiter: Limiter<C>,
     /// Addresses over their limit, with the instant their bucket holds one more failure.
-    blocked: DashMap<IpAddr, C::Instant>,
+    blocked: DashMap<IpAddr, C::Instant, AddressHash>,
     /// Entries in `blocked`, so the valid-credential path skips the map while it is empty.
     blocked_count: AtomicUsize,
     /// At least the number of buckets: raised before each failure is counted (which may add
@@ -61,8 +80,8 @@ impl<C: Clock> FailureThrottle<C> {
     pub fn with_clock(config: &AuthThrottle, clock: C) -> Self {
         let quota = Quota::per_minute(config.failed_per_minute).allow_burst(config.failed_burst);
         FailureThrottle {
-            limiter: RateLimiter::dashmap_with_clock(quota, clock),
-            blocked: DashMap::new(),
+            limiter: RateLimiter::dashmap_with_clock_and_hasher(quota, clock, address_hash()),
+            blocked: DashMap::with_hasher(address_hash()),
             blocked_count: AtomicUsize::new(0),
             buckets_bound: AtomicUsize::new(0),
             max_addresses: config.max_addresses.max(1),

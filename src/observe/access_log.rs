@@ -138,7 +138,7 @@ impl AccessLog {
             AccessLogFormat::Json => finished.json(),
             AccessLogFormat::Text => finished.text(),
         };
-        self.writer.write(line);
+        self.writer.write(&line);
     }
 }
 

@@ -1,32 +1,62 @@
 //! A log file's writer: a bounded queue in front of one thread that appends lines and flushes.
 //! The audit log and the access log each have one.
 //!
-//! A request never waits for the disk: [`Writer::write`] hands its line over without blocking
-//! or is told the queue is full, and then the line is dropped and counted, with a main-log
-//! warning at most once per interval. Lines go out in batches of whole lines, one `write` each,
-//! so another process appending to the same file (`reset-password`) never splits one.
+//! A request never waits for the disk: [`Writer::write`] appends its line to the queue's bytes
+//! under a lock held for that copy alone, or is told the queue is full, and then the line is
+//! dropped and counted, with a main-log warning at most once per interval. The thread takes the
+//! whole queue at once (its bytes swapped for the last batch's emptied buffer), so a line costs
+//! a copy, not an allocation and a message of its own. Lines go out in batches of whole lines,
+//! one `write` each, so another process appending to the same file (`reset-password`) never
+//! splits one.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::LogOutput;
 
 /// Bytes gathered into one write when lines queue up faster than they are written.
 const MAX_BATCH: usize = 64 * 1024;
+/// A batch buffer larger than this after a burst is given back rather than kept.
+const KEEP_BUFFER: usize = 4 * MAX_BATCH;
 /// `Counters::warned_at` before the first warning.
 const NEVER: u64 = u64::MAX;
 
 /// The sending side, shared by every clone of the log's handle.
 pub struct Writer {
-    /// `None` once closed; read-locked per line, so senders never wait on each other.
-    sender: RwLock<Option<SyncSender<Vec<u8>>>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
     /// Signalled by the thread when everything it was given is written.
     done: Mutex<Option<Receiver<()>>>,
+}
+
+/// What the requests and the thread share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a line arrives while the thread waits for one, and on close.
+    arrived: Condvar,
+    counters: Counters,
+}
+
+/// The lines waiting for the thread, as the bytes they will be written as.
+struct Queue {
+    bytes: Vec<u8>,
+    lines: usize,
+    /// Lines that may wait; a line past them is dropped.
+    capacity: usize,
+    /// The thread waits on `arrived`: the next line wakes it (and only that one, so a line
+    /// costs no system call while the thread gathers or writes).
+    waiting: bool,
+    /// Cleared by [`Writer::close`]: later lines are dropped.
+    open: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What the requests and the thread both count.
@@ -42,6 +72,16 @@ struct Counters {
 }
 
 impl Counters {
+    fn new(name: &'static str, warn_interval: Duration) -> Counters {
+        Counters {
+            dropped: AtomicU64::new(0),
+            warned_at: AtomicU64::new(NEVER),
+            started: Instant::now(),
+            warn_interval,
+            name,
+        }
+    }
+
     /// Counts `n` lost lines and warns, unless a warning went out within the interval.
     fn lost(&self, n: u64, cause: &'static str) {
         let total = self
@@ -73,65 +113,74 @@ impl Writer {
         capacity: usize,
         warn_interval: Duration,
     ) -> std::io::Result<Writer> {
-        let (sender, lines) = mpsc::sync_channel(capacity.max(1));
+        let shared = Arc::new(Shared::new(capacity, Counters::new(name, warn_interval)));
         let (done_tx, done) = mpsc::channel();
-        let counters = Arc::new(Counters {
-            dropped: AtomicU64::new(0),
-            warned_at: AtomicU64::new(NEVER),
-            started: Instant::now(),
-            warn_interval,
-            name,
-        });
-        let thread_counters = Arc::clone(&counters);
+        let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name(format!("{name} writer"))
             .spawn(move || {
-                drain(&lines, sink, &thread_counters, || {
-                    std::thread::sleep(GATHER)
-                });
+                drain(&thread_shared, sink, || std::thread::sleep(GATHER));
                 let _ = done_tx.send(());
             })?;
         Ok(Writer {
-            sender: RwLock::new(Some(sender)),
-            counters,
+            shared,
             done: Mutex::new(Some(done)),
         })
     }
 
     /// Queues one line (ending in `\n`) without waiting; counts it as dropped when the queue is
-    /// full or the writer closed. Bytes, not `String`: a line built as JSON is UTF-8 already and
+    /// full or the writer closed. Bytes, not `str`: a line built as JSON is UTF-8 already and
     /// is not validated again on its way out.
-    pub fn write(&self, line: impl Into<Vec<u8>>) {
-        let line = line.into();
-        let sender = self.sender.read().unwrap_or_else(|e| e.into_inner());
-        let refused = match sender.as_ref() {
-            Some(sender) => match sender.try_send(line) {
-                Ok(()) => return,
-                Err(TrySendError::Full(_)) => "queue full",
-                Err(TrySendError::Disconnected(_)) => "writer stopped",
-            },
-            None => "writer closed",
+    pub fn write(&self, line: &[u8]) {
+        let mut queue = self.shared.queue();
+        let refused = if !queue.open {
+            "writer closed"
+        } else if queue.lines >= queue.capacity {
+            "queue full"
+        } else {
+            queue.bytes.extend_from_slice(line);
+            queue.lines += 1;
+            let wake = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            if wake {
+                self.shared.arrived.notify_one();
+            }
+            return;
         };
-        drop(sender);
-        self.counters.lost(1, refused);
+        drop(queue);
+        self.shared.counters.lost(1, refused);
     }
 
     /// Lines lost so far (queue full, output failing); for a metrics endpoint.
     pub fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
+        self.shared.counters.dropped.load(Ordering::Relaxed)
     }
 
     /// Stops taking lines and waits up to `deadline` for the queued ones to be written and
     /// flushed. `false`: the output did not finish in time (the thread carries on alone).
     pub fn close(&self, deadline: Duration) -> bool {
-        self.sender
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.shared.queue().open = false;
+        self.shared.arrived.notify_one();
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
         match done {
             Some(done) => done.recv_timeout(deadline).is_ok(),
             None => true,
+        }
+    }
+}
+
+impl Shared {
+    fn new(capacity: usize, counters: Counters) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue {
+                bytes: Vec::new(),
+                lines: 0,
+                capacity: capacity.max(1),
+                waiting: false,
+                open: true,
+            }),
+            arrived: Condvar::new(),
+            counters,
         }
     }
 }
@@ -162,41 +211,70 @@ pub fn open_output(
 /// requests) into one per interval; a quiet gateway's lines are written this much later.
 const GATHER: Duration = Duration::from_millis(5);
 
-/// The thread: takes what is queued, up to a batch, writes it in one go and flushes; ends when
-/// every sender is gone and the queue is empty. `gather` (a [`GATHER`] sleep) runs only when
-/// the queue had been emptied: a backlog is written batch after batch at once, or a flood
-/// faster than one batch per interval would fill the queue and lose lines the disk could take.
-fn drain(
-    lines: &Receiver<Vec<u8>>,
-    mut sink: Box<dyn Write + Send>,
-    counters: &Counters,
-    mut gather: impl FnMut(),
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut backlog = false;
-    while let Ok(first) = lines.recv() {
-        // Senders only wake a receiver that waits in `recv`: while this sleeps, they don't.
-        if !backlog {
-            gather();
-        }
-        batch.clear();
-        batch.extend_from_slice(&first);
-        let mut count = 1u64;
-        backlog = loop {
-            if batch.len() >= MAX_BATCH {
-                break true;
+/// The thread: waits for a line, gathers for [`GATHER`] (`gather`), takes the whole queue and
+/// writes it in batches of whole lines, flushing after each; ends once the writer is closed and
+/// the queue is empty. It does not gather when the queue holds a batch already or is half full:
+/// a flood faster than one batch per interval would otherwise fill the queue and lose lines the
+/// disk could take.
+fn drain(shared: &Shared, mut sink: Box<dyn Write + Send>, mut gather: impl FnMut()) {
+    let counters = &shared.counters;
+    let mut batch = Vec::new();
+    loop {
+        let mut queue = shared.queue();
+        while queue.lines == 0 {
+            if !queue.open {
+                return;
             }
-            let Ok(line) = lines.try_recv() else {
-                break false;
-            };
-            batch.extend_from_slice(&line);
-            count += 1;
-        };
-        if let Err(error) = sink.write_all(&batch).and_then(|()| sink.flush()) {
+            queue.waiting = true;
+            queue = shared
+                .arrived
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let backlog = queue.bytes.len() >= MAX_BATCH || queue.lines >= queue.capacity / 2;
+        if !backlog && queue.open {
+            drop(queue);
+            gather();
+            queue = shared.queue();
+        }
+        std::mem::swap(&mut batch, &mut queue.bytes);
+        queue.lines = 0;
+        drop(queue);
+        if let Err((error, unwritten)) = write_batches(&mut *sink, &batch) {
+            // Every line ends with its newline.
+            let count = memchr::memchr_iter(b'\n', unwritten).count() as u64;
             tracing::error!(%error, log = counters.name, lines = count, "log lines not written");
             counters.lost(count, "output failed");
         }
+        batch.clear();
+        if batch.capacity() > KEEP_BUFFER {
+            batch = Vec::new();
+        }
     }
+}
+
+/// Writes `bytes` (whole lines) in pieces of at most [`MAX_BATCH`] that end at a line's end (a
+/// longer line alone), each flushed. On a failure, the error and the bytes not written.
+fn write_batches<'b>(
+    sink: &mut dyn Write,
+    mut bytes: &'b [u8],
+) -> Result<(), (std::io::Error, &'b [u8])> {
+    while !bytes.is_empty() {
+        let end = if bytes.len() <= MAX_BATCH {
+            bytes.len()
+        } else {
+            match memchr::memrchr(b'\n', &bytes[..MAX_BATCH]) {
+                Some(at) => at + 1,
+                None => memchr::memchr(b'\n', bytes).map_or(bytes.len(), |at| at + 1),
+            }
+        };
+        let (piece, rest) = bytes.split_at(end);
+        if let Err(error) = sink.write_all(piece).and_then(|()| sink.flush()) {
+            return Err((error, bytes));
+        }
+        bytes = rest;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -234,13 +312,13 @@ mod tests {
             written: Arc::clone(&written),
         };
         let writer = Writer::start("test", Box::new(sink), 1, Duration::from_secs(3600)).unwrap();
-        writer.write(b"one\n".to_vec());
+        writer.write(b"one\n");
         // The thread holds "one" inside the blocked output: the queue is empty again.
         entered.recv_timeout(Duration::from_secs(10)).unwrap();
-        writer.write(b"two\n".to_vec());
+        writer.write(b"two\n");
         let started = Instant::now();
         for n in 0..1000 {
-            writer.write(format!("extra {n}\n"));
+            writer.write(format!("extra {n}\n").as_bytes());
         }
         assert!(started.elapsed() < Duration::from_secs(5), "a write waited");
         assert_eq!(writer.dropped(), 1000);
@@ -250,16 +328,22 @@ mod tests {
         release.send(()).unwrap();
         assert!(writer.close(Duration::from_secs(10)));
         assert_eq!(&*written.lock().unwrap(), b"one\ntwo\n");
-        writer.write(b"late\n".to_vec());
+        writer.write(b"late\n");
         assert_eq!(writer.dropped(), 1001);
     }
 
-    /// An output that records the size of each write.
-    struct Sizes(Arc<Mutex<Vec<usize>>>);
+    /// An output that records each write, or fails every write once `fail` is set.
+    struct Writes {
+        writes: Arc<Mutex<Vec<Vec<u8>>>>,
+        fail: bool,
+    }
 
-    impl Write for Sizes {
+    impl Write for Writes {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().push(buf.len());
+            if self.fail {
+                return Err(std::io::Error::other("disk gone"));
+            }
+            self.writes.lock().unwrap().push(buf.to_vec());
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -267,41 +351,62 @@ mod tests {
         }
     }
 
+    /// A closed queue holding `lines`, as the thread finds it after a burst.
+    fn queued(lines: &[Vec<u8>], capacity: usize) -> Shared {
+        let shared = Shared::new(capacity, Counters::new("test", Duration::from_secs(1)));
+        {
+            let mut queue = shared.queue();
+            for line in lines {
+                queue.bytes.extend_from_slice(line);
+                queue.lines += 1;
+            }
+            queue.open = false;
+        }
+        shared
+    }
+
     #[test]
-    fn a_backlog_is_written_batch_after_batch_without_gathering_again() {
-        let (sender, lines) = mpsc::sync_channel(10_000);
+    fn a_backlog_is_written_in_whole_line_batches_without_gathering() {
         let mut line = vec![b'x'; 99];
         line.push(b'\n');
         // Five batches' worth waiting at once, as after a burst of failed logins.
-        let queued = 5 * MAX_BATCH / line.len();
-        for _ in 0..queued {
-            sender.send(line.clone()).unwrap();
-        }
-        drop(sender);
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let counters = Counters {
-            dropped: AtomicU64::new(0),
-            warned_at: AtomicU64::new(NEVER),
-            started: Instant::now(),
-            warn_interval: Duration::from_secs(1),
-            name: "test",
+        let count = 5 * MAX_BATCH / line.len();
+        let mut lines = vec![line.clone(); count];
+        // A line longer than a batch goes out whole, on its own.
+        let mut long = vec![b'y'; MAX_BATCH + 10];
+        long.push(b'\n');
+        lines.insert(count / 2, long.clone());
+        let shared = queued(&lines, 100_000);
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let sink = Writes {
+            writes: Arc::clone(&writes),
+            fail: false,
         };
         let mut gathered = 0;
-        drain(
-            &lines,
-            Box::new(Sizes(Arc::clone(&sizes))),
-            &counters,
-            || gathered += 1,
-        );
-        let sizes = sizes.lock().unwrap();
-        assert_eq!(sizes.iter().sum::<usize>(), queued * line.len());
-        assert!(sizes.len() >= 5, "batches: {sizes:?}");
+        drain(&shared, Box::new(sink), || gathered += 1);
+        let writes = writes.lock().unwrap();
+        assert_eq!(writes.concat(), lines.concat());
+        assert!(writes.len() >= 6, "batches: {}", writes.len());
         assert!(
-            sizes.iter().all(|n| n % line.len() == 0),
+            writes.iter().all(|w| w.ends_with(b"\n")),
             "a line was split"
         );
-        assert_eq!(gathered, 1, "waited again while lines were queued");
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+        assert!(writes.contains(&long), "the long line shared a write");
+        assert!(writes.iter().all(|w| w.len() <= MAX_BATCH || *w == long));
+        assert_eq!(gathered, 0, "waited while a batch was queued");
+        assert_eq!(shared.counters.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_failing_output_counts_the_lines_it_lost() {
+        let lines = vec![b"a\n".to_vec(), b"b\n".to_vec(), b"c\n".to_vec()];
+        let shared = queued(&lines, 10);
+        let sink = Writes {
+            writes: Arc::default(),
+            fail: true,
+        };
+        drain(&shared, Box::new(sink), || {});
+        assert_eq!(shared.counters.dropped.load(Ordering::Relaxed), 3);
     }
 
     #[test]
@@ -311,7 +416,7 @@ mod tests {
         let file = std::fs::File::create(&path).unwrap();
         let writer = Writer::start("test", Box::new(file), 100, Duration::from_secs(1)).unwrap();
         for n in 0..50 {
-            writer.write(format!("{{\"n\":{n}}}\n"));
+            writer.write(format!("{{\"n\":{n}}}\n").as_bytes());
         }
         assert!(writer.close(Duration::from_secs(10)));
         let text = std::fs::read_to_string(&path).unwrap();

@@ -2,6 +2,7 @@
 //! its `LoggingAuditTrail` writes them) so tools that read a cluster's audit log read ours.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use http::header::{HeaderName, HeaderValue};
 use serde::Serialize;
@@ -106,6 +107,14 @@ const START: &[u8] = b"{\"type\":\"audit\",\"@timestamp\":\"";
 const REST_ORIGIN: &[u8] = b",\"origin.type\":\"rest\",\"origin.address\":\"";
 /// A line's first allocation: room for a failed login's whole line, which then never grows.
 const USUAL_LEN: usize = 384;
+/// A line buffer larger than this (a long path, many roles) is not kept for the next event.
+const KEEP_LEN: usize = 4096;
+
+thread_local! {
+    /// The last event's buffer on this thread, emptied once its line was queued: the next
+    /// event writes into it, so a failed-login flood allocates nothing per event.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// An event being built, written straight into its JSON line as fields are added (in the order
 /// they are added; no field is added twice). A failed-login flood is what this log sees most,
@@ -117,7 +126,8 @@ impl Event {
     /// The fields every event starts with.
     pub fn new(kind: Kind) -> Event {
         let now = Timestamp(std::time::SystemTime::now());
-        let mut line = Vec::with_capacity(USUAL_LEN);
+        let mut line = SPARE.take();
+        line.reserve(USUAL_LEN);
         line.extend_from_slice(START);
         now.write_to(&mut line);
         line.extend_from_slice(kind.0.as_bytes());
@@ -220,9 +230,22 @@ impl Event {
     }
 
     /// The JSON line, newline included.
+    #[cfg(test)]
     pub fn line(mut self) -> Vec<u8> {
         self.0.extend_from_slice(b"}\n");
         self.0
+    }
+
+    /// Hands the JSON line, newline included, to `queue`, and keeps the buffer for this
+    /// thread's next event.
+    pub fn queue(mut self, queue: impl FnOnce(&[u8])) {
+        let mut line = std::mem::take(&mut self.0);
+        line.extend_from_slice(b"}\n");
+        queue(&line);
+        if line.capacity() <= KEEP_LEN {
+            line.clear();
+            SPARE.set(line);
+        }
     }
 }
 

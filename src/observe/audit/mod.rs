@@ -168,7 +168,7 @@ impl Audit {
 
     fn write(&self, event: impl FnOnce() -> Event) {
         if let Some(writer) = &self.inner.writer {
-            writer.write(event().line());
+            event().queue(|line| writer.write(line));
         }
     }
 
