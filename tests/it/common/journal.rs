@@ -2,9 +2,12 @@
 //! store itself (as `tokens import` does), far quicker than creating them through the API.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokengate::identity::token::encode_raw;
-use tokengate::store::{StoreOptions, TokenStore};
+use tokengate::store::{in_use, StoreOptions, TokenStore};
+
+use super::wait::eventually;
 
 /// Accounts the tokens are spread over, in turn.
 const ACCOUNTS: [&str; 2] = ["elastic/fleet-server", "elastic/kibana"];
@@ -26,5 +29,14 @@ pub async fn with_tokens(dir: &Path, count: usize) -> Vec<String> {
     let skipped = store.import(tokens).await.unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     store.close();
+    // The lock is released, but a process another test spawned while it was held keeps a copy
+    // of its descriptor (an inherited `flock` stays held) until it starts its program: a
+    // command run on `dir` right now could find the directory "in use by a running gateway".
+    eventually(
+        "the data directory's lock free",
+        Duration::from_secs(10),
+        || matches!(in_use(dir), Ok(false)),
+    )
+    .await;
     names
 }
