@@ -590,15 +590,16 @@ async fn serve_http<IO, H>(
     });
     let mut first_request = pin!(tokio::time::sleep_until(deadline));
     // Before its first bytes, no connection has spoken: the deadline or a close ends it.
-    let sniffed = tokio::select! {
+    // Matched in place, not bound: a binding would keep its storage (the stream, moved on into
+    // hyper's connection) in the task for as long as the connection lives.
+    let (version, io) = match tokio::select! {
         sniffed = version::sniff(Greeting::new(io, slot.clone())) => sniffed,
         () = &mut first_request => {
             tracing::debug!("no request within first_request_timeout; closed");
             return;
         }
         () = slot.told_to_close() => return,
-    };
-    let (version, io) = match sniffed {
+    } {
         Ok(sniffed) => sniffed,
         Err(error) => {
             tracing::debug!(%error, "connection ended before its first bytes");
