@@ -110,7 +110,7 @@ use crate::message::ClientInfo;
 use drive::drive;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
-use registry::{Registry, Slot};
+use registry::{Registered, Registry, Slot};
 use scan::ScanIo;
 use version::Version;
 
@@ -174,7 +174,7 @@ pub async fn run<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) {
     let limits = Limits::new(config, stats);
-    let builder = http_builder(config);
+    let builder = Arc::new(http_builder(config));
     // Each connection task holds a receiver until it ends: the drain waits for them all.
     let (tasks, _) = watch::channel(false);
     tokio::select! {
@@ -194,8 +194,8 @@ pub async fn run<H: Handler>(
 }
 
 /// hyper's connection settings for each protocol; the connection's first bytes pick one
-/// ([`version`]).
-#[derive(Clone)]
+/// ([`version`]). Shared behind an `Arc`: a clone of the builders in every connection task
+/// would be over 200 bytes of it, kept for the connection's life.
 struct HttpBuilders {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
@@ -277,7 +277,8 @@ enum Admission {
 struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    /// It came to a TLS listener.
+    tls: bool,
     /// By when the first request head must have arrived.
     deadline: Instant,
     admission: Admission,
@@ -294,7 +295,7 @@ async fn accept_loop<H: Handler>(
     config: &ServerConfig,
     handler: &H,
     limits: &Limits,
-    builder: &HttpBuilders,
+    builder: &Arc<HttpBuilders>,
     tasks: &watch::Sender<bool>,
 ) {
     let mut first = 0;
@@ -326,18 +327,37 @@ async fn accept_loop<H: Handler>(
         let accepted = Accepted {
             stream,
             peer,
-            tls,
+            tls: tls.is_some(),
             deadline,
             admission,
             address,
             trusted: is_trusted(&config.trusted_proxies, peer),
         };
-        let (handler, builder, registry) =
-            (handler.clone(), builder.clone(), limits.registry.clone());
-        let drain = tasks.subscribe();
-        let stats = limits.stats.clone();
-        tokio::spawn(serve(accepted, handler, builder, registry, stats, drain).instrument(span));
+        let shared = Shared {
+            handler: handler.clone(),
+            builder: builder.clone(),
+            registry: limits.registry.clone(),
+            stats: limits.stats.clone(),
+            drain: tasks.subscribe(),
+        };
+        // A task of its own kind for each transport, each sized for its own path: a TLS
+        // connection does not carry the room of a plain one's inline HTTP state, nor a plain
+        // one the TLS handshake's.
+        match tls {
+            None => tokio::spawn(serve(accepted, shared).instrument(span)),
+            Some(acceptor) => tokio::spawn(serve_tls(accepted, acceptor, shared).instrument(span)),
+        };
     }
+}
+
+/// What a connection task gets from its listener.
+struct Shared<H> {
+    handler: H,
+    builder: Arc<HttpBuilders>,
+    registry: Arc<Registry>,
+    stats: Arc<Stats>,
+    /// Held until the task ends: the drain waits for every receiver.
+    drain: watch::Receiver<bool>,
 }
 
 /// What the limits say of a new connection.
@@ -426,16 +446,29 @@ async fn admitted(
     }
 }
 
-/// Serves one connection: waits for its slot if it took an evicted connection's, registers
-/// it, completes the TLS handshake, then runs HTTP until the connection ends or is closed.
-async fn serve<H: Handler>(
+/// A connection with its slot, registered: where both transports start.
+struct Opened {
+    stream: TcpStream,
+    slot: Arc<Slot>,
+    /// Raised by the framing scan.
+    ambiguous: Arc<AtomicBool>,
+    /// Raised when the TLS handshake brought a client certificate.
+    certified: Arc<AtomicBool>,
+    /// By when the first request head must have arrived.
+    deadline: Instant,
+    /// Held until the task ends: then out of the registry, the permit passed on or given back,
+    /// the address's share given back.
+    _held: (Registered, AddressGuard, OpenConnection),
+}
+
+/// Waits for the connection's slot if it took an evicted connection's, and registers it.
+/// `None` when it got none (see [`admitted`]).
+async fn open(
     accepted: Accepted,
-    handler: H,
-    builder: HttpBuilders,
-    registry: Arc<Registry>,
-    stats: Arc<Stats>,
-    mut drain: watch::Receiver<bool>,
-) {
+    registry: &Arc<Registry>,
+    stats: &Arc<Stats>,
+    drain: &mut watch::Receiver<bool>,
+) -> Option<Opened> {
     let Accepted {
         stream,
         peer,
@@ -445,67 +478,61 @@ async fn serve<H: Handler>(
         address,
         trusted,
     } = accepted;
-    let Some(permit) = admitted(admission, deadline, &mut drain).await else {
-        return;
-    };
+    let permit = admitted(admission, deadline, drain).await?;
     let ambiguous = Arc::new(AtomicBool::new(false));
-    let client = ClientInfo::new(peer, tls.is_some(), trusted, ambiguous.clone());
+    let client = ClientInfo::new(peer, tls, trusted, ambiguous.clone());
     let certified = Arc::clone(&client.client_certificate);
     let slot = registry.slot(client);
-    // Held until the task ends: then out of the registry, the permit passed on or given back,
-    // the address's share given back.
     let _held = (
         registry.register(slot.clone(), permit),
         address,
-        OpenConnection::new(&stats),
+        OpenConnection::new(stats),
     );
-    let Some(acceptor) = tls else {
-        let stream = ScanIo::new(stream, ambiguous);
-        return serve_http(stream, &slot, handler, &builder, deadline).await;
-    };
-    // Boxed: a TLS stream and its handshake are kilobytes that a plain connection's task
-    // would otherwise carry too, idle, for as long as it lives.
-    let tls = TlsConnection {
+    Some(Opened {
         stream,
-        acceptor,
+        slot,
         ambiguous,
         certified,
         deadline,
+        _held,
+    })
+}
+
+/// Serves one plain connection: opens it, then runs HTTP until the connection ends or is
+/// closed.
+async fn serve<H: Handler>(accepted: Accepted, mut shared: Shared<H>) {
+    let Some(opened) = open(accepted, &shared.registry, &shared.stats, &mut shared.drain).await
+    else {
+        return;
     };
-    Box::pin(serve_tls(tls, &slot, handler, &builder, &stats)).await;
-}
-
-/// A connection to run TLS on, and what the handshake's outcome goes to.
-struct TlsConnection {
-    stream: TcpStream,
-    acceptor: TlsAcceptor,
-    ambiguous: Arc<AtomicBool>,
-    certified: Arc<AtomicBool>,
-    deadline: Instant,
-}
-
-/// Completes the TLS handshake within its deadline, then runs HTTP on the connection.
-async fn serve_tls<H: Handler>(
-    connection: TlsConnection,
-    slot: &Arc<Slot>,
-    handler: H,
-    builder: &HttpBuilders,
-    stats: &Stats,
-) {
-    let TlsConnection {
+    let stream = ScanIo::new(opened.stream, opened.ambiguous);
+    serve_http(
         stream,
-        acceptor,
-        ambiguous,
-        certified,
-        deadline,
-    } = connection;
-    let handshake = deadline.min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
+        &opened.slot,
+        shared.handler,
+        &shared.builder,
+        opened.deadline,
+    )
+    .await;
+}
+
+/// Serves one TLS connection: opens it, completes the TLS handshake within its deadline, then
+/// runs HTTP on the connection.
+async fn serve_tls<H: Handler>(accepted: Accepted, acceptor: TlsAcceptor, mut shared: Shared<H>) {
+    let Some(opened) = open(accepted, &shared.registry, &shared.stats, &mut shared.drain).await
+    else {
+        return;
+    };
+    let stats = &shared.stats;
+    let handshake = opened
+        .deadline
+        .min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
     let stream = tokio::select! {
-        result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
+        result = tokio::time::timeout_at(handshake, acceptor.accept(opened.stream)) => match result {
             Ok(Ok(stream)) => {
                 stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 if stream.get_ref().1.peer_certificates().is_some() {
-                    certified.store(true, Ordering::Relaxed);
+                    opened.certified.store(true, Ordering::Relaxed);
                 }
                 stream
             }
@@ -520,10 +547,20 @@ async fn serve_tls<H: Handler>(
                 return;
             }
         },
-        () = slot.told_to_close() => return,
+        () = opened.slot.told_to_close() => return,
     };
-    let stream = ScanIo::new(stream, ambiguous);
-    serve_http(stream, slot, handler, builder, deadline).await
+    // Boxed once, here: on its way through the protocol sniff into hyper's connection the
+    // stream is moved several times, and each move would leave a copy of rustls's state
+    // (over a kilobyte) in the task, written once and resident for the connection's life.
+    let stream = ScanIo::new(Box::new(stream), opened.ambiguous);
+    serve_http(
+        stream,
+        &opened.slot,
+        shared.handler,
+        &shared.builder,
+        opened.deadline,
+    )
+    .await;
 }
 
 /// Runs HTTP on `io` until the connection ends. Before `deadline`, a connection whose client
@@ -553,15 +590,16 @@ async fn serve_http<IO, H>(
     });
     let mut first_request = pin!(tokio::time::sleep_until(deadline));
     // Before its first bytes, no connection has spoken: the deadline or a close ends it.
-    let sniffed = tokio::select! {
+    // Matched in place, not bound: a binding would keep its storage (the stream, moved on into
+    // hyper's connection) in the task for as long as the connection lives.
+    let (version, io) = match tokio::select! {
         sniffed = version::sniff(Greeting::new(io, slot.clone())) => sniffed,
         () = &mut first_request => {
             tracing::debug!("no request within first_request_timeout; closed");
             return;
         }
         () = slot.told_to_close() => return,
-    };
-    let (version, io) = match sniffed {
+    } {
         Ok(sniffed) => sniffed,
         Err(error) => {
             tracing::debug!(%error, "connection ended before its first bytes");
