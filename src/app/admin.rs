@@ -4,6 +4,7 @@
 //! operators, not for the clients of the gateway's own port; off loopback the pages ask who is
 //! looking ([`admin_access`](super::admin_access)).
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::limits::Limits;
-use crate::listen::{Handler, Stats};
+use crate::listen::{Handler, InFlight, Stats};
 use crate::message::response::json_value;
 use crate::message::response::Body;
 use crate::message::ClientInfo;
@@ -314,10 +315,10 @@ impl Handler for AdminService {
     fn handle(
         &self,
         request: Request<Incoming>,
-        client: &Arc<ClientInfo>,
-    ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        let (this, client) = (self.clone(), Arc::clone(client));
-        async move { this.answer(&request, &client).await }
+        in_flight: InFlight,
+    ) -> impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
+        let this = self.clone();
+        async move { Ok(this.answer(&request, in_flight.client()).await) }
     }
 }
 

@@ -110,18 +110,25 @@ use crate::message::ClientInfo;
 use drive::drive;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
+pub use registry::InFlight;
 use registry::{Registered, Registry, Slot};
 use scan::ScanIo;
 use version::Version;
 
 /// What a listener serves: a request in, a response out. Failures are the handler's to render,
-/// so the connection never sees an error.
+/// so the connection never sees an error (the `Infallible` is what hyper's service takes as it
+/// is).
+///
+/// The request's future is hyper's to keep as the handler made it, with `in_flight` held in it
+/// until the answer is ready: the listener wraps nothing around it. A wrapping future held the
+/// request a second time, as its own, beside the handler's future (hundreds of bytes more in
+/// every request's future, and in the box hyper keeps for it on an idle connection).
 pub trait Handler: Clone + Send + Sync + 'static {
     fn handle(
         &self,
         request: Request<Incoming>,
-        client: &Arc<ClientInfo>,
-    ) -> impl Future<Output = Response<Body>> + Send;
+        in_flight: InFlight,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<Self>;
 }
 
 /// What the accept loop counts for the metrics endpoint: a few relaxed atomic operations per
@@ -578,16 +585,9 @@ async fn serve_http<IO, H>(
     H: Handler,
 {
     let requests = slot.clone();
-    let service = service_fn(move |request| {
-        let (handler, slot) = (handler.clone(), requests.clone());
-        async move {
-            let _active = slot.begin();
-            // Not boxed: a handler keeps its request's future small (the gateway boxes the
-            // forwarding part itself), so hyper moving it costs less than a box per request.
-            let response = handler.handle(request, &slot.client).await;
-            Ok::<_, Infallible>(response)
-        }
-    });
+    // Not boxed: a handler keeps its request's future small (the gateway boxes the forwarding
+    // part itself), so hyper moving it costs less than a box per request.
+    let service = service_fn(move |request| handler.handle(request, requests.begin()));
     let mut first_request = pin!(tokio::time::sleep_until(deadline));
     // Before its first bytes, no connection has spoken: the deadline or a close ends it.
     // Matched in place, not bound: a binding would keep its storage (the stream, moved on into

@@ -73,10 +73,17 @@ pub(super) struct Registered {
     permit: Option<OwnedSemaphorePermit>,
 }
 
-/// One request in flight on a slot; marks the connection active again when dropped, which the
-/// request future does whether it completes or is cancelled.
-pub(super) struct Active<'a> {
-    slot: &'a Slot,
+/// One request in flight on its connection, held by the request's future: marks the connection
+/// active again when dropped, which the future does whether it completes or is cancelled.
+pub struct InFlight {
+    slot: Arc<Slot>,
+}
+
+impl InFlight {
+    /// Who sent the request.
+    pub fn client(&self) -> &Arc<ClientInfo> {
+        &self.slot.client
+    }
 }
 
 impl Registry {
@@ -195,10 +202,12 @@ impl Drop for Registered {
 
 impl Slot {
     /// Called as a request reaches the handler.
-    pub(super) fn begin(&self) -> Active<'_> {
+    pub(super) fn begin(self: &Arc<Self>) -> InFlight {
         self.greet();
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Active { slot: self }
+        InFlight {
+            slot: Arc::clone(self),
+        }
     }
 
     /// The client has spoken; the first-request deadline no longer applies.
@@ -250,7 +259,7 @@ impl Slot {
     }
 }
 
-impl Drop for Active<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.slot.touch();
         self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);

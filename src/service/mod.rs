@@ -19,6 +19,7 @@ mod decide;
 mod record;
 mod rescue;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +28,7 @@ use http::{Request, Response};
 use hyper::body::{Body as _, Incoming};
 
 use crate::api::params::Params;
-use crate::listen::Handler;
+use crate::listen::{Handler, InFlight};
 use crate::message::error::ApiError;
 use crate::message::response::Body;
 use crate::message::ClientInfo;
@@ -59,9 +60,9 @@ impl Handler for GatewayService {
     fn handle(
         &self,
         request: Request<Incoming>,
-        client: &Arc<ClientInfo>,
-    ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        handle(self.live.load(), client, request)
+        in_flight: InFlight,
+    ) -> impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
+        handle(self.live.load(), in_flight, request)
     }
 }
 
@@ -78,13 +79,15 @@ impl Handler for GatewayService {
     clippy::manual_async_fn,
     reason = "its future holds its arguments once"
 )]
+/// `in_flight` is held until the answer is ready.
 pub fn handle(
     state: State,
-    client: &Arc<ClientInfo>,
+    in_flight: InFlight,
     request: Request<Incoming>,
-) -> impl Future<Output = Response<Body>> + '_ {
+) -> impl Future<Output = Result<Response<Body>, Infallible>> + 'static {
     async move {
         let state = &state;
+        let client = in_flight.client();
         let started = Instant::now();
         let method = request.method().clone();
         let pretty = request
@@ -112,7 +115,7 @@ pub fn handle(
                 response
             }
         };
-        record::finish(state, &method, started, entry, response)
+        Ok(record::finish(state, &method, started, entry, response))
     }
 }
 

@@ -8,6 +8,7 @@
 //! checks that every counter, flag, queue place and map entry the request could hold is back
 //! where it started ([`Held::of`]).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,9 +19,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokengate::listen::{self, Handler, Listener, Stats};
+use tokengate::listen::{self, Handler, InFlight, Listener, Stats};
 use tokengate::message::response::Body;
-use tokengate::message::ClientInfo;
 use tokengate::service::GatewayService;
 use tokengate::state::{Live, State};
 use tokio::net::TcpListener;
@@ -99,10 +99,10 @@ impl Handler for DropAfter {
     fn handle(
         &self,
         request: Request<Incoming>,
-        client: &Arc<ClientInfo>,
-    ) -> impl Future<Output = Response<Body>> + Send {
+        in_flight: InFlight,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + use<> {
         PollLimit {
-            inner: Some(Box::pin(self.inner.handle(request, client))),
+            inner: Some(Box::pin(self.inner.handle(request, in_flight))),
             left: self.limit.load(Ordering::SeqCst),
             dropped: Arc::clone(&self.dropped),
         }
@@ -115,13 +115,13 @@ struct PollLimit<F> {
     dropped: Arc<AtomicUsize>,
 }
 
-impl<F: Future<Output = Response<Body>>> Future for PollLimit<F> {
-    type Output = Response<Body>;
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for PollLimit<F> {
+    type Output = Result<Response<Body>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(dropped_response());
+            return Poll::Ready(Ok(dropped_response()));
         };
         if let Poll::Ready(response) = inner.as_mut().poll(cx) {
             return Poll::Ready(response);
@@ -133,7 +133,7 @@ impl<F: Future<Output = Response<Body>>> Future for PollLimit<F> {
         // Dropped where it stands, as hyper drops a request whose client has gone.
         this.inner = None;
         this.dropped.fetch_add(1, Ordering::SeqCst);
-        Poll::Ready(dropped_response())
+        Poll::Ready(Ok(dropped_response()))
     }
 }
 
