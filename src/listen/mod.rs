@@ -453,9 +453,8 @@ async fn admitted(
     }
 }
 
-/// A connection with its slot, registered: where both transports start.
+/// A connection's slot, registered: where both transports start, beside the connection's stream.
 struct Opened {
-    stream: TcpStream,
     slot: Arc<Slot>,
     /// Raised by the framing scan.
     ambiguous: Arc<AtomicBool>,
@@ -468,14 +467,14 @@ struct Opened {
     _held: (Registered, AddressGuard, OpenConnection),
 }
 
-/// Waits for the connection's slot if it took an evicted connection's, and registers it.
-/// `None` when it got none (see [`admitted`]).
+/// Waits for the connection's slot if it took an evicted connection's, and registers it; the
+/// stream and its slot. `None` when it got none (see [`admitted`]).
 async fn open(
     accepted: Accepted,
     registry: &Arc<Registry>,
     stats: &Arc<Stats>,
     drain: &mut watch::Receiver<bool>,
-) -> Option<Opened> {
+) -> Option<(TcpStream, Opened)> {
     let Accepted {
         stream,
         peer,
@@ -495,39 +494,31 @@ async fn open(
         address,
         OpenConnection::new(stats),
     );
-    Some(Opened {
-        stream,
+    let opened = Opened {
         slot,
         ambiguous,
         certified,
         deadline,
         _held,
-    })
+    };
+    Some((stream, opened))
 }
 
 /// Serves one plain connection: opens it, then runs HTTP until the connection ends or is
 /// closed.
 async fn serve<H: Handler>(accepted: Accepted, mut shared: Shared<H>) {
-    let Some(opened) = open(accepted, &shared.registry, &shared.stats, &mut shared.drain).await
-    else {
+    let opening = open(accepted, &shared.registry, &shared.stats, &mut shared.drain);
+    let Some((stream, opened)) = opening.await else {
         return;
     };
-    let stream = ScanIo::new(opened.stream, opened.ambiguous);
-    serve_http(
-        stream,
-        &opened.slot,
-        shared.handler,
-        &shared.builder,
-        opened.deadline,
-    )
-    .await;
+    serve_http(stream, opened, shared.handler, &shared.builder).await;
 }
 
 /// Serves one TLS connection: opens it, completes the TLS handshake within its deadline, then
 /// runs HTTP on the connection.
 async fn serve_tls<H: Handler>(accepted: Accepted, acceptor: TlsAcceptor, mut shared: Shared<H>) {
-    let Some(opened) = open(accepted, &shared.registry, &shared.stats, &mut shared.drain).await
-    else {
+    let opening = open(accepted, &shared.registry, &shared.stats, &mut shared.drain);
+    let Some((stream, opened)) = opening.await else {
         return;
     };
     let stats = &shared.stats;
@@ -535,7 +526,7 @@ async fn serve_tls<H: Handler>(accepted: Accepted, acceptor: TlsAcceptor, mut sh
         .deadline
         .min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
     let stream = tokio::select! {
-        result = tokio::time::timeout_at(handshake, acceptor.accept(opened.stream)) => match result {
+        result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
             Ok(Ok(stream)) => {
                 stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 if stream.get_ref().1.peer_certificates().is_some() {
@@ -559,31 +550,22 @@ async fn serve_tls<H: Handler>(accepted: Accepted, acceptor: TlsAcceptor, mut sh
     // Boxed once, here: on its way through the protocol sniff into hyper's connection the
     // stream is moved several times, and each move would leave a copy of rustls's state
     // (over a kilobyte) in the task, written once and resident for the connection's life.
-    let stream = ScanIo::new(Box::new(stream), opened.ambiguous);
-    serve_http(
-        stream,
-        &opened.slot,
-        shared.handler,
-        &shared.builder,
-        opened.deadline,
-    )
-    .await;
+    serve_http(Box::new(stream), opened, shared.handler, &shared.builder).await;
 }
 
-/// Runs HTTP on `io` until the connection ends. Before `deadline`, a connection whose client
-/// has not spoken (see [`Greeting`]) is closed when the deadline passes or it is told to
-/// close; after that, a close request is a graceful shutdown: an idle HTTP/1 connection closes
-/// at once, a busy one after its response, HTTP/2 sends GOAWAY and finishes its streams.
-async fn serve_http<IO, H>(
-    io: IO,
-    slot: &Arc<Slot>,
-    handler: H,
-    builder: &HttpBuilders,
-    deadline: Instant,
-) where
+/// Runs HTTP on `io`, watched by the framing scan, until the connection ends. Before its
+/// first-request deadline, a connection whose client has not spoken (see [`Greeting`]) is
+/// closed when the deadline passes or it is told to close; after that, a close request is a
+/// graceful shutdown: an idle HTTP/1 connection closes at once, a busy one after its response,
+/// HTTP/2 sends GOAWAY and finishes its streams.
+async fn serve_http<IO, H>(io: IO, opened: Opened, handler: H, builder: &HttpBuilders)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
+    // What is left of `opened` (the slot, its registration) is held until the connection ends.
+    let io = ScanIo::new(io, opened.ambiguous);
+    let (slot, deadline) = (&opened.slot, opened.deadline);
     let requests = slot.clone();
     // Not boxed: a handler keeps its request's future small (the gateway boxes the forwarding
     // part itself), so hyper moving it costs less than a box per request.
