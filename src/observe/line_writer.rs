@@ -54,6 +54,20 @@ struct Queue {
 }
 
 impl Shared {
+    fn new(capacity: usize, counters: Counters) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue {
+                bytes: Vec::new(),
+                lines: 0,
+                capacity: capacity.max(1),
+                waiting: false,
+                open: true,
+            }),
+            arrived: Condvar::new(),
+            counters,
+        }
+    }
+
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -165,22 +179,6 @@ impl Writer {
         match done {
             Some(done) => done.recv_timeout(deadline).is_ok(),
             None => true,
-        }
-    }
-}
-
-impl Shared {
-    fn new(capacity: usize, counters: Counters) -> Shared {
-        Shared {
-            queue: Mutex::new(Queue {
-                bytes: Vec::new(),
-                lines: 0,
-                capacity: capacity.max(1),
-                waiting: false,
-                open: true,
-            }),
-            arrived: Condvar::new(),
-            counters,
         }
     }
 }
