@@ -15,7 +15,9 @@
 # throttle lifted where the build has one) and `throttled` (the same with default limits: past
 # the burst, the 429 path), and `rotate` (not in the default set: GET with the next of 100 valid
 # tokens on every request, as load generators rotate them, so a connection's memo of its last
-# token never helps; sent by bench/rotate_client.py, whose few headers differ from h2load's).
+# token never helps; sent by bench/rotate_client.py, whose few headers differ from h2load's),
+# and `rotate_deny` (not in the default set: the 401 with the next of 100 wrong secrets on
+# every request, as the harness's deny row sends them: no memo, the fingerprint, the decoding).
 # 127.0.0.1 only; every process is started here and stopped by PID.
 set -euo pipefail
 
@@ -93,6 +95,8 @@ with open(sys.argv[1], "w") as out:
 EOF
 VALID="$(head -1 "$WORK/tokens.txt")"
 DENY="${VALID%?????}AAAAA"
+# The same 100 tokens, each with a wrong secret: names that exist, as the harness's invalid ones.
+sed 's/.....$/AAAAA/' "$WORK/tokens.txt" >"$WORK/deny-tokens.txt"
 
 write_config() {  # data_dir [extra toml] -> config path
   cat >"$1.toml" <<EOF
@@ -126,6 +130,9 @@ run() {
   if [[ $token_label == rotate ]]; then
     python3 "$BENCH/rotate_client.py" "$GW_PORT" "$n" "$WORK/tokens.txt" >"$dir.h2load" 2>&1 \
       || die "the rotating client failed (see $dir.h2load)"
+  elif [[ $token_label == rotate_deny ]]; then
+    python3 "$BENCH/rotate_client.py" "$GW_PORT" "$n" "$WORK/deny-tokens.txt" 401 >"$dir.h2load" 2>&1 \
+      || die "the rotating client failed (see $dir.h2load)"
   else
     local proto=(--h1)
     [[ $token_label == h2 ]] && proto=(-m 4)  # h2c with prior knowledge, 4 streams at once
@@ -145,7 +152,7 @@ for bin in "${BINS[@]}"; do
     extra=""
     # The 401 path itself, with the per-address failure throttle out of the way (a build
     # without the throttle knows no such key and needs none).
-    if [[ $scenario == deny ]] && grep -q failed_auth_burst "$bin"; then
+    if [[ $scenario == deny || $scenario == rotate_deny ]] && grep -q failed_auth_burst "$bin"; then
       extra=$'[security]\nfailed_auth_burst = 1000000000\nfailed_auth_per_minute = 1000000000'
     fi
     token_label=$scenario

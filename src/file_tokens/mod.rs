@@ -30,6 +30,7 @@ use crate::config::AuthThrottle;
 use crate::identity::token;
 use crate::identity::{AccountId, TokenIdentity, TokenSource};
 use crate::users::{Busy, Flights, PasswordPool};
+use hash::StoredHash;
 pub use parse::{entries, Problem};
 #[doc(hidden)]
 pub use parse::{parse, FileToken, Parsed};
@@ -179,20 +180,38 @@ impl FileTokens {
     /// `Ok(None)` for anything else, without touching the pool unless the value names a file
     /// token whose outcome is not remembered yet; `Err(Busy)` when that check found the pool full.
     pub async fn verify(&self, value: &[u8]) -> Result<Option<TokenIdentity>, Busy> {
-        let tokens = self.current();
-        if tokens.is_empty() {
-            return Ok(None);
+        match self.verify_known(value) {
+            Ok(known) => Ok(known),
+            Err(unchecked) => self.check_slowly(unchecked).await,
         }
+    }
+
+    /// [`verify`](Self::verify)'s answer where it needs no slow check: a value that names no file
+    /// token (always so without a file), or one whose outcome is remembered. `Err` carries the
+    /// check to run. Apart so that a request pays for the slow check's future, kilobytes that
+    /// must be boxed, only when it runs one: every wrong bearer value comes this way.
+    pub fn verify_known(&self, value: &[u8]) -> Result<Option<TokenIdentity>, Unchecked> {
+        let tokens = self.current();
         let mut buf = [0u8; token::MAX_DECODED_LEN];
         let Some((file_token, secret)) = lookup(&tokens, value, &mut buf) else {
             return Ok(None);
         };
         let key = self.inner.verdicts.key(value);
-        let ok = match self.inner.verdicts.get(&key) {
-            Some(ok) => ok,
-            None => self.check(key, file_token, secret).await?,
-        };
-        Ok(ok.then(|| file_token.identity()))
+        match self.inner.verdicts.get(&key) {
+            Some(ok) => Ok(ok.then(|| file_token.identity())),
+            None => Err(Unchecked {
+                key,
+                token: file_token.clone(),
+                secret: secret.to_vec(),
+            }),
+        }
+    }
+
+    /// Runs the slow check [`verify_known`](Self::verify_known) left to do.
+    pub async fn check_slowly(&self, unchecked: Unchecked) -> Result<Option<TokenIdentity>, Busy> {
+        let Unchecked { key, token, secret } = unchecked;
+        let ok = self.check(key, &token.hash, secret).await?;
+        Ok(ok.then(|| token.identity()))
     }
 
     /// The token `value` authenticates as when its check already passed since the file was
@@ -211,11 +230,10 @@ impl FileTokens {
     }
 
     /// The slow check on the pool, shared with every request for the same value meanwhile.
-    async fn check(&self, key: Key, token: &FileToken, secret: &[u8]) -> Result<bool, Busy> {
+    async fn check(&self, key: Key, hash: &Arc<StoredHash>, secret: Vec<u8>) -> Result<bool, Busy> {
         let verdicts = &self.inner.verdicts;
         let generation = verdicts.generation();
-        let hash = Arc::clone(&token.hash);
-        let secret = secret.to_vec();
+        let hash = Arc::clone(hash);
         let check = async move {
             let ok = self.inner.pool.check(move || hash.verify(&secret)).await?;
             verdicts.record(key, generation, ok);
@@ -244,6 +262,13 @@ fn lookup<'t, 'b>(
     }
     let decoded = token::decode(value, buf)?;
     Some((tokens.get(decoded.qualified)?, decoded.secret))
+}
+
+/// A file token whose outcome for a presented secret is not known yet: the slow check to run.
+pub struct Unchecked {
+    key: Key,
+    token: FileToken,
+    secret: Vec<u8>,
 }
 
 impl FileToken {
