@@ -75,6 +75,7 @@ macro_rules! write_through {
 }
 
 mod drive;
+mod gather;
 mod greeting;
 mod limits;
 mod registry;
@@ -108,6 +109,7 @@ use crate::config::{ServerConfig, TlsConfig};
 use crate::message::response::Body;
 use crate::message::ClientInfo;
 use drive::drive;
+use gather::Gathered;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
 pub use registry::InFlight;
@@ -588,16 +590,16 @@ where
             return;
         }
     };
-    let io = TokioIo::new(io);
     match version {
         Version::Http1 => {
-            let connection = pin!(builder.http1.serve_connection(io, service));
+            let connection = pin!(builder.http1.serve_connection(TokioIo::new(io), service));
             let quiet = Some(builder.header_timeout);
             drive(connection, slot, first_request, quiet).await;
         }
         Version::Http2 => {
             // Boxed: an HTTP/2 connection's state is twice an HTTP/1 one's, and the task of
             // every HTTP/1 connection would otherwise be sized for it.
+            let io = TokioIo::new(Gathered::new(io));
             let mut connection = Box::pin(builder.http2.serve_connection(io, service));
             drive(connection.as_mut(), slot, first_request, None).await;
         }

@@ -364,6 +364,16 @@ async fn h2c_clients_are_forwarded_over_http1() {
 }
 
 #[tokio::test]
+async fn h2c_streams_at_once_get_their_own_bodies_back_whole() {
+    let upstream = FakeUpstream::builder().echo().start().await;
+    let gw = TestGateway::start(&upstream).await;
+    let value = gw.create_token(FLEET, "t1").await;
+    let h2 = crate::common::h2c_client();
+    crate::common::h2_bodies_come_back_whole(&h2, &gw.url("/logs/_doc"), &value).await;
+    assert_eq!(upstream.forwarded(), crate::common::H2_BODY_SIZES.len());
+}
+
+#[tokio::test]
 async fn an_upstream_path_prefix_is_put_before_every_path() {
     let upstream = FakeUpstream::start().await;
     let gw = TestGateway::builder()

@@ -91,6 +91,23 @@ async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
 }
 
 #[tokio::test]
+async fn h2_streams_at_once_over_tls_get_their_own_bodies_back_whole() {
+    let upstream = FakeUpstream::builder().echo().start().await;
+    let Setup { ca, gw, .. } = setup(&format!("http://{}", upstream.addr), "").await;
+    let client = TlsClient::trusting(&ca.cert);
+    let token = create_token_over_tls(&gw, &client, "bodies").await;
+    let reqwest = reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_der(&ca.cert).unwrap())
+        .timeout(crate::common::REQUEST_DEADLINE)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{}/logs/_doc", gw.addr.port());
+    crate::common::h2_bodies_come_back_whole(&reqwest, &url, &token).await;
+}
+
+#[tokio::test]
 async fn curl_speaks_h2_to_the_listener() {
     if !installed("curl") {
         crate::common::skipped("curl_speaks_h2_to_the_listener", "curl not installed");

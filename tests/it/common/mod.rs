@@ -247,6 +247,38 @@ pub fn h2c_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Body sizes around each size the HTTP/2 codec and the listener's write gathering treat
+/// differently: empty, under and over the codec's copy threshold (1 KiB), a frame (16 KiB),
+/// the gathering's limit, and many frames.
+pub const H2_BODY_SIZES: [usize; 14] = [
+    0, 1, 255, 256, 1_000, 1_023, 1_024, 1_025, 5_000, 16_375, 16_384, 16_393, 70_000, 1_000_000,
+];
+
+/// POSTs a distinct body of every size in [`H2_BODY_SIZES`] to `url` at once (one connection's
+/// streams, with an HTTP/2 `client`), through a gateway in front of an echoing upstream, and
+/// checks that each answer is its own body, byte for byte.
+pub async fn h2_bodies_come_back_whole(client: &reqwest::Client, url: &str, token: &str) {
+    let sends = H2_BODY_SIZES.iter().enumerate().map(|(i, &size)| {
+        let body: Vec<u8> = (0..size).map(|n| (n * 31 + i * 7) as u8).collect();
+        let request = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(body.clone());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.version(), reqwest::Version::HTTP_2);
+            assert_eq!(response.status(), 200, "{size} bytes");
+            let answer = response.bytes().await.unwrap();
+            assert!(
+                answer[..] == body[..],
+                "the {size}-byte body came back altered"
+            );
+        }
+    });
+    futures_util::future::join_all(sends).await;
+}
+
 impl TestGateway {
     pub fn builder() -> TestGatewayBuilder {
         TestGatewayBuilder::default()
