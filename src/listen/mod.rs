@@ -598,7 +598,8 @@ where
         }
         Version::Http2 => {
             // Boxed: an HTTP/2 connection's state is twice an HTTP/1 one's, and the task of
-            // every HTTP/1 connection would otherwise be sized for it.
+            // every HTTP/1 connection would otherwise be sized for it. Its writes are gathered
+            // until the codec flushes, so the answers of every ready stream go out together.
             let io = TokioIo::new(Gathered::new(io));
             let mut connection = Box::pin(builder.http2.serve_connection(io, service));
             drive(connection.as_mut(), slot, first_request, None).await;
