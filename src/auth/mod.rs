@@ -229,16 +229,9 @@ impl Authenticator {
         let claimed = match known {
             Some(claimed) => claimed,
             None => {
-                // Only for a value the journal does not know: a file token's hash is slow. Its
-                // check is boxed, and only built when it runs: the password pool's future is
-                // kilobytes every request's would carry, and every wrong value would copy.
-                let file_token = match self.realms.file_tokens.verify_known(value) {
-                    Ok(known) => Ok(known),
-                    Err(unchecked) => {
-                        Box::pin(self.realms.file_tokens.check_slowly(unchecked)).await
-                    }
-                };
-                match file_token {
+                // Only for a value the journal does not know: a file token's hash is slow (its
+                // check boxes itself, and only when it runs).
+                match self.realms.file_tokens.verify(value).await {
                     Ok(Some(identity)) => {
                         return Ok(Checked::Valid(Principal::ServiceToken(identity)))
                     }

@@ -179,18 +179,20 @@ impl FileTokens {
     /// The token `value` authenticates as, if it is a file token's and its secret matches.
     /// `Ok(None)` for anything else, without touching the pool unless the value names a file
     /// token whose outcome is not remembered yet; `Err(Busy)` when that check found the pool full.
+    ///
+    /// The slow check's future (the password pool's, kilobytes) is boxed, and built only when a
+    /// check runs: every wrong bearer value comes this way, and this future stays a few words.
     pub async fn verify(&self, value: &[u8]) -> Result<Option<TokenIdentity>, Busy> {
         match self.verify_known(value) {
             Ok(known) => Ok(known),
-            Err(unchecked) => self.check_slowly(unchecked).await,
+            Err(unchecked) => Box::pin(self.check_slowly(unchecked)).await,
         }
     }
 
     /// [`verify`](Self::verify)'s answer where it needs no slow check: a value that names no file
     /// token (always so without a file), or one whose outcome is remembered. `Err` carries the
-    /// check to run. Apart so that a request pays for the slow check's future, kilobytes that
-    /// must be boxed, only when it runs one: every wrong bearer value comes this way.
-    pub fn verify_known(&self, value: &[u8]) -> Result<Option<TokenIdentity>, Unchecked> {
+    /// check to run.
+    fn verify_known(&self, value: &[u8]) -> Result<Option<TokenIdentity>, Unchecked> {
         let tokens = self.current();
         let mut buf = [0u8; token::MAX_DECODED_LEN];
         let Some((file_token, secret)) = lookup(&tokens, value, &mut buf) else {
@@ -208,7 +210,7 @@ impl FileTokens {
     }
 
     /// Runs the slow check [`verify_known`](Self::verify_known) left to do.
-    pub async fn check_slowly(&self, unchecked: Unchecked) -> Result<Option<TokenIdentity>, Busy> {
+    async fn check_slowly(&self, unchecked: Unchecked) -> Result<Option<TokenIdentity>, Busy> {
         let Unchecked { key, token, secret } = unchecked;
         let ok = self.check(key, &token.hash, secret).await?;
         Ok(ok.then(|| token.identity()))
@@ -265,7 +267,7 @@ fn lookup<'t, 'b>(
 }
 
 /// A file token whose outcome for a presented secret is not known yet: the slow check to run.
-pub struct Unchecked {
+struct Unchecked {
     key: Key,
     token: FileToken,
     secret: Vec<u8>,
