@@ -29,6 +29,17 @@ async fn setup(upstream: &str, extra_tls: &str) -> Setup {
     Setup { ca, dir, gw }
 }
 
+/// A stock client (reqwest over rustls) trusting `ca`; it negotiates h2 by itself.
+fn stock_client(ca: &Ca) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_der(&ca.cert).unwrap())
+        .timeout(crate::common::REQUEST_DEADLINE)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
     let upstream = FakeUpstream::start().await;
@@ -77,13 +88,7 @@ async fn http1_and_h2_by_alpn_forward_a_bearer_token_as_https() {
     }
 
     // A stock client (reqwest over rustls) negotiates h2 by itself.
-    let reqwest = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_der(&ca.cert).unwrap())
-        .timeout(crate::common::REQUEST_DEADLINE)
-        .build()
-        .unwrap();
+    let reqwest = stock_client(&ca);
     let url = format!("https://localhost:{}/logs/_search", gw.addr.port());
     let response = reqwest.get(url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -96,13 +101,7 @@ async fn h2_streams_at_once_over_tls_get_their_own_bodies_back_whole() {
     let Setup { ca, gw, .. } = setup(&format!("http://{}", upstream.addr), "").await;
     let client = TlsClient::trusting(&ca.cert);
     let token = create_token_over_tls(&gw, &client, "bodies").await;
-    let reqwest = reqwest::Client::builder()
-        .no_proxy()
-        .use_rustls_tls()
-        .add_root_certificate(reqwest::Certificate::from_der(&ca.cert).unwrap())
-        .timeout(crate::common::REQUEST_DEADLINE)
-        .build()
-        .unwrap();
+    let reqwest = stock_client(&ca);
     let url = format!("https://localhost:{}/logs/_doc", gw.addr.port());
     crate::common::h2_bodies_come_back_whole(&reqwest, &url, &token).await;
 }
