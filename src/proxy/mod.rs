@@ -38,7 +38,7 @@ use headers::Authorization;
 use nodes::{Node, NodeSet, Pick};
 use outbound::Outbound;
 pub use pool::Connector;
-use pool::{ConnectionLease, SendError};
+use pool::{ConnectionLease, SendError, TimedOut};
 use retry::RetryBudget;
 use slots::{NoSlot, Slot, SlotLimits};
 
@@ -257,10 +257,14 @@ impl Upstream {
             let node = &pick.node;
             let slot = self.slot(node, admission.as_ref()).await?;
             let repeatable = retry::repeatable(request.method(), request.body());
-            let sent = node
-                .pool
-                .send(&self.connector, &node.base, request, repeatable);
-            let failed = match tokio::time::timeout(self.timeout, sent).await {
+            let sent = node.pool.send(
+                &self.connector,
+                &node.base,
+                request,
+                repeatable,
+                self.timeout,
+            );
+            let failed = match sent.await {
                 Ok(Ok(response)) => {
                     let lease = ConnectionLease {
                         _slot: slot,
@@ -269,13 +273,13 @@ impl Upstream {
                     pick.answered();
                     return self.answer(response, lease).map(Attempt::Answered);
                 }
-                Ok(Err(failed)) => failed,
-                Err(_) => {
+                Err(TimedOut) => {
                     let deadline = format!("no response headers within {:?}", self.timeout);
                     self.failures
                         .report(Cause::ResponseTimeout, &node.label, &deadline);
                     return Err(Error::Timeout);
                 }
+                Ok(Err(failed)) => failed,
             };
             drop(slot);
             match &failed {
@@ -380,8 +384,9 @@ impl Upstream {
         let exchange = async {
             let response = node
                 .pool
-                .send(&self.connector, &node.base, request, true)
+                .send(&self.connector, &node.base, request, true, timeout)
                 .await
+                .map_err(|TimedOut| format!("no answer within {timeout:?}"))?
                 .map_err(|error| match error {
                     SendError::Unsent(_, error) => Cause::of(error.as_ref()).as_str().to_owned(),
                     SendError::Sent(error) => Cause::of(error.as_ref()).as_str().to_owned(),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::slots::Slot;
-use crate::h1_client::{self, Conn, Exchanged, Home, ResponseBody};
+use crate::h1_client::{self, Conn, DeadlinePassed, Exchanged, Home, ResponseBody};
 use crate::limits::Admission;
 use http::{Request, Response, Uri, Version};
 use hyper::client::conn::http2;
@@ -45,6 +45,14 @@ pub enum SendError {
     Sent(BoxError),
 }
 
+/// No response head within the timeout, a connection not made by then included.
+#[derive(Debug)]
+pub struct TimedOut;
+
+/// What [`NodePool::send`] comes to: the outer error is the timeout's, as a timer around the
+/// send would give it.
+pub type Sent = Result<Result<Response<Answer>, SendError>, TimedOut>;
+
 /// The idle connections of one node.
 pub struct NodePool {
     /// Most recently used last: a checkout takes the warmest connection.
@@ -67,8 +75,9 @@ impl NodePool {
 
     /// Sends `request` (its URI in origin form: path and query) to the node at `base`
     /// (`scheme://authority/`) on an idle connection, or a new one when none is left, and
-    /// returns the response once its head arrived. (Not an `async fn`, so its future holds the
-    /// request once.)
+    /// returns the response once its head arrived, or [`TimedOut`] when it did not within
+    /// `timeout` (a connection made, and a stale one's retry, included). (Not an `async fn`,
+    /// so its future holds the request once.)
     #[allow(
         clippy::manual_async_fn,
         reason = "its future holds its arguments once"
@@ -79,8 +88,10 @@ impl NodePool {
         base: &'a Uri,
         mut request: Request<Outbound>,
         repeatable: bool,
-    ) -> impl Future<Output = Result<Response<Answer>, SendError>> + 'a {
+        timeout: Duration,
+    ) -> impl Future<Output = Sent> + 'a {
         async move {
+            let deadline = tokio::time::Instant::now() + timeout;
             // A request that may go again unchanged (`repeatable`: an idempotent method, no
             // body) skips the look at an idle connection's socket, a system call per request:
             // if the node closed the connection meanwhile, the request learns it from the
@@ -90,20 +101,31 @@ impl NodePool {
                 let (sender, pooled) = match self.checkout(!trusting) {
                     Some(sender) => (sender, true),
                     // Boxed: the connect and handshake futures are large and rare; inline, every
-                    // request's future would carry (and move) their space.
-                    None => match Box::pin(self.connect(connector, base)).await {
-                        Ok(sender) => (sender, false),
-                        Err(error) => return Err(SendError::Unsent(Box::new(request), error)),
-                    },
+                    // request's future would carry (and move) their space. A connection being
+                    // made is the one step with a timer of its own: an exchange uses its
+                    // connection's.
+                    None => {
+                        let connect = Box::pin(self.connect(connector, base));
+                        match tokio::time::timeout_at(deadline, connect).await {
+                            Ok(Ok(sender)) => (sender, false),
+                            Ok(Err(error)) => {
+                                return Ok(Err(SendError::Unsent(Box::new(request), error)))
+                            }
+                            Err(_) => return Err(TimedOut),
+                        }
+                    }
                 };
                 let mut conn = match sender {
                     Sender::Http1(conn) => conn,
                     // Boxed: rare, and its future would otherwise widen every request's.
                     Sender::Http2(sender) => {
-                        return Box::pin(self.send_h2(sender, base, request)).await
+                        let sent = Box::pin(self.send_h2(sender, base, request));
+                        return tokio::time::timeout_at(deadline, sent)
+                            .await
+                            .map_err(|_| TimedOut);
                     }
                 };
-                match conn.send(&mut request).await {
+                match conn.send(&mut request, deadline).await {
                     Ok(Exchanged { head, whole }) => {
                         let home: Arc<dyn Home> = Arc::clone(self) as Arc<dyn Home>;
                         let body = ResponseBody::new(conn, &head, whole, home);
@@ -111,12 +133,13 @@ impl NodePool {
                         *response.status_mut() = head.status;
                         *response.version_mut() = Version::HTTP_11;
                         *response.headers_mut() = head.headers;
-                        return Ok(response);
+                        return Ok(Ok(response));
                     }
+                    Err(error) if error.is::<DeadlinePassed>() => return Err(TimedOut),
                     Err(error) if pooled && trusting && closed_unanswered(error.as_ref()) => {
                         trusting = false;
                     }
-                    Err(error) => return Err(SendError::Sent(error)),
+                    Err(error) => return Ok(Err(SendError::Sent(error))),
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! the same bytes go to hyper's client connection and to [`tokengate::h1_client::Conn`].
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -93,7 +94,9 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Exchanged { head, whole } = conn.send(request).await?;
+    // Every node here answers or closes at once: the deadline is only a bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let Exchanged { head, whole } = conn.send(request, deadline).await?;
     let home: Arc<dyn Home> = pool.clone();
     let body = ResponseBody::new(conn, &head, whole, home)
         .collect()

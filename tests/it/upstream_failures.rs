@@ -55,13 +55,78 @@ async fn an_upstream_slower_than_the_deadline_is_504() {
         .send()
         .await
         .unwrap();
-    let expected = es_error(
+    assert_response(response, 504, &timed_out()).await;
+    assert_eq!(upstream.single_request().uri, "/_cluster/health");
+}
+
+/// The 504 of an upstream that did not start answering within `[upstream] timeout`.
+fn timed_out() -> serde_json::Value {
+    es_error(
         504,
         "upstream_timeout_exception",
         "the upstream cluster did not answer in time",
-    );
-    assert_response(response, 504, &expected).await;
-    assert_eq!(upstream.single_request().uri, "/_cluster/health");
+    )
+}
+
+/// A gateway with a 300 ms upstream timeout, a token, and one request answered: its
+/// connection to the node is left idle in the pool.
+async fn one_request_answered(upstream: &FakeUpstream) -> (TestGateway, String) {
+    let gw = TestGateway::builder()
+        .upstream(upstream.addr)
+        .config("[upstream]\ntimeout = \"300ms\"\n")
+        .build()
+        .await;
+    let value = gw.create_token(FLEET, "t1").await;
+    let answered = gw
+        .with_token(Method::GET, "/", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    answered.bytes().await.unwrap();
+    (gw, value)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_keeps_the_deadline_for_its_next_request() {
+    // The connection's one timer was last set for the first request; the second, on the same
+    // connection, must still end at its own deadline.
+    let upstream = FakeUpstream::start().await;
+    let (gw, value) = one_request_answered(&upstream).await;
+    upstream.set_behaviour(Behaviour::Hold);
+    let response = gw
+        .with_token(Method::GET, "/_cluster/health", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_response(response, 504, &timed_out()).await;
+    assert_eq!(upstream.connections(), 1, "both went out on one connection");
+}
+
+#[tokio::test]
+async fn a_deadline_that_passed_while_the_connection_idled_is_set_again() {
+    // The first request's deadline passes while its connection idles in the pool (the wait
+    // is the behaviour under test): the timer has fired, and each request after registers it
+    // anew for itself.
+    let upstream = FakeUpstream::start().await;
+    let (gw, value) = one_request_answered(&upstream).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Answered: the deadline is the new request's, not the one that passed.
+    let answered = gw
+        .with_token(Method::GET, "/", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    answered.bytes().await.unwrap();
+    upstream.set_behaviour(Behaviour::Hold);
+    let response = gw
+        .with_token(Method::GET, "/_cluster/health", &value)
+        .send()
+        .await
+        .unwrap();
+    assert_response(response, 504, &timed_out()).await;
+    assert_eq!(upstream.connections(), 1, "all went out on one connection");
 }
 
 #[tokio::test]
