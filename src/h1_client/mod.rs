@@ -49,12 +49,13 @@ pub struct Conn {
     read: BytesMut,
     write: Vec<u8>,
     indices: codec::Indices,
-    /// The response head's deadline, one timer for the connection's life: each exchange moves
-    /// it on, which costs a store while the timer is still registered for an earlier time
-    /// (the runtime moves it when that time comes), where a timer per request was registered
-    /// and removed every time (~550 instructions per request). While the connection idles,
-    /// the timer keeps the last exchange's waker until it fires, the upstream `timeout` at
-    /// most: that request's task, if it has ended, stays allocated until then.
+    /// The exchange's deadline (its response head, its request all sent), one timer for the
+    /// connection's life: each exchange moves it on, which costs a store while the timer is
+    /// still registered for an earlier time (the runtime moves it when that time comes), where
+    /// a timer per request was registered and removed every time (~550 instructions per
+    /// request). While the connection idles, the timer keeps the last exchange's waker until
+    /// it fires, the upstream `timeout` at most: that request's task, if it has ended, stays
+    /// allocated until then.
     deadline: Pin<Box<Sleep>>,
 }
 
