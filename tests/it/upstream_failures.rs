@@ -77,14 +77,36 @@ async fn one_request_answered(upstream: &FakeUpstream) -> (TestGateway, String) 
         .build()
         .await;
     let value = gw.create_token(FLEET, "t1").await;
-    let answered = gw
-        .with_token(Method::GET, "/", &value)
+    answered(&gw, &value).await;
+    (gw, value)
+}
+
+/// `GET /` answered, its body read: the connection goes back to the pool.
+async fn answered(gw: &TestGateway, value: &str) {
+    let response = gw.with_token(Method::GET, "/", value).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+}
+
+/// The next request is held by the node: it ends in a 504 at its own deadline, on the one
+/// connection every request so far went out on.
+async fn times_out_on_the_pooled_connection(
+    gw: &TestGateway,
+    upstream: &FakeUpstream,
+    value: &str,
+) {
+    upstream.set_behaviour(Behaviour::Hold);
+    let response = gw
+        .with_token(Method::GET, "/_cluster/health", value)
         .send()
         .await
         .unwrap();
-    assert_eq!(answered.status(), 200);
-    answered.bytes().await.unwrap();
-    (gw, value)
+    assert_response(response, 504, &timed_out()).await;
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "every request went out on one connection"
+    );
 }
 
 #[tokio::test]
@@ -93,14 +115,7 @@ async fn a_pooled_connection_keeps_the_deadline_for_its_next_request() {
     // connection, must still end at its own deadline.
     let upstream = FakeUpstream::start().await;
     let (gw, value) = one_request_answered(&upstream).await;
-    upstream.set_behaviour(Behaviour::Hold);
-    let response = gw
-        .with_token(Method::GET, "/_cluster/health", &value)
-        .send()
-        .await
-        .unwrap();
-    assert_response(response, 504, &timed_out()).await;
-    assert_eq!(upstream.connections(), 1, "both went out on one connection");
+    times_out_on_the_pooled_connection(&gw, &upstream, &value).await;
 }
 
 #[tokio::test]
@@ -112,21 +127,8 @@ async fn a_deadline_that_passed_while_the_connection_idled_is_set_again() {
     let (gw, value) = one_request_answered(&upstream).await;
     tokio::time::sleep(Duration::from_millis(450)).await;
     // Answered: the deadline is the new request's, not the one that passed.
-    let answered = gw
-        .with_token(Method::GET, "/", &value)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answered.status(), 200);
-    answered.bytes().await.unwrap();
-    upstream.set_behaviour(Behaviour::Hold);
-    let response = gw
-        .with_token(Method::GET, "/_cluster/health", &value)
-        .send()
-        .await
-        .unwrap();
-    assert_response(response, 504, &timed_out()).await;
-    assert_eq!(upstream.connections(), 1, "all went out on one connection");
+    answered(&gw, &value).await;
+    times_out_on_the_pooled_connection(&gw, &upstream, &value).await;
 }
 
 #[tokio::test]
