@@ -5,7 +5,10 @@
 //! Each case is a raw TCP server on loopback that reads one request head and writes its bytes;
 //! the same bytes go to hyper's client connection and to [`tokengate::h1_client::Conn`].
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -502,4 +505,60 @@ async fn a_pooled_connection_the_node_closed_costs_no_request() {
         assert_eq!(response.status(), 200, "{method}");
     }
     assert!(*connections.lock().unwrap() - before >= 5);
+}
+
+/// Counts the times a task was woken.
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// An exchange's first poll writes nothing and wakes its own task, so the requests of every
+/// client read in the same turn go to the nodes together; its next poll writes the request. On
+/// loopback a write is in the peer's receive queue when the call returns, so the node's socket,
+/// read without waiting, shows which poll wrote.
+#[tokio::test]
+async fn an_exchange_gives_way_once_before_it_writes() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (client, accepted) = tokio::join!(
+        TcpStream::connect(listener.local_addr().unwrap()),
+        listener.accept()
+    );
+    let node = accepted.unwrap().0.into_std().unwrap();
+    let read_now = |buf: &mut [u8]| std::io::Read::read(&mut &node, buf);
+    let mut conn = Conn::new(Either::Left(client.unwrap()));
+    let mut request = get();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut exchange = std::pin::pin!(conn.send(&mut request, deadline));
+    let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let mut buf = [0u8; 1024];
+
+    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    let nothing = read_now(&mut buf).unwrap_err();
+    assert_eq!(nothing.kind(), std::io::ErrorKind::WouldBlock);
+
+    assert!(exchange.as_mut().poll(&mut cx).is_pending());
+    let n = read_now(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(head.starts_with("get / http/1.1\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+
+    std::io::Write::write_all(
+        &mut &node,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .unwrap();
+    let Exchanged { head, whole } = exchange.await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(whole);
 }
