@@ -44,12 +44,7 @@ async fn an_upstream_slower_than_the_deadline_is_504() {
         .delay(Duration::from_secs(30))
         .start()
         .await;
-    let gw = TestGateway::builder()
-        .upstream(upstream.addr)
-        .config("[upstream]\ntimeout = \"300ms\"\n")
-        .build()
-        .await;
-    let value = gw.create_token(FLEET, "t1").await;
+    let (gw, value) = with_short_timeout(&upstream).await;
     let response = gw
         .with_token(Method::GET, "/_cluster/health", &value)
         .send()
@@ -68,15 +63,21 @@ fn timed_out() -> serde_json::Value {
     )
 }
 
-/// A gateway with a 300 ms upstream timeout, a token, and one request answered: its
-/// connection to the node is left idle in the pool.
-async fn one_request_answered(upstream: &FakeUpstream) -> (TestGateway, String) {
+/// A gateway in front of `upstream` with a 300 ms upstream timeout, and a token.
+async fn with_short_timeout(upstream: &FakeUpstream) -> (TestGateway, String) {
     let gw = TestGateway::builder()
         .upstream(upstream.addr)
         .config("[upstream]\ntimeout = \"300ms\"\n")
         .build()
         .await;
     let value = gw.create_token(FLEET, "t1").await;
+    (gw, value)
+}
+
+/// [`with_short_timeout`], and one request answered: its connection to the node is left idle
+/// in the pool.
+async fn one_request_answered(upstream: &FakeUpstream) -> (TestGateway, String) {
+    let (gw, value) = with_short_timeout(upstream).await;
     answered(&gw, &value).await;
     (gw, value)
 }
