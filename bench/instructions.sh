@@ -17,7 +17,9 @@
 # tokens on every request, as load generators rotate them, so a connection's memo of its last
 # token never helps; sent by bench/rotate_client.py, whose few headers differ from h2load's),
 # and `rotate_deny` (not in the default set: the 401 with the next of 100 wrong secrets on
-# every request, as the harness's deny row sends them: no memo, the fingerprint, the decoding).
+# every request, as the harness's deny row sends them: no memo, the fingerprint, the decoding),
+# and `bulk` (not in the default set: a 4 KiB `_bulk` POST, as the harness's bulk row sends it:
+# the body's way through hyper's channel to the node connection).
 # 127.0.0.1 only; every process is started here and stopped by PID.
 set -euo pipefail
 
@@ -97,6 +99,17 @@ VALID="$(head -1 "$WORK/tokens.txt")"
 DENY="${VALID%?????}AAAAA"
 # The same 100 tokens, each with a wrong secret: names that exist, as the harness's invalid ones.
 sed 's/.....$/AAAAA/' "$WORK/tokens.txt" >"$WORK/deny-tokens.txt"
+# A 4 KiB `_bulk` body: index actions and small documents, as the harness's bulk row sends.
+python3 - "$WORK/bulk.ndjson" <<'EOF'
+import sys
+lines = []
+i = 0
+while sum(len(l) for l in lines) < 4096 - 120:
+    lines.append('{"index":{"_index":"logs-bench"}}\n')
+    lines.append('{"@timestamp":"2026-12-07T00:00:%02dZ","message":"bench line %d","level":"info"}\n' % (i % 60, i))
+    i += 1
+open(sys.argv[1], "w").write("".join(lines))
+EOF
 
 write_config() {  # data_dir [extra toml] -> config path
   cat >"$1.toml" <<EOF
@@ -134,9 +147,10 @@ run() {
     python3 "$BENCH/rotate_client.py" "$GW_PORT" "$n" "$WORK/deny-tokens.txt" 401 >"$dir.h2load" 2>&1 \
       || die "the rotating client failed (see $dir.h2load)"
   else
-    local proto=(--h1)
+    local proto=(--h1) path=/
     [[ $token_label == h2 ]] && proto=(-m 4)  # h2c with prior knowledge, 4 streams at once
-    h2load "${proto[@]}" -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT/" >"$dir.h2load" 2>&1 \
+    [[ $token_label == bulk ]] && proto+=(-d "$WORK/bulk.ndjson" -H "content-type: application/x-ndjson") && path=/_bulk
+    h2load "${proto[@]}" -n "$n" -c 1 -H "authorization: Bearer $token" "http://127.0.0.1:$GW_PORT$path" >"$dir.h2load" 2>&1 \
       || die "h2load failed (see $dir.h2load)"
   fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true

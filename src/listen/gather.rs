@@ -124,97 +124,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Gathered<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listen::recorder::Recorder;
     use rand::{Rng, SeedableRng};
     use std::future::poll_fn;
     use tokio::io::AsyncWriteExt;
-
-    /// A transport that records each write it took, takes at most `max` bytes a write, and
-    /// answers every other write attempt with `Pending` when `stalls` is set.
-    struct Recorder {
-        writes: Vec<Vec<u8>>,
-        max: usize,
-        stalls: bool,
-        stalled: bool,
-        vectored: bool,
-        flushes: usize,
-    }
-
-    impl Recorder {
-        fn new(max: usize, vectored: bool) -> Self {
-            Recorder {
-                writes: Vec::new(),
-                max,
-                stalls: false,
-                stalled: false,
-                vectored,
-                flushes: 0,
-            }
-        }
-
-        fn bytes(&self) -> Vec<u8> {
-            self.writes.concat()
-        }
-
-        fn stall(&mut self, cx: &mut Context<'_>) -> bool {
-            if self.stalls {
-                self.stalled = !self.stalled;
-                if self.stalled {
-                    cx.waker().wake_by_ref();
-                    return true;
-                }
-            }
-            false
-        }
-    }
-
-    impl AsyncWrite for Recorder {
-        fn poll_write(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            if this.stall(cx) {
-                return Poll::Pending;
-            }
-            let n = buf.len().min(this.max);
-            this.writes.push(buf[..n].to_vec());
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_write_vectored(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            bufs: &[IoSlice<'_>],
-        ) -> Poll<io::Result<usize>> {
-            let this = self.get_mut();
-            assert!(this.vectored, "a vector given to a transport without them");
-            if this.stall(cx) {
-                return Poll::Pending;
-            }
-            let mut taken = Vec::new();
-            for buf in bufs {
-                let n = buf.len().min(this.max - taken.len());
-                taken.extend_from_slice(&buf[..n]);
-            }
-            let n = taken.len();
-            this.writes.push(taken);
-            Poll::Ready(Ok(n))
-        }
-
-        fn is_write_vectored(&self) -> bool {
-            self.vectored
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.get_mut().flushes += 1;
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
 
     #[tokio::test]
     async fn small_writes_wait_for_the_flush_and_go_out_as_one() {

@@ -78,6 +78,9 @@ mod drive;
 mod gather;
 mod greeting;
 mod limits;
+mod one_send;
+#[cfg(test)]
+mod recorder;
 mod registry;
 pub mod scan;
 mod side_wakes;
@@ -112,6 +115,7 @@ use drive::drive;
 use gather::Gathered;
 use greeting::Greeting;
 use limits::{AddressGuard, PerAddress, Refusal, Refusals};
+use one_send::OneSend;
 pub use registry::InFlight;
 use registry::{Registered, Registry, Slot};
 use scan::ScanIo;
@@ -513,7 +517,13 @@ async fn serve<H: Handler>(accepted: Accepted, mut shared: Shared<H>) {
     let Some((stream, opened)) = opening.await else {
         return;
     };
-    serve_http(stream, opened, shared.handler, &shared.builder).await;
+    serve_http(
+        OneSend::new(stream),
+        opened,
+        shared.handler,
+        &shared.builder,
+    )
+    .await;
 }
 
 /// Serves one TLS connection: opens it, completes the TLS handshake within its deadline, then
@@ -528,7 +538,7 @@ async fn serve_tls<H: Handler>(accepted: Accepted, acceptor: TlsAcceptor, mut sh
         .deadline
         .min(Instant::now() + TlsConfig::HANDSHAKE_TIMEOUT);
     let stream = tokio::select! {
-        result = tokio::time::timeout_at(handshake, acceptor.accept(stream)) => match result {
+        result = tokio::time::timeout_at(handshake, acceptor.accept(OneSend::new(stream))) => match result {
             Ok(Ok(stream)) => {
                 stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
                 if stream.get_ref().1.peer_certificates().is_some() {
