@@ -273,3 +273,18 @@ fn the_largest_chunk_size_is_read_and_one_digit_more_is_refused() {
         Step::Data(Bytes::from_static(b"ab"))
     );
 }
+
+/// hyper parses the connection's next request into the map of the response it wrote: a
+/// client's usual fields and the three the gateway adds fit in it without regrowing.
+#[test]
+fn a_response_map_has_room_for_the_next_request_and_its_forwarding_fields() {
+    let head = head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.headers.len(), 1);
+    assert!(
+        head.headers.capacity() >= 9 + 3,
+        "{}",
+        head.headers.capacity()
+    );
+}
