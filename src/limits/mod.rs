@@ -122,7 +122,7 @@ impl Limits {
                 None => self.user(&user.name),
             },
         };
-        limiter.admit(now(), self.replicas.get())
+        limiter.admit(now, self.replicas.get())
     }
 
     /// Admits a request whose credential the cluster checks itself: counted, never limited.
@@ -237,7 +237,8 @@ impl Limiter {
     }
 
     /// Concurrency first (a request refused for it spends none of the rate), then the rate.
-    fn admit(self: Arc<Self>, now: u64, replicas: u32) -> Result<Admission, Refusal> {
+    /// `clock` is read only when the answer depends on the time.
+    fn admit(self: Arc<Self>, clock: fn() -> u64, replicas: u32) -> Result<Admission, Refusal> {
         let max = self.max_in_flight.load(Ordering::Relaxed);
         let share = if max == 0 {
             0
@@ -247,9 +248,17 @@ impl Limiter {
         if self.enter() > share && share != 0 {
             self.leave();
             self.refused_in_flight.fetch_add(1, Ordering::Relaxed);
-            return Err(self.refuse(Exceeded::InFlight { max: share }, now));
+            return Err(self.refuse(Exceeded::InFlight { max: share }, clock()));
         }
-        match self.rate.check(now, replicas) {
+        let mut now = 0;
+        let verdict = self.rate.check(
+            || {
+                now = clock();
+                now
+            },
+            replicas,
+        );
+        match verdict {
             Verdict::Allowed { .. } => {
                 self.admitted.fetch_add(1, Ordering::Relaxed);
                 Ok(Admission { limiter: self })

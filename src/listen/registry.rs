@@ -77,12 +77,20 @@ pub(super) struct Registered {
 /// active again when dropped, which the future does whether it completes or is cancelled.
 pub struct InFlight {
     slot: Arc<Slot>,
+    /// When the request ended, if the caller said ([`InFlight::end`]).
+    ended: Option<Instant>,
 }
 
 impl InFlight {
     /// Who sent the request.
     pub fn client(&self) -> &Arc<ClientInfo> {
         &self.slot.client
+    }
+
+    /// Ends the request at `at`, a time the caller read anyway (its latency's end): the
+    /// connection is quiet from then, without a clock read of its own (about 45 ns on a VM).
+    pub fn end(mut self, at: Instant) {
+        self.ended = Some(at);
     }
 }
 
@@ -207,6 +215,7 @@ impl Slot {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             slot: Arc::clone(self),
+            ended: None,
         }
     }
 
@@ -254,14 +263,22 @@ impl Slot {
     }
 
     fn touch(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.touch_at(Instant::now());
+    }
+
+    fn touch_at(&self, at: Instant) {
+        let since = at.saturating_duration_since(self.epoch);
+        let now = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
         self.last_active.store(now, Ordering::Relaxed);
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.slot.touch();
+        match self.ended {
+            Some(at) => self.slot.touch_at(at),
+            None => self.slot.touch(),
+        }
         self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -290,6 +307,17 @@ mod tests {
         let slot = registry.slot(client());
         slot.last_active.store(ms, Ordering::Relaxed);
         slot
+    }
+
+    #[test]
+    fn a_request_ended_at_a_given_time_leaves_its_connection_quiet_from_then() {
+        let registry = Registry::new();
+        let slot = registry.slot(client());
+        let request = slot.begin();
+        assert_eq!(slot.quiet_for(), None, "busy while the request is in flight");
+        request.end(registry.epoch + Duration::from_secs(7));
+        assert_eq!(slot.last_active.load(Ordering::Relaxed), 7_000);
+        assert!(slot.quiet_for().is_some());
     }
 
     #[test]

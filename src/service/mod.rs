@@ -115,7 +115,16 @@ pub fn handle(
                 response
             }
         };
-        Ok(record::finish(state, &method, started, entry, response))
+        let ended = Instant::now();
+        let response = record::finish(
+            state,
+            &method,
+            ended.saturating_duration_since(started),
+            entry,
+            response,
+        );
+        in_flight.end(ended);
+        Ok(response)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The last phase: every answer counted in the metrics, and its access-log line finished when
 //! its body has gone out.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use http::{Method, Response};
 use http_body_util::Either;
@@ -34,7 +34,7 @@ pub(super) fn limited(entry: &mut Option<Entry>, refusal: Refusal) -> ApiError {
 pub(super) fn finish(
     state: &State,
     method: &Method,
-    started: Instant,
+    took: Duration,
     entry: Option<Entry>,
     mut response: Response<Body>,
 ) -> Response<Body> {
@@ -42,7 +42,7 @@ pub(super) fn finish(
         Either::Left(_) => Outcome::Forwarded,
         Either::Right(_) => Outcome::of_gateway_status(response.status()),
     };
-    state.metrics.request(outcome, method, started.elapsed());
+    state.metrics.request(outcome, method, took);
     if let (Some(log), Some(entry)) = (&state.access_log, entry) {
         let tail = log.tail(entry, response.status().as_u16());
         match response.body_mut() {
