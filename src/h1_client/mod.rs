@@ -205,6 +205,13 @@ where
                         } else {
                             self.large = Some(data);
                         }
+                        // A body whose declared length has all come says so: its end is not
+                        // polled for. hyper's request body tells its end only once the
+                        // connection's task has let go of the sending side; asking costs a poll
+                        // of its channel, and a wait when that task has not run yet.
+                        if !self.chunked && self.body.is_end_stream() {
+                            self.body_done = true;
+                        }
                     }
                     Poll::Ready(Some(Err(error))) => return Err(error.into()),
                     Poll::Ready(None) => {

@@ -314,7 +314,11 @@ mod tests {
         let registry = Registry::new();
         let slot = registry.slot(client());
         let request = slot.begin();
-        assert_eq!(slot.quiet_for(), None, "busy while the request is in flight");
+        assert_eq!(
+            slot.quiet_for(),
+            None,
+            "busy while the request is in flight"
+        );
         request.end(registry.epoch + Duration::from_secs(7));
         assert_eq!(slot.last_active.load(Ordering::Relaxed), 7_000);
         assert!(slot.quiet_for().is_some());

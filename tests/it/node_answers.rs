@@ -562,3 +562,55 @@ async fn an_exchange_gives_way_once_before_it_writes() {
     assert_eq!(head.status, 200);
     assert!(whole);
 }
+
+/// A body that gives one chunk and then says it has ended, but whose next poll would only tell
+/// so later (hyper's request body, until its connection's task lets go of the sending side):
+/// here, never.
+struct EndsWithoutSaying {
+    chunk: Option<Bytes>,
+}
+
+impl hyper::body::Body for EndsWithoutSaying {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        match self.chunk.take() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunk.is_none()
+    }
+}
+
+/// A body whose declared length has all come is done: the exchange sends it and waits for the
+/// answer without polling the body for an end it already declared.
+#[tokio::test]
+async fn a_body_that_declares_its_end_is_not_polled_for_it() {
+    let node = node(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    let stream = TcpStream::connect(node).await.unwrap();
+    let mut conn = Conn::new(Either::Left(stream));
+    let mut request = Request::post("/_bulk")
+        .header("host", "node")
+        .header("content-length", "5")
+        .body(EndsWithoutSaying {
+            chunk: Some(Bytes::from_static(b"hello")),
+        })
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Bounded only so that a regression fails instead of hanging: the exchange waited for the
+    // body's end forever.
+    let exchanged =
+        tokio::time::timeout(Duration::from_secs(20), conn.send(&mut request, deadline))
+            .await
+            .expect("the exchange waited for an end the body had declared");
+    let Exchanged { head, whole } = exchanged.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(whole, "the body went out whole");
+}
