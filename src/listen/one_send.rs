@@ -3,7 +3,7 @@
 //! hyper hands an HTTP/1 response over as pieces (its head buffer, then the body's chunks) in
 //! one vectored write, and rustls its records the same way. On a socket `writev` goes through
 //! the file layer (the descriptor's position lock, the vector copied in, the generic write
-//! path) where `send` goes straight to the socket: about 130 ns more kernel time per answer on
+//! path) where `send` goes straight to the socket: about 150 ns more kernel time per answer on
 //! this kind of machine, more than copying a couple of kilobytes costs. So a write of one piece
 //! is a `send`; the pieces of a write up to [`COPY_MAX`] in all are copied into one reused
 //! buffer and sent with one `send`; a larger write goes out vectored, from where it is. The
