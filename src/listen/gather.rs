@@ -14,7 +14,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 /// The most a connection holds between flushes. The codec's buffer is 16 KiB, so one write
 /// of its buffer is held whole.
@@ -70,15 +70,7 @@ impl<IO: AsyncWrite + Unpin> Gathered<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Gathered<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
+read_through!(Gathered, io);
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Gathered<IO> {
     fn poll_write(

@@ -74,6 +74,26 @@ macro_rules! write_through {
     };
 }
 
+/// `AsyncRead` for `$wrapper<IO>`, a transport wrapper that acts on writes only: every read
+/// comes from its `$field` as it is.
+macro_rules! read_through {
+    ($wrapper:ident, $field:ident) => {
+        impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for $wrapper<IO> {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                tokio::io::AsyncRead::poll_read(
+                    std::pin::Pin::new(&mut self.get_mut().$field),
+                    cx,
+                    buf,
+                )
+            }
+        }
+    };
+}
+
 mod drive;
 mod gather;
 mod greeting;

@@ -14,7 +14,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 
 /// The largest answer copied into one write: Elasticsearch's 401 (about 850 bytes) and most
 /// small answers fit; beyond it the copy would cost more than the vectored write saves.
@@ -36,15 +36,7 @@ impl<IO> OneSend<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for OneSend<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
+read_through!(OneSend, io);
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for OneSend<IO> {
     fn poll_write(
