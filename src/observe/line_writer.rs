@@ -20,8 +20,11 @@ use crate::config::LogOutput;
 
 /// Bytes gathered into one write when lines queue up faster than they are written.
 const MAX_BATCH: usize = 64 * 1024;
-/// A batch buffer larger than this after a burst is given back rather than kept.
-const KEEP_BUFFER: usize = 4 * MAX_BATCH;
+/// What a batch buffer keeps of its room after a burst. A flood of audited 401s queues about
+/// 200 KiB between two of the thread's turns: a buffer kept at that size takes the next
+/// flood's lines without growing again (a reallocation and a copy of everything queued, on
+/// the request's thread). Two buffers a log, so at most 2 MiB stay after the largest burst.
+const KEEP_BUFFER: usize = 16 * MAX_BATCH;
 /// `Counters::warned_at` before the first warning.
 const NEVER: u64 = u64::MAX;
 
@@ -244,11 +247,14 @@ fn drain(shared: &Shared, mut sink: Box<dyn Write + Send>, mut gather: impl FnMu
             tracing::error!(%error, log = counters.name, lines = count, "log lines not written");
             counters.lost(count, "output failed");
         }
-        batch.clear();
-        if batch.capacity() > KEEP_BUFFER {
-            batch = Vec::new();
-        }
+        recycle(&mut batch);
     }
+}
+
+/// Empties a written batch for the queue to fill again, keeping its room up to [`KEEP_BUFFER`].
+fn recycle(batch: &mut Vec<u8>) {
+    batch.clear();
+    batch.shrink_to(KEEP_BUFFER);
 }
 
 /// Writes `bytes` (whole lines) in pieces of at most [`MAX_BATCH`] that end at a line's end (a
@@ -297,6 +303,24 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_written_batch_keeps_its_room_up_to_the_bound() {
+        let mut flood = vec![b'x'; 200 * 1024];
+        let room = flood.capacity();
+        recycle(&mut flood);
+        assert!(flood.is_empty());
+        assert_eq!(
+            flood.capacity(),
+            room,
+            "a flood's usual batch is taken again without growing"
+        );
+
+        let mut burst = vec![b'x'; 4 * KEEP_BUFFER];
+        recycle(&mut burst);
+        assert!(burst.is_empty());
+        assert!(burst.capacity() >= MAX_BATCH && burst.capacity() <= KEEP_BUFFER);
     }
 
     #[test]
